@@ -1,0 +1,1 @@
+"""The exporter: scores Prometheus series with the champion model and serves anomaly metrics."""

@@ -1,0 +1,212 @@
+"""The one settings object: built once from the environment and the pipeline YAML, then passed down.
+
+Endpoints and secrets come from environment variables (twelve-factor, so the same image runs in
+compose, Kubernetes and the demo); what a detector *is* comes from one YAML file kept in git
+(`SLO_PIPELINE_CONFIG`). Nothing here opens a connection: it only validates values.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+import yaml
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message names the file and the field."""
+
+
+class FeatureWindows(BaseModel):
+    """Trailing windows, in samples of the detector's step, that the features look back over."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    short: Annotated[int, Field(ge=2)] = 5
+    medium: Annotated[int, Field(ge=3)] = 30
+    long: Annotated[int, Field(ge=4)] = 180
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FeatureWindows:
+        if not self.short < self.medium < self.long:
+            raise ValueError("feature windows must satisfy short < medium < long")
+        return self
+
+
+class DetectorConfig(BaseModel):
+    """One detector: the PromQL it watches, how it is sampled and how often it may cry wolf."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="snake_case; also the MLflow registered-model name")
+    query: str = Field(description="PromQL; every series it returns is scored on its own")
+    description: str = ""
+    step_seconds: Annotated[int, Field(ge=1, le=3600)] = 60
+    training_window_seconds: Annotated[int, Field(ge=600)] = 7 * 24 * 3600
+    false_alarms_per_week: Annotated[float, Field(gt=0, le=10_000)] = 1.0
+    windows: FeatureWindows = FeatureWindows()
+    slo: str | None = Field(default=None, description="name of the SLO this detector protects")
+    n_estimators: Annotated[int, Field(ge=10, le=2000)] = 200
+    min_training_samples: Annotated[int, Field(ge=50)] = 500
+
+    @field_validator("name")
+    @classmethod
+    def _snake_case(cls, value: str) -> str:
+        if not NAME_PATTERN.match(value):
+            raise ValueError(f"detector name {value!r} must be snake_case ([a-z][a-z0-9_]*)")
+        return value
+
+    @property
+    def scoring_window_seconds(self) -> int:
+        """How much history one scoring cycle needs so the longest feature window is full."""
+        return (self.windows.long + 1) * self.step_seconds
+
+    @property
+    def tail_probability_threshold(self) -> float:
+        """Per-sample tail probability that yields `false_alarms_per_week` on normal data."""
+        samples_per_week = 7 * 24 * 3600 / self.step_seconds
+        return min(0.5, self.false_alarms_per_week / samples_per_week)
+
+
+class PipelineConfig(BaseModel):
+    """The contents of the YAML file named by `SLO_PIPELINE_CONFIG`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    detectors: list[DetectorConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> PipelineConfig:
+        names = [d.name for d in self.detectors]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"detector names must be unique, repeated: {duplicates}")
+        return self
+
+    def detector(self, name: str) -> DetectorConfig:
+        for detector in self.detectors:
+            if detector.name == name:
+                return detector
+        known = ", ".join(d.name for d in self.detectors) or "none"
+        raise ConfigError(f"no detector named {name!r} (configured: {known})")
+
+
+def load_pipeline_config(path: Path) -> PipelineConfig:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as err:
+        raise ConfigError(f"could not read pipeline config {str(path)!r}: {err}") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"pipeline config {str(path)!r} is not valid YAML: {err}") from err
+    try:
+        return PipelineConfig.model_validate(raw)
+    except ValueError as err:
+        raise ConfigError(f"pipeline config {str(path)!r} is invalid: {err}") from err
+
+
+class Settings(BaseSettings):
+    """Every knob of every service. Field docs double as the configuration reference."""
+
+    model_config = SettingsConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    prometheus_url: str = Field(
+        default="http://127.0.0.1:9090",
+        validation_alias=AliasChoices("PROMETHEUS_URL", "prometheus_url"),
+        description="Prometheus-API endpoint queried by the exporter, trainer and worker",
+    )
+    database_url: str = Field(
+        default="postgresql://127.0.0.1:5432/slo_pipeline",
+        validation_alias=AliasChoices("DATABASE_URL", "database_url"),
+        description="libpq URL of the PostgreSQL database holding incidents and jobs",
+    )
+    mlflow_tracking_uri: str = Field(
+        default=f"sqlite:///{REPO_ROOT / '.data' / 'mlflow' / 'mlflow.db'}",
+        validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "mlflow_tracking_uri"),
+        description="MLflow tracking/registry URI (MLflow's own variable)",
+    )
+    mlflow_artifact_root: str = Field(
+        default=str(REPO_ROOT / ".data" / "mlflow" / "artifacts"),
+        validation_alias=AliasChoices("SLO_PIPELINE_MLFLOW_ARTIFACT_ROOT", "mlflow_artifact_root"),
+        description="artifact location for experiments this project creates",
+    )
+    webhook_token: str = Field(
+        default="",
+        validation_alias=AliasChoices("WEBHOOK_TOKEN", "webhook_token"),
+        description="Bearer token Alertmanager must send; empty refuses every request",
+    )
+    config_path: Path = Field(
+        default=REPO_ROOT / "slo-pipeline.yml",
+        validation_alias=AliasChoices("SLO_PIPELINE_CONFIG", "config_path"),
+        description="YAML file that defines the detectors",
+    )
+    data_lake: str = Field(
+        default=str(REPO_ROOT / ".data" / "lake"),
+        validation_alias=AliasChoices("SLO_PIPELINE_DATA_LAKE", "data_lake"),
+        description="folder where training frames are snapshotted as Parquet",
+    )
+    exporter_interval_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        validation_alias=AliasChoices("SLO_PIPELINE_EXPORTER_INTERVAL", "exporter_interval_seconds"),
+        description="seconds between two scoring cycles",
+    )
+    query_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        validation_alias=AliasChoices("SLO_PIPELINE_QUERY_TIMEOUT", "query_timeout_seconds"),
+        description="timeout of one Prometheus API request",
+    )
+    retrain_cooldown_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        validation_alias=AliasChoices("SLO_PIPELINE_RETRAIN_COOLDOWN", "retrain_cooldown_seconds"),
+        description="minimum time between two retrain jobs of the same detector",
+    )
+    worker_lease_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        validation_alias=AliasChoices("SLO_PIPELINE_WORKER_LEASE", "worker_lease_seconds"),
+        description="a running job whose lease expired is taken over by another worker",
+    )
+    worker_poll_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        validation_alias=AliasChoices("SLO_PIPELINE_WORKER_POLL", "worker_poll_seconds"),
+        description="how often an idle worker looks for queued jobs",
+    )
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        gt=0,
+        validation_alias=AliasChoices("SLO_PIPELINE_MAX_BODY_BYTES", "max_body_bytes"),
+        description="largest webhook request body accepted (413 above)",
+    )
+    webhook_workers: int = Field(
+        default=2,
+        ge=1,
+        validation_alias=AliasChoices("SLO_PIPELINE_WEBHOOK_WORKERS", "webhook_workers"),
+        description="gunicorn worker processes of the webhook",
+    )
+    prometheus_multiproc_dir: str = Field(
+        default=str(REPO_ROOT / ".data" / "webhook-metrics"),
+        validation_alias=AliasChoices("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir"),
+        description="scratch folder for prometheus_client's multiprocess mode (cleared at start)",
+    )
+    pipeline: PipelineConfig = Field(default_factory=PipelineConfig, exclude=True)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings from the environment, then read the pipeline YAML it points at.
+
+    A missing YAML file is an empty pipeline (no detectors), so `db migrate` or the webhook can
+    run before anyone has written detectors; a present but invalid file is an error.
+    """
+    settings = Settings(**overrides)  # type: ignore[arg-type]
+    if "pipeline" in overrides or not settings.config_path.exists():
+        return settings
+    return settings.model_copy(update={"pipeline": load_pipeline_config(settings.config_path)})

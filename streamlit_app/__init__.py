@@ -1,0 +1,1 @@
+"""Operator UI: SLOs, incidents and feedback, model versions."""

@@ -1,0 +1,1 @@
+"""The Alertmanager webhook (Flask under gunicorn) and the retrain worker."""

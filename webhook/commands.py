@@ -1,0 +1,2 @@
+def register(subparsers):
+    """Placeholder until the webhook lands."""
