@@ -17,6 +17,9 @@ from collections.abc import Sequence
 # parsed namespace and returns a process exit code.
 COMMAND_MODULES = (
     "slo_pipeline.commands",
+    "slo_pipeline.simulator.commands",
+    "slo_pipeline.slo.commands",
+    "slo_pipeline.backtest.commands",
     "exporter.commands",
     "webhook.commands",
 )
