@@ -1,9 +1,107 @@
-"""Subcommands of the shared package (registered by slo_pipeline.cli)."""
+"""Subcommands of the shared package: train, model (list / rollback), demo."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
+import sys
+
+log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Filled in as the train/db/demo/simulator commands land."""
+    train = subparsers.add_parser(
+        "train",
+        help="train, validate and maybe promote detector models",
+        description="Fetch each detector's history from Prometheus, snapshot it to the data lake, "
+        "fit and calibrate an IsolationForest, log it to MLflow, register a version and move "
+        "@champion when validation passes.",
+    )
+    train.add_argument("detectors", nargs="*", help="detector names (default: all configured)")
+    train.set_defaults(handler=_train)
+
+    model = subparsers.add_parser("model", help="inspect registered models, roll back")
+    model_sub = model.add_subparsers(dest="model_command", metavar="ACTION", required=True)
+    listing = model_sub.add_parser("list", help="versions of a detector's model, newest first")
+    listing.add_argument("detector")
+    listing.set_defaults(handler=_model_list)
+    rollback = model_sub.add_parser("rollback", help="make @previous the @champion again")
+    rollback.add_argument("detector")
+    rollback.set_defaults(handler=_model_rollback)
+
+    demo = subparsers.add_parser(
+        "demo",
+        help="run the whole stack on loopback with a simulated service",
+        description="Backfill history for a simulated service, train the first models and start "
+        "Prometheus, Alertmanager, exporter, webhook, worker and the UI on free loopback ports. "
+        "Injects an incident every few minutes; Ctrl-C stops everything it started.",
+    )
+    demo.add_argument("--data-dir", default=None, help="state folder (default: .data/demo in the repo)")
+    demo.add_argument("--days", type=float, default=3.0, help="days of backfilled history")
+    demo.add_argument(
+        "--incident-every", type=float, default=300.0, help="seconds between injected incidents (0: none)"
+    )
+    demo.add_argument("--no-ui", action="store_true", help="do not start the Streamlit app")
+    demo.set_defaults(handler=_demo)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from slo_pipeline.retrain import retrain_detector
+    from slo_pipeline.settings import load_settings
+
+    settings = load_settings()
+    names = args.detectors or [d.name for d in settings.pipeline.detectors]
+    if not names:
+        print(f"no detectors configured in {settings.config_path}", file=sys.stderr)
+        return 2
+    failures = 0
+    for name in names:
+        try:
+            outcome = retrain_detector(settings, name)
+        except Exception as err:  # one detector's failure must not hide the others' results
+            failures += 1
+            log.error("training %s failed: %s", name, err)
+            continue
+        print(
+            json.dumps(
+                {
+                    "detector": name,
+                    "version": outcome.model_version,
+                    "run_id": outcome.run_id,
+                    "promoted": outcome.promoted,
+                    "reasons": outcome.reasons,
+                }
+            )
+        )
+    return 1 if failures else 0
+
+
+def _model_list(args: argparse.Namespace) -> int:
+    from slo_pipeline import registry
+    from slo_pipeline.settings import load_settings
+
+    for row in registry.list_versions(load_settings(), args.detector):
+        print(json.dumps(row))
+    return 0
+
+
+def _model_rollback(args: argparse.Namespace) -> int:
+    from slo_pipeline import registry
+    from slo_pipeline.settings import load_settings
+
+    try:
+        restored = registry.rollback(load_settings(), args.detector)
+    except registry.RegistryError as err:
+        print(f"rollback failed: {err}", file=sys.stderr)
+        return 1
+    print(f"{args.detector}: @champion is now version {restored.version}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from slo_pipeline.demo import run_demo
+
+    return run_demo(
+        data_dir=args.data_dir, days=args.days, incident_every=args.incident_every, with_ui=not args.no_ui
+    )

@@ -1,0 +1,18 @@
+# One image for every Python service (exporter, webhook, worker, UI, migrations, demo simulator).
+FROM python:3.11-slim
+WORKDIR /app
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+COPY pyproject.toml README.md LICENSE ./
+COPY slo_pipeline ./slo_pipeline
+COPY exporter ./exporter
+COPY webhook ./webhook
+COPY streamlit_app ./streamlit_app
+COPY sql ./sql
+COPY rules ./rules
+COPY prometheus ./prometheus
+COPY alertmanager ./alertmanager
+COPY slo-pipeline.yml ./
+# Editable install: the code finds sql/ and rules/ next to the package, as in a checkout.
+RUN pip install --no-cache-dir -e .
+USER nobody
+ENTRYPOINT ["slo-pipeline"]

@@ -1,0 +1,46 @@
+"""Data lake: snapshot every training frame as Parquet so a model can be traced to its data.
+
+Long format (one row per series and timestamp) so any tool can read it back; the path is
+`<lake>/<detector>/<UTC timestamp>.parquet`. The lake is a local folder by default; pandas
+hands `s3://`-style URIs to fsspec when that is installed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def training_frame(labels: list[dict[str, str]], timestamps: np.ndarray, values: np.ndarray) -> pd.DataFrame:
+    """`values[T, N]` -> long frame with columns timestamp (UTC), series (labels as JSON), value."""
+    series_keys = [json.dumps(label_set, sort_keys=True) for label_set in labels]
+    t, n = values.shape
+    return pd.DataFrame(
+        {
+            "timestamp": pd.to_datetime(np.repeat(timestamps, n), unit="s", utc=True),
+            "series": np.tile(np.asarray(series_keys, dtype=object), t),
+            "value": values.reshape(t * n),
+        }
+    )
+
+
+def write_snapshot(lake: str, detector_name: str, frame: pd.DataFrame, now: float | None = None) -> str:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now if now is not None else time.time()))
+    if "://" in lake:
+        path = f"{lake.rstrip('/')}/{detector_name}/{stamp}.parquet"
+    else:
+        folder = Path(lake) / detector_name
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise OSError(f"could not create data-lake folder {str(folder)!r}: {err}") from err
+        path = str(folder / f"{stamp}.parquet")
+    try:
+        frame.to_parquet(path, index=False)
+    except Exception as err:
+        raise OSError(f"could not write training snapshot {path!r}: {err}") from err
+    return path
