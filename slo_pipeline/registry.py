@@ -54,14 +54,23 @@ def _pip_requirements() -> list[str]:
     return [f"scikit-learn=={version('scikit-learn')}", f"numpy=={version('numpy')}"]
 
 
+def _configure_mlflow_environment() -> None:
+    # A plain folder store is refused by MLflow 3 unless explicitly allowed; users who point
+    # MLFLOW_TRACKING_URI at a folder get it working instead of a confusing error.
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    # MLflow's HTTP client retries 7 times with exponential backoff by default: minutes during
+    # which an exporter cycle would hang on a dead tracking server. Fail within seconds instead;
+    # the next cycle asks again. Users can still override both.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+
+
 @contextmanager
 def _mlflow(settings: Settings) -> Iterator[Any]:
     """Yield the mlflow module bound to the configured tracking URI."""
     import mlflow
 
-    # A plain folder store is refused by MLflow 3 unless explicitly allowed; users who point
-    # MLFLOW_TRACKING_URI at a folder get it working instead of a confusing error.
-    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    _configure_mlflow_environment()
     mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
     mlflow.set_registry_uri(settings.mlflow_tracking_uri)
     yield mlflow
@@ -70,6 +79,7 @@ def _mlflow(settings: Settings) -> Iterator[Any]:
 def _client(settings: Settings) -> Any:
     from mlflow import MlflowClient
 
+    _configure_mlflow_environment()
     return MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
 
 

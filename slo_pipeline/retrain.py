@@ -1,0 +1,181 @@
+"""Train, validate and (maybe) promote one detector's model: the I/O around the pure pieces.
+
+history (Prometheus) -> Parquet snapshot (data lake) -> fit on the older part -> score the most
+recent part with candidate and champion -> validate -> MLflow run + registered version ->
+move `@champion` only when validation passes. Used by `slo-pipeline train` and by the worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from slo_pipeline import lake, registry
+from slo_pipeline.db import DatabaseError
+from slo_pipeline.features import compute_features
+from slo_pipeline.incident_history import incident_intervals
+from slo_pipeline.model import DetectorModel
+from slo_pipeline.prometheus_io import SeriesBlock, fetch_range
+from slo_pipeline.settings import DetectorConfig, Settings
+from slo_pipeline.training import fit_detector_model
+from slo_pipeline.validation import ValidationDecision, basic_validation
+
+log = logging.getLogger(__name__)
+
+# The newest share of the history is held out: neither fitted nor calibrated on, so candidate
+# and champion are compared on data both see for the first time.
+VALIDATION_FRACTION = 0.15
+
+
+@dataclass(frozen=True)
+class RetrainOutcome:
+    run_id: str
+    model_version: str
+    promoted: bool
+    reasons: list[str]
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+def fetch_history(settings: Settings, detector: DetectorConfig, end: float) -> SeriesBlock:
+    """The detector's training window (fetch_range splits it into queries Prometheus accepts)."""
+    return fetch_range(
+        settings.prometheus_url,
+        detector.query,
+        start=end - detector.training_window_seconds,
+        end=end,
+        step_seconds=detector.step_seconds,
+        timeout=settings.query_timeout_seconds,
+    )
+
+
+def held_out_probabilities(
+    model: DetectorModel, values: np.ndarray, split: int, healthy: np.ndarray
+) -> np.ndarray:
+    """Tail probabilities of every (time >= split, series) cell at healthy times.
+
+    Features are warmed on all rows, so the first held-out rows are scored with full windows.
+    """
+    features = compute_features(values, model.windows)[split:][healthy[split:]]
+    return model.tail_probability(features.reshape(-1, features.shape[-1]))
+
+
+def incident_mask(
+    timestamps: np.ndarray, intervals: list[tuple[float, float]], settle_seconds: float
+) -> np.ndarray:
+    """True at timestamps inside an incident or within `settle_seconds` after it ended.
+
+    The settle time covers rows whose trailing feature windows still contain incident data.
+    """
+    mask = np.zeros(len(timestamps), dtype=bool)
+    for start, end in intervals:
+        mask |= (timestamps >= start) & (timestamps <= end + settle_seconds)
+    return mask
+
+
+def known_incidents(
+    settings: Settings, detector: DetectorConfig, start: float, end: float
+) -> list[tuple[float, float]]:
+    try:
+        return incident_intervals(settings.database_url, detector.name, start=start, end=end)
+    except DatabaseError as err:
+        # Training without the incident log is still useful (first models, `slo-pipeline train`
+        # on a laptop); it only loses the exclusion, so say so loudly rather than fail.
+        log.warning("detector %s: training without incident exclusion: %s", detector.name, err)
+        return []
+
+
+def retrain_detector(settings: Settings, detector_name: str, *, now: float | None = None) -> RetrainOutcome:
+    detector = settings.pipeline.detector(detector_name)
+    end = float(now if now is not None else time.time())
+    block = fetch_history(settings, detector, end)
+    if block.values.size == 0:
+        raise ValueError(
+            f"detector {detector_name!r}: query returned no data over the last "
+            f"{detector.training_window_seconds}s from {settings.prometheus_url!r}: {detector.query}"
+        )
+    frame = lake.training_frame(block.labels, block.timestamps, block.values)
+    snapshot_path = lake.write_snapshot(settings.data_lake, detector.name, frame, now=end)
+
+    intervals = known_incidents(settings, detector, float(block.timestamps[0]), end)
+    in_incident = incident_mask(
+        block.timestamps, intervals, settle_seconds=detector.windows.short * detector.step_seconds
+    )
+    # Incident periods become gaps: the forest never learns an outage as normal.
+    training_values = np.where(in_incident[:, None], np.nan, block.values)
+    split = int(len(block.timestamps) * (1.0 - VALIDATION_FRACTION))
+    candidate, report = fit_detector_model(training_values[:split], detector)
+    champion_ref = registry.champion_ref(settings, detector.name)
+    champion = _load_champion(settings, champion_ref)
+    healthy = ~in_incident
+    decision = basic_validation(
+        candidate_probabilities=held_out_probabilities(candidate, block.values, split, healthy),
+        champion_probabilities=(
+            held_out_probabilities(champion, block.values, split, healthy) if champion is not None else None
+        ),
+        threshold=detector.tail_probability_threshold,
+    )
+    decision.metrics["excluded_incident_samples"] = float(in_incident.sum())
+    registered = registry.log_and_register(
+        settings,
+        detector.name,
+        candidate,
+        params={
+            "query": detector.query,
+            "step_seconds": detector.step_seconds,
+            "training_window_seconds": detector.training_window_seconds,
+            "false_alarms_per_week": detector.false_alarms_per_week,
+            "n_estimators": detector.n_estimators,
+            "windows": detector.windows.model_dump_json(),
+            "snapshot": snapshot_path,
+            "excluded_incidents": len(intervals),
+        },
+        metrics={**report.as_metrics(), **_finite(decision.metrics)},
+        tags=_decision_tags(decision, champion_ref),
+        dataset_path=snapshot_path,
+        dataset_frame=frame,
+    )
+    version = registered.ref.version
+    registry.tag_version(settings, detector.name, version, _decision_tags(decision, champion_ref))
+    if decision.promote:
+        registry.set_champion(settings, detector.name, version)
+    log.info(
+        "detector %s: version %s %s (%s)",
+        detector.name,
+        version,
+        "promoted" if decision.promote else "rejected",
+        "; ".join(decision.reasons),
+    )
+    return RetrainOutcome(
+        run_id=registered.ref.run_id,
+        model_version=version,
+        promoted=decision.promote,
+        reasons=decision.reasons,
+        metrics=decision.metrics,
+    )
+
+
+def _load_champion(settings: Settings, ref: registry.ModelRef | None) -> DetectorModel | None:
+    if ref is None:
+        return None
+    try:
+        return registry.load_model(settings, ref)
+    except registry.ModelLoadError as err:
+        # A champion that cannot be loaded cannot be compared with; the candidate is judged on
+        # its own merits, and the failure is recorded in the log for the operator.
+        log.warning("champion %s/%s could not be loaded for comparison: %s", ref.model_name, ref.version, err)
+        return None
+
+
+def _decision_tags(decision: ValidationDecision, champion: registry.ModelRef | None) -> dict[str, str]:
+    return {
+        "slo_pipeline.decision": "promoted" if decision.promote else "rejected",
+        "slo_pipeline.reasons": "; ".join(decision.reasons)[:5000],
+        "slo_pipeline.compared_with": champion.version if champion else "none",
+    }
+
+
+def _finite(metrics: dict[str, float]) -> dict[str, float]:
+    return {k: v for k, v in metrics.items() if np.isfinite(v)}
