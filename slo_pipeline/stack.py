@@ -139,6 +139,8 @@ def _start(stack: Stack) -> None:
         start=end - options.history_days * 86400,
         end=end,
         step_seconds=options.history_step_seconds,
+        # The same labels the live scrape will attach, so history and live are one series set.
+        labels={"job": "demo-service", "instance": f"127.0.0.1:{ports['simulator']}"},
     )
     launch.backfill_openmetrics(history, tsdb)
     history.unlink()

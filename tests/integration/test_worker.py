@@ -1,0 +1,282 @@
+"""The retrain worker against real PostgreSQL: claiming, leases, takeover, failures.
+
+Training is a small real function passed to the worker (the end-to-end test covers the real
+MLflow training); it records each call so "exactly one worker ran it" can be checked.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from slo_pipeline.launch import ManagedProcess
+from slo_pipeline.settings import PipelineConfig, Settings, load_settings
+from tests.fixtures.database import fetch_all
+from webhook.jobs import MAX_ATTEMPTS, JobResult, claim_job, finish_job
+from webhook.worker import RetrainWorker
+
+pytestmark = pytest.mark.integration
+
+
+@dataclass(frozen=True)
+class Outcome:
+    run_id: str
+    model_version: str
+    promoted: bool
+    reasons: list[str]
+
+
+@dataclass
+class RecordingTrainer:
+    """Counts calls; optionally waits so concurrency windows are wide enough to matter."""
+
+    duration: float = 0.0
+    promoted: bool = True
+    fail_for: set[str] = field(default_factory=set)
+    calls: list[tuple[str, str]] = field(default_factory=list)  # (thread name, detector)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __call__(self, settings: Settings, detector: str) -> Outcome:
+        with self.lock:
+            self.calls.append((threading.current_thread().name, detector))
+            number = len(self.calls)
+        time.sleep(self.duration)  # stands in for training time
+        if detector in self.fail_for:
+            raise RuntimeError(f"no history for {detector}")
+        return Outcome(f"run-{number}", str(number), self.promoted, [f"checked {detector}"])
+
+
+def worker_settings(database_url: str, lease: float = 30.0) -> Settings:
+    return load_settings(
+        database_url=database_url,
+        worker_lease_seconds=lease,
+        worker_poll_seconds=0.1,
+        pipeline=PipelineConfig(),
+    )
+
+
+def enqueue(database_url: str, detector: str, **columns: object) -> int:
+    names = ["detector", *columns]
+    placeholders = ", ".join(["%s"] * len(names))
+    row = fetch_all(
+        database_url,
+        f"INSERT INTO retrain_jobs ({', '.join(names)}) VALUES ({placeholders}) RETURNING id",
+        (detector, *columns.values()),
+    )
+    return int(row[0][0])
+
+
+def job_row(database_url: str, job_id: int) -> dict[str, object]:
+    columns = (
+        "status, worker_id, attempts, run_id, model_version, decision, decision_reasons, error, finished_at"
+    )
+    values = fetch_all(database_url, f"SELECT {columns} FROM retrain_jobs WHERE id = %s", (job_id,))[0]
+    return dict(zip(columns.split(", "), values, strict=True))
+
+
+def test_worker_runs_a_job_and_records_the_outcome(database_url: str) -> None:
+    promoted_job = enqueue(database_url, "d1")
+    trainer = RecordingTrainer()
+    worker = RetrainWorker(worker_settings(database_url), worker_id="w1", train=trainer)
+    processed = worker.run_once()
+    assert processed is not None and processed.recorded and processed.job.id == promoted_job
+    row = job_row(database_url, promoted_job)
+    assert row["status"] == "succeeded"
+    assert (row["worker_id"], row["attempts"], row["run_id"], row["model_version"]) == ("w1", 1, "run-1", "1")
+    assert (row["decision"], row["decision_reasons"], row["error"]) == ("promoted", ["checked d1"], None)
+    assert row["finished_at"] is not None
+
+    rejected_job = enqueue(database_url, "d1")
+    RetrainWorker(
+        worker_settings(database_url), worker_id="w1", train=RecordingTrainer(promoted=False)
+    ).run_once()
+    assert job_row(database_url, rejected_job)["decision"] == "rejected"
+    assert worker.run_once() is None  # nothing left
+
+
+def test_failed_training_is_recorded_and_the_loop_goes_on(database_url: str) -> None:
+    failing = enqueue(database_url, "broken")
+    fine = enqueue(database_url, "fine")
+    trainer = RecordingTrainer(fail_for={"broken"})
+    worker = RetrainWorker(worker_settings(database_url), worker_id="loop", train=trainer)
+    loop = threading.Thread(target=worker.run_forever, name="worker-loop")
+    loop.start()
+    try:
+        deadline = time.monotonic() + 30
+        while job_row(database_url, fine)["status"] != "succeeded":
+            assert time.monotonic() < deadline, "worker loop did not reach the second job"
+            time.sleep(0.05)
+    finally:
+        worker.stop_requested.set()
+        loop.join(timeout=30)
+    assert not loop.is_alive()
+    failed = job_row(database_url, failing)
+    assert failed["status"] == "failed"
+    assert "RuntimeError: no history for broken" in str(failed["error"])
+    assert failed["decision"] is None
+    assert [detector for _, detector in trainer.calls] == ["broken", "fine"]
+
+
+def test_two_workers_one_job_exactly_one_runs_it(database_url: str) -> None:
+    job = enqueue(database_url, "d1")
+    trainer = RecordingTrainer(duration=1.0)
+    workers = [
+        RetrainWorker(worker_settings(database_url), worker_id=f"w{i}", train=trainer) for i in range(2)
+    ]
+    results: dict[str, object] = {}
+    start = threading.Barrier(2)
+
+    def run(worker: RetrainWorker) -> None:
+        start.wait()
+        results[worker.worker_id] = worker.run_once()
+
+    threads = [threading.Thread(target=run, args=(w,), name=w.worker_id) for w in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert len(trainer.calls) == 1
+    assert sorted(result is None for result in results.values()) == [False, True]
+    winner = trainer.calls[0][0]
+    assert job_row(database_url, job)["worker_id"] == winner
+
+
+def test_heartbeat_keeps_the_lease_so_no_one_takes_a_live_job(database_url: str) -> None:
+    job = enqueue(database_url, "d1")
+    # Two lease periods; a lease of 2 s leaves room for a heartbeat delayed by a loaded machine.
+    slow = RecordingTrainer(duration=4.5)
+    owner = RetrainWorker(worker_settings(database_url, lease=2.0), worker_id="owner", train=slow)
+    thread = threading.Thread(target=owner.run_once, name="owner")
+    thread.start()
+    rival = RetrainWorker(worker_settings(database_url, lease=2.0), worker_id="rival", train=slow)
+    try:
+        while thread.is_alive():
+            assert rival.run_once() is None, "a job with a live heartbeat was taken over"
+            time.sleep(0.2)
+    finally:
+        thread.join(timeout=30)
+    row = job_row(database_url, job)
+    assert (row["status"], row["worker_id"], row["attempts"]) == ("succeeded", "owner", 1)
+    assert len(slow.calls) == 1
+
+
+def test_a_killed_workers_job_is_finished_by_another_exactly_once(
+    database_url: str, tmp_path: Path, managed_processes: list[ManagedProcess]
+) -> None:
+    job = enqueue(database_url, "d1")
+    marker = tmp_path / "training-started"
+    script = tmp_path / "doomed_worker.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import pathlib, sys, time
+            from slo_pipeline.settings import PipelineConfig, load_settings
+            from webhook.worker import RetrainWorker
+
+            def train(settings, detector):
+                pathlib.Path(sys.argv[2]).write_text(detector)
+                time.sleep(600)  # killed long before this ends
+
+            settings = load_settings(database_url=sys.argv[1], worker_lease_seconds=1.5,
+                                     pipeline=PipelineConfig())
+            RetrainWorker(settings, worker_id="doomed", train=train).run_once()
+            """
+        )
+    )
+    log_path = tmp_path / "doomed.log"
+    with log_path.open("wb") as log:
+        popen = subprocess.Popen(
+            [sys.executable, str(script), database_url, str(marker)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    doomed = ManagedProcess("doomed-worker", popen, 0, log_path)
+    managed_processes.append(doomed)
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert doomed.is_running(), f"doomed worker exited early:\n{doomed.log_tail()}"
+        assert time.monotonic() < deadline, "doomed worker never started training"
+        time.sleep(0.05)
+    assert job_row(database_url, job)["worker_id"] == "doomed"
+    os.killpg(popen.pid, signal.SIGKILL)  # no chance to release or finish anything
+    popen.wait(timeout=10)
+
+    trainer = RecordingTrainer()
+    successor = RetrainWorker(worker_settings(database_url, lease=30.0), worker_id="successor", train=trainer)
+    deadline = time.monotonic() + 30
+    while (processed := successor.run_once()) is None:
+        assert time.monotonic() < deadline, "the dead worker's job was never taken over"
+        time.sleep(0.1)
+    assert processed.job.id == job and processed.recorded
+    row = job_row(database_url, job)
+    assert (row["status"], row["worker_id"], row["attempts"], row["run_id"]) == (
+        "succeeded",
+        "successor",
+        2,
+        "run-1",
+    )
+    assert len(trainer.calls) == 1
+    assert successor.run_once() is None
+
+
+def test_a_worker_that_lost_its_lease_cannot_overwrite_the_result(database_url: str) -> None:
+    from slo_pipeline.db import connect
+
+    job = enqueue(database_url, "d1")
+    conn = connect(database_url)
+    try:
+        assert claim_job(conn, "slow", lease_seconds=30).id == job
+        fetch_all(
+            database_url, "UPDATE retrain_jobs SET lease_expires_at = now() - interval '1s' RETURNING id"
+        )
+        assert claim_job(conn, "fast", lease_seconds=30).id == job  # taken over
+        assert finish_job(conn, job, "fast", JobResult(run_id="r-fast", model_version="2", promoted=True))
+        late = JobResult(run_id="r-slow", model_version="1", promoted=True)
+        assert not finish_job(conn, job, "slow", late)
+    finally:
+        conn.close()
+    row = job_row(database_url, job)
+    assert (row["worker_id"], row["run_id"], row["model_version"]) == ("fast", "r-fast", "2")
+
+
+def test_a_job_that_keeps_killing_workers_is_failed_not_retried_forever(database_url: str) -> None:
+    job = enqueue(
+        database_url,
+        "d1",
+        status="running",
+        worker_id="victim",
+        attempts=MAX_ATTEMPTS,
+        lease_expires_at="2000-01-01T00:00:00Z",
+    )
+    trainer = RecordingTrainer()
+    assert RetrainWorker(worker_settings(database_url), train=trainer).run_once() is None
+    row = job_row(database_url, job)
+    assert row["status"] == "failed" and "abandoned" in str(row["error"])
+    assert trainer.calls == []
+
+
+def test_cli_worker_once_with_empty_queue_exits_0(database_url: str, tmp_path: Path) -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "slo_pipeline.cli", "worker", "--once", "--worker-id", "cli"],
+        env={
+            "DATABASE_URL": database_url,
+            "SLO_PIPELINE_CONFIG": str(tmp_path / "none.yml"),
+            "PATH": "/usr/bin",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "no retrain job to run" in completed.stderr

@@ -1,0 +1,152 @@
+"""Flask app of the Alertmanager webhook: `POST /alerts`, `GET /healthz`, `GET /metrics`.
+
+Status codes are chosen for Alertmanager's retry logic: 2xx only after the commit; 5xx (503)
+when storage fails, so it retries; 4xx for a request that can never succeed, so it does not.
+Malformed input never produces a 500.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from typing import Any
+
+import psycopg2
+from flask import Flask, Response, jsonify, request
+
+from slo_pipeline.db import DatabaseError
+from slo_pipeline.settings import Settings
+from webhook.auth import bearer_token_matches
+from webhook.body import BodyTooLarge, read_limited
+from webhook.connections import ConnectionSource
+from webhook.metrics import WebhookMetrics, create_metrics
+from webhook.payload import PayloadError, delivery_key, parse_json, parse_notification
+from webhook.store import RecordResult, record_notification, store_rejected_delivery
+
+log = logging.getLogger(__name__)
+
+STORAGE_UNAVAILABLE = "storage unavailable, retry later"
+
+
+def create_app(settings: Settings) -> Flask:
+    app = Flask("webhook")
+    database = ConnectionSource(
+        settings.database_url, connect_timeout=5, application_name="slo-pipeline-webhook"
+    )
+    metrics = create_metrics()
+
+    @app.post("/alerts")
+    def receive_alerts() -> Response:
+        started = time.perf_counter()
+        response = _receive(settings, database, metrics)
+        metrics.requests.labels(code=str(response.status_code)).inc()
+        metrics.request_duration.observe(time.perf_counter() - started)
+        return response
+
+    @app.get("/healthz")
+    def healthz() -> Response:
+        try:
+            database.run(_ping)
+        except (DatabaseError, psycopg2.Error) as err:
+            log.warning("health check: database unavailable: %s", err)
+            return _json({"status": "unavailable", "database": _first_line(err)}, 503)
+        return _json({"status": "ok", "database": "ok"}, 200)
+
+    @app.get("/metrics")
+    def metrics_endpoint() -> Response:
+        text, content_type = metrics.render()
+        return Response(text, status=200, content_type=content_type)
+
+    return app
+
+
+def _receive(settings: Settings, database: ConnectionSource, metrics: WebhookMetrics) -> Response:
+    if not bearer_token_matches(request.headers.get("Authorization"), settings.webhook_token):
+        response = _json({"error": "missing or wrong bearer token"}, 401)
+        response.headers["WWW-Authenticate"] = 'Bearer realm="slo-pipeline-webhook"'
+        return response
+    try:
+        body = read_limited(request.stream, request.content_length, settings.max_body_bytes)
+    except BodyTooLarge as err:
+        return _json({"error": str(err)}, 413)
+
+    try:
+        document = parse_json(body)
+    except PayloadError as err:
+        log.warning("refused notification: %s", err)
+        return _json({"error": str(err)}, 400)  # not JSON: nothing we could store as JSONB
+
+    body_text = body.decode("utf-8")  # parse_json accepted it, so it is UTF-8
+    body_sha256 = hashlib.sha256(body).hexdigest()
+    try:
+        notification = parse_notification(document)
+    except PayloadError as err:
+        log.warning("refused notification %s: %s", body_sha256[:12], err)
+        return _store_rejected(database, body_text, body_sha256, document, str(err))
+
+    try:
+        result: RecordResult = database.run(
+            lambda conn: record_notification(
+                conn, body_text, body_sha256, notification, settings.retrain_cooldown_seconds
+            )
+        )
+    except psycopg2.DataError as err:
+        # e.g. a \u0000 inside a string: valid JSON that PostgreSQL cannot store, ever.
+        log.warning("refused notification %s: cannot be stored: %s", body_sha256[:12], err)
+        return _json({"error": f"notification cannot be stored: {_first_line(err)}"}, 400)
+    except (DatabaseError, psycopg2.Error) as err:
+        log.error("storing notification %s failed: %s", body_sha256[:12], err)
+        return _json({"error": STORAGE_UNAVAILABLE}, 503)
+
+    if result.duplicate:
+        metrics.duplicate_deliveries.inc()
+    else:
+        for alert in notification.alerts:
+            metrics.alerts.labels(status=alert.status).inc()
+        for detector in result.retrain_jobs:
+            metrics.retrain_jobs_enqueued.labels(detector=detector).inc()
+    return _json(
+        {
+            "status": "duplicate" if result.duplicate else "stored",
+            "delivery_id": result.delivery_id,
+            "incidents_inserted": result.incidents_inserted,
+            "incidents_updated": result.incidents_updated,
+            "retrain_jobs": result.retrain_jobs,
+        },
+        200,
+    )
+
+
+def _store_rejected(
+    database: ConnectionSource, body_text: str, body_sha256: str, document: Any, error: str
+) -> Response:
+    """400 for the sender, but keep the raw JSON; if even that cannot be stored, 503 so
+    Alertmanager retries and the body is not lost."""
+    try:
+        database.run(
+            lambda conn: store_rejected_delivery(conn, body_text, body_sha256, delivery_key(document), error)
+        )
+    except psycopg2.DataError as err:
+        log.warning("refused notification %s cannot be stored either: %s", body_sha256[:12], err)
+    except (DatabaseError, psycopg2.Error) as err:
+        log.error("storing refused notification %s failed: %s", body_sha256[:12], err)
+        return _json({"error": STORAGE_UNAVAILABLE}, 503)
+    return _json({"error": error}, 400)
+
+
+def _ping(conn: psycopg2.extensions.connection) -> None:
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT 1")
+        cur.fetchone()
+
+
+def _json(payload: dict[str, Any], status: int) -> Response:
+    response = jsonify(payload)
+    response.status_code = status
+    return response
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

@@ -1,0 +1,93 @@
+"""Run the webhook under gunicorn, in this process (no config file, no second settings load).
+
+prometheus_client decides at import time whether it runs in multiprocess mode, so the
+PROMETHEUS_MULTIPROC_DIR variable is set (and the folder emptied of a previous run's files)
+before anything here imports it; gunicorn's workers inherit the variable when they fork.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from slo_pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+# Alertmanager's notifications are small and quick; a request that takes this long is stuck.
+WORKER_TIMEOUT_SECONDS = 30
+GRACEFUL_TIMEOUT_SECONDS = 10
+
+
+def prepare_multiprocess_dir(path: Path) -> None:
+    """Empty (or create) the metrics folder: files of dead pids from an earlier run would be
+    summed into this run's counters."""
+    if path.exists():
+        shutil.rmtree(path)
+    path.mkdir(parents=True)
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    host, sep, port_text = listen.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"--listen must be HOST:PORT (e.g. 127.0.0.1:9095), got {listen!r}")
+    return host, int(port_text)
+
+
+def _child_exit(_server: Any, worker: Any) -> None:
+    """gunicorn hook: a dead worker's live-gauge files must not be reported any more."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def run(settings: Settings, listen: str, workers: int | None = None) -> int:
+    """Serve until SIGTERM/SIGINT; returns the process exit code."""
+    host, port = parse_listen(listen)
+    if "prometheus_client" in sys.modules and not os.environ.get(MULTIPROC_ENV):
+        raise RuntimeError(
+            "prometheus_client was imported before webhook.server.run set PROMETHEUS_MULTIPROC_DIR; "
+            "its multiprocess mode would be off and /metrics would show one worker only"
+        )
+    metrics_dir = Path(settings.prometheus_multiproc_dir)
+    prepare_multiprocess_dir(metrics_dir)
+    os.environ[MULTIPROC_ENV] = str(metrics_dir)
+
+    from gunicorn.app.base import BaseApplication
+
+    from webhook.app import create_app
+
+    options: dict[str, Any] = {
+        "bind": f"{host}:{port}",
+        "workers": workers or settings.webhook_workers,
+        "worker_class": "sync",
+        "timeout": WORKER_TIMEOUT_SECONDS,
+        "graceful_timeout": GRACEFUL_TIMEOUT_SECONDS,
+        "child_exit": _child_exit,
+        # the default control socket is one path per user: two webhooks would fight over it
+        "control_socket_disable": True,
+        "errorlog": "-",
+        "loglevel": logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower(),
+        "proc_name": "slo-pipeline-webhook",
+    }
+
+    class WebhookApplication(BaseApplication):  # type: ignore[misc]
+        def load_config(self) -> None:
+            for key, value in options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            # Called in each worker after the fork: connections and metrics are per process.
+            return create_app(settings)
+
+    log.info("webhook listening on %s:%d with %d workers", host, port, options["workers"])
+    try:
+        WebhookApplication().run()
+    except SystemExit as exit_:
+        return int(exit_.code or 0) if not isinstance(exit_.code, str) else 1
+    return 0

@@ -1,0 +1,198 @@
+"""Writes of the webhook: one transaction per notification (delivery + incidents + retrain jobs).
+
+The delivery row is the idempotency key: if an identical notification was already stored (an
+Alertmanager retry after a lost 200, or a duplicate send) the insert does nothing and neither do
+the incident upsert and the enqueue, so a retry can never double-count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import psycopg2.extensions
+import psycopg2.extras
+
+from webhook.payload import Alert, DeliveryKey, Notification
+
+# Namespace (first key) of the per-detector advisory locks that make the cooldown check exact.
+RETRAIN_LOCK_NAMESPACE = 0x5E7A
+
+INSERT_DELIVERY_SQL = """
+INSERT INTO alert_deliveries (receiver, status, group_key, body_sha256, body, error)
+VALUES (%s, %s, %s, %s, %s::jsonb, %s)
+ON CONFLICT ON CONSTRAINT alert_deliveries_dedup DO NOTHING
+RETURNING id
+"""
+
+# A resolved incident stays resolved: a late firing notification for the same occurrence (a
+# retry from another receiver that lost the race) must not reopen it. A re-fire of the same
+# labels gets a new startsAt, hence a new row.
+UPSERT_INCIDENTS_SQL = """
+INSERT INTO incidents (
+    fingerprint, starts_at, ends_at, status, alertname, labels, annotations,
+    detector, slo, severity, generator_url, first_seen_delivery_id, last_seen_delivery_id
+) VALUES %s
+ON CONFLICT ON CONSTRAINT incidents_occurrence DO UPDATE SET
+    status = CASE WHEN incidents.status = 'resolved' THEN 'resolved' ELSE EXCLUDED.status END,
+    ends_at = CASE WHEN incidents.status = 'resolved'
+                   THEN COALESCE(incidents.ends_at, EXCLUDED.ends_at) ELSE EXCLUDED.ends_at END,
+    alertname = EXCLUDED.alertname,
+    labels = EXCLUDED.labels,
+    annotations = EXCLUDED.annotations,
+    detector = EXCLUDED.detector,
+    slo = EXCLUDED.slo,
+    severity = EXCLUDED.severity,
+    generator_url = EXCLUDED.generator_url,
+    last_seen_delivery_id = EXCLUDED.last_seen_delivery_id,
+    updated_at = now()
+RETURNING id, fingerprint, starts_at, (xmax = 0) AS inserted
+"""
+UPSERT_INCIDENTS_TEMPLATE = "(%s, %s, %s, %s, %s, %s::jsonb, %s::jsonb, %s, %s, %s, %s, %s, %s)"
+
+# Inserted only if the detector has no queued/running job (partial unique index) and none was
+# created within the cooldown. The advisory lock taken just before makes the NOT EXISTS check
+# and the insert atomic with respect to concurrent notifications for the same detector.
+ENQUEUE_RETRAIN_SQL = """
+INSERT INTO retrain_jobs (detector, reason, incident_id)
+SELECT %(detector)s, %(reason)s, %(incident_id)s
+WHERE NOT EXISTS (
+    SELECT 1 FROM retrain_jobs
+    WHERE detector = %(detector)s
+      AND (status IN ('queued', 'running')
+           OR created_at > now() - make_interval(secs => %(cooldown)s))
+)
+ON CONFLICT (detector) WHERE status IN ('queued', 'running') DO NOTHING
+RETURNING id
+"""
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    delivery_id: int | None  # None: an identical notification was already stored
+    incidents_inserted: int = 0
+    incidents_updated: int = 0
+    retrain_jobs: dict[str, int] = field(default_factory=dict)  # detector -> new job id
+
+    @property
+    def duplicate(self) -> bool:
+        return self.delivery_id is None
+
+
+def store_rejected_delivery(
+    conn: psycopg2.extensions.connection, body_text: str, body_sha256: str, key: DeliveryKey, error: str
+) -> bool:
+    """Keep a JSON body we refused, with the reason, so nothing Alertmanager sent is lost."""
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            INSERT_DELIVERY_SQL, (key.receiver, key.status, key.group_key, body_sha256, body_text, error)
+        )
+        return cur.fetchone() is not None
+
+
+def record_notification(
+    conn: psycopg2.extensions.connection,
+    body_text: str,
+    body_sha256: str,
+    notification: Notification,
+    retrain_cooldown_seconds: float,
+) -> RecordResult:
+    """Store a valid notification in ONE transaction; committed when this returns."""
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            INSERT_DELIVERY_SQL,
+            (
+                notification.receiver,
+                notification.status,
+                notification.group_key,
+                body_sha256,
+                body_text,
+                None,
+            ),
+        )
+        row = cur.fetchone()
+        if row is None:
+            return RecordResult(delivery_id=None)
+        delivery_id = row[0]
+        alerts = unique_occurrences(notification.alerts)
+        incident_ids, inserted = _upsert_incidents(cur, alerts, delivery_id)
+        jobs = _enqueue_retrains(cur, alerts, incident_ids, retrain_cooldown_seconds)
+        return RecordResult(
+            delivery_id=delivery_id,
+            incidents_inserted=inserted,
+            incidents_updated=len(alerts) - inserted,
+            retrain_jobs=jobs,
+        )
+
+
+def unique_occurrences(alerts: list[Alert]) -> list[Alert]:
+    """One alert per (fingerprint, starts_at), the last one winning, sorted by that key.
+
+    ON CONFLICT DO UPDATE cannot touch one row twice in a statement, and a fixed row order keeps
+    two concurrent notifications with overlapping alerts from deadlocking on each other's rows.
+    """
+    by_key: dict[tuple[str, datetime], Alert] = {}
+    for alert in alerts:
+        by_key[(alert.fingerprint, alert.starts_at)] = alert
+    return [by_key[key] for key in sorted(by_key)]
+
+
+def _upsert_incidents(
+    cur: psycopg2.extensions.cursor, alerts: list[Alert], delivery_id: int
+) -> tuple[dict[tuple[str, datetime], int], int]:
+    if not alerts:
+        return {}, 0
+    rows = [
+        (
+            alert.fingerprint,
+            alert.starts_at,
+            alert.ends_at,
+            alert.status,
+            alert.alertname,
+            psycopg2.extras.Json(alert.labels),
+            psycopg2.extras.Json(alert.annotations),
+            alert.detector,
+            alert.slo,
+            alert.severity,
+            alert.generator_url,
+            delivery_id,
+            delivery_id,
+        )
+        for alert in alerts
+    ]
+    returned = psycopg2.extras.execute_values(
+        cur, UPSERT_INCIDENTS_SQL, rows, template=UPSERT_INCIDENTS_TEMPLATE, page_size=1000, fetch=True
+    )
+    ids = {(fingerprint, starts_at): incident_id for incident_id, fingerprint, starts_at, _ in returned}
+    inserted = sum(1 for *_, was_inserted in returned if was_inserted)
+    return ids, inserted
+
+
+def _enqueue_retrains(
+    cur: psycopg2.extensions.cursor,
+    alerts: list[Alert],
+    incident_ids: dict[tuple[str, datetime], int],
+    cooldown_seconds: float,
+) -> dict[str, int]:
+    first_alert_by_detector: dict[str, Alert] = {}
+    for alert in alerts:
+        if alert.requests_retrain and alert.detector:
+            first_alert_by_detector.setdefault(alert.detector, alert)
+    jobs: dict[str, int] = {}
+    # Sorted: concurrent transactions take the advisory locks in the same order (no deadlock).
+    for detector in sorted(first_alert_by_detector):
+        alert = first_alert_by_detector[detector]
+        cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (RETRAIN_LOCK_NAMESPACE, detector))
+        cur.execute(
+            ENQUEUE_RETRAIN_SQL,
+            {
+                "detector": detector,
+                "reason": f"alert {alert.alertname or '(unnamed)'} fired (fingerprint {alert.fingerprint})",
+                "incident_id": incident_ids.get((alert.fingerprint, alert.starts_at)),
+                "cooldown": cooldown_seconds,
+            },
+        )
+        row = cur.fetchone()
+        if row is not None:
+            jobs[detector] = row[0]
+    return jobs
