@@ -1,5 +1,285 @@
+"""Subcommands `slo apply|export|validate|history` and `rules render`.
+
+Only argparse is imported here; specs, PostgreSQL and promtool are imported inside the handlers.
+Exit codes: 0 done, 1 an I/O step failed (database, promtool, Prometheus), 2 the spec is invalid.
+"""
+
+from __future__ import annotations
+
 import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from slo_pipeline.settings import Settings
+    from slo_pipeline.slo.render import RenderResult
+    from slo_pipeline.slo.spec import SLO
+
+log = logging.getLogger(__name__)
+
+EXIT_FAILED = 1
+EXIT_INVALID = 2
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Registers no command yet."""
+    slo = subparsers.add_parser("slo", help="load, export and validate SLO specs (Sloth prometheus/v1)")
+    actions = slo.add_subparsers(dest="slo_command", metavar="ACTION", required=True)
+
+    apply = actions.add_parser(
+        "apply",
+        help="validate a spec file, store its SLOs in PostgreSQL, re-render the rules",
+        description="Validate FILE (fields, then PromQL with promtool), upsert its SLOs (a revision "
+        "is recorded only for SLOs that really changed), then render the rules of all stored SLOs.",
+    )
+    apply.add_argument(
+        "-f", "--file", required=True, type=Path, help="Sloth prometheus/v1 YAML (multi-document)"
+    )
+    apply.add_argument("--by", default=None, help="who makes the change (default: the OS user)")
+    apply.add_argument("--note", default="", help="why; stored with each revision")
+    apply.add_argument("--prune", action="store_true", help="delete stored SLOs that FILE does not define")
+    apply.add_argument("--no-render", action="store_true", help="store only; do not touch rule files")
+    _render_options(apply)
+    apply.set_defaults(handler=_apply)
+
+    export = actions.add_parser("export", help="write the stored SLOs as Sloth-compatible YAML")
+    export.add_argument("-o", "--output", type=Path, default=None, help="file to write (default: stdout)")
+    export.set_defaults(handler=_export)
+
+    validate = actions.add_parser("validate", help="check a spec file without storing anything")
+    validate.add_argument("-f", "--file", required=True, type=Path)
+    validate.add_argument("--promtool", default="promtool", help="promtool binary (default: from PATH)")
+    validate.set_defaults(handler=_validate)
+
+    history = actions.add_parser("history", help="revisions of one or all SLOs, newest first (JSON lines)")
+    history.add_argument("name", nargs="?", default=None)
+    history.set_defaults(handler=_history)
+
+    rules = subparsers.add_parser("rules", help="generate Prometheus rules")
+    rules_actions = rules.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
+    render = rules_actions.add_parser(
+        "render",
+        help="render SLO recording and burn-rate alert rules",
+        description="Render the rules of the stored SLOs (or of -f FILE), check them with "
+        "`promtool check rules`, atomically replace the generated files in --out, and optionally "
+        "ask Prometheus to reload.",
+    )
+    render.add_argument(
+        "-f", "--file", type=Path, default=None, help="render this spec file, not the database"
+    )
+    _render_options(render)
+    render.set_defaults(handler=_render)
+
+
+def _render_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", type=Path, default=None, help="rule folder (default: rules/slo in the repo)")
+    parser.add_argument("--promtool", default="promtool", help="promtool binary (default: from PATH)")
+    parser.add_argument(
+        "--reload", action="store_true", help="POST /-/reload to Prometheus when rule files changed"
+    )
+    parser.add_argument(
+        "--prometheus-url", default=None, help="Prometheus to reload (default: PROMETHEUS_URL)"
+    )
+
+
+def _apply(args: argparse.Namespace) -> int:
+    import getpass
+
+    from slo_pipeline import db
+    from slo_pipeline.settings import load_settings
+    from slo_pipeline.slo.links import detector_link_problems
+    from slo_pipeline.slo.promcheck import PromtoolError, check_slo_queries
+    from slo_pipeline.slo.spec import SpecError
+    from slo_pipeline.slo.store import apply_slos, load_slos
+
+    settings = load_settings()
+    try:
+        slos = _read_spec(args.file)
+        check_slo_queries(slos, str(args.file), args.promtool)
+    except SpecError as err:
+        print(err, file=sys.stderr)
+        return EXIT_INVALID
+    except PromtoolError as err:
+        print(f"cannot validate PromQL: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    errors, warnings = detector_link_problems(slos, settings.pipeline.detectors, all_slos_known=False)
+    for warning in warnings:
+        log.warning("%s", warning)
+    if errors:
+        print(
+            "SLO spec and detector config disagree:\n" + "\n".join(f"  - {e}" for e in errors),
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
+    try:
+        conn = db.connect(settings.database_url)
+    except db.DatabaseError as err:
+        print(err, file=sys.stderr)
+        return EXIT_FAILED
+    try:
+        result = apply_slos(
+            conn, slos, changed_by=args.by or getpass.getuser(), change_note=args.note, prune=args.prune
+        )
+        print(
+            json.dumps(
+                {
+                    "created": result.created,
+                    "updated": result.updated,
+                    "unchanged": result.unchanged,
+                    "deleted": result.deleted,
+                }
+            )
+        )
+        if args.no_render:
+            return 0
+        stored = load_slos(conn)
+    except Exception as err:  # psycopg2 errors: say which database, suggest the migration
+        print(
+            f"storing SLOs in {db.describe_dsn(settings.database_url)} failed: {err}"
+            " (has `slo-pipeline db migrate` run?)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    finally:
+        conn.close()
+    return _install(stored, args, settings)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from slo_pipeline import db
+    from slo_pipeline.settings import load_settings
+    from slo_pipeline.slo.spec import dump_specs
+    from slo_pipeline.slo.store import load_slos
+
+    settings = load_settings()
+    try:
+        conn = db.connect(settings.database_url)
+        try:
+            slos = load_slos(conn)
+        finally:
+            conn.close()
+    except Exception as err:
+        print(f"reading SLOs from {db.describe_dsn(settings.database_url)} failed: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    text = "# Exported by slo-pipeline (Sloth prometheus/v1 + extensions); re-apply with `slo apply -f`.\n"
+    text += dump_specs(slos) if slos else ""
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        args.output.write_text(text, encoding="utf-8")
+        log.info("wrote %d SLOs to %s", len(slos), args.output)
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from slo_pipeline.slo.promcheck import PromtoolError, check_slo_queries
+    from slo_pipeline.slo.spec import SpecError
+
+    try:
+        slos = _read_spec(args.file)
+        check_slo_queries(slos, str(args.file), args.promtool)
+    except SpecError as err:
+        print(err, file=sys.stderr)
+        return EXIT_INVALID
+    except PromtoolError as err:
+        print(f"cannot validate PromQL: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    print(json.dumps({"valid": True, "slos": [slo.name for slo in slos]}))
+    return 0
+
+
+def _history(args: argparse.Namespace) -> int:
+    from slo_pipeline import db
+    from slo_pipeline.settings import load_settings
+    from slo_pipeline.slo.store import list_revisions
+
+    settings = load_settings()
+    try:
+        conn = db.connect(settings.database_url)
+        try:
+            revisions = list_revisions(conn, args.name)
+        finally:
+            conn.close()
+    except Exception as err:
+        print(
+            f"reading revisions from {db.describe_dsn(settings.database_url)} failed: {err}", file=sys.stderr
+        )
+        return EXIT_FAILED
+    for revision in revisions:
+        row = {**revision.__dict__, "changed_at": revision.changed_at.isoformat()}
+        print(json.dumps(row, sort_keys=True))
+    return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    from slo_pipeline import db
+    from slo_pipeline.settings import load_settings
+    from slo_pipeline.slo.spec import SpecError
+    from slo_pipeline.slo.store import load_slos
+
+    settings = load_settings()
+    try:
+        if args.file is not None:
+            slos = _read_spec(args.file)
+        else:
+            conn = db.connect(settings.database_url)
+            try:
+                slos = load_slos(conn)
+            finally:
+                conn.close()
+    except SpecError as err:
+        print(err, file=sys.stderr)
+        return EXIT_INVALID
+    except Exception as err:
+        print(f"reading SLOs from {db.describe_dsn(settings.database_url)} failed: {err}", file=sys.stderr)
+        return EXIT_FAILED
+    return _install(slos, args, settings)
+
+
+def _read_spec(path: Path) -> list[SLO]:
+    from slo_pipeline.slo.spec import SpecError, parse_specs
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise SpecError(str(path), [f"cannot read the file: {err}"]) from err
+    return parse_specs(text, source=str(path))
+
+
+def _install(slos: list[SLO], args: argparse.Namespace, settings: Settings) -> int:
+    from slo_pipeline.settings import REPO_ROOT
+    from slo_pipeline.slo.promcheck import PromtoolError
+    from slo_pipeline.slo.render import DebouncedReloader, ReloadError, RuleFileError, install_rule_files
+    from slo_pipeline.slo.rulegen import render_rule_files
+
+    out_dir = args.out or REPO_ROOT / "rules" / "slo"
+    try:
+        result = install_rule_files(render_rule_files(slos), out_dir, promtool=args.promtool, slos=slos)
+    except (RuleFileError, PromtoolError) as err:
+        print(err, file=sys.stderr)
+        return EXIT_FAILED
+    _report(result)
+    if args.reload and result.changed:
+        reloader = DebouncedReloader(args.prometheus_url or settings.prometheus_url)
+        try:
+            reloader.request()
+            reloader.flush()
+        except ReloadError as err:
+            print(err, file=sys.stderr)
+            return EXIT_FAILED
+    return 0
+
+
+def _report(result: RenderResult) -> None:
+    print(
+        json.dumps(
+            {
+                "out": str(result.out_dir),
+                "written": [p.name for p in result.written],
+                "unchanged": [p.name for p in result.unchanged],
+                "removed": [p.name for p in result.removed],
+            }
+        )
+    )

@@ -1,0 +1,149 @@
+"""Incidents: listing with filters, one incident's details, and operators' feedback.
+
+Feedback is what the next training reads (`slo_pipeline.incident_history`): an incident marked
+false positive is kept in the training data as normal behaviour; every other incident (true
+positive or not yet reviewed) is cut out of it so the model never learns an outage as normal.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from streamlit_app import pg
+
+TRUE_POSITIVE = "true_positive"
+FALSE_POSITIVE = "false_positive"
+VERDICTS = (TRUE_POSITIVE, FALSE_POSITIVE)
+STATUSES = ("firing", "resolved")
+# Filter value for "nobody has reviewed it yet".
+UNREVIEWED = "unreviewed"
+MAX_NOTE_CHARS = 2000
+MAX_NAME_CHARS = 200
+
+TRAINING_EFFECT = {
+    TRUE_POSITIVE: "excluded from the next training data (a real incident is not normal behaviour)",
+    FALSE_POSITIVE: "kept in the next training data as normal behaviour (the model should learn it)",
+    None: "excluded from the next training data until someone marks it a false positive",
+}
+
+_COLUMNS = """
+    id, alertname, status, detector, slo, severity, starts_at, ends_at, fingerprint,
+    feedback, feedback_by, feedback_at, feedback_note
+"""
+
+
+@dataclass(frozen=True)
+class IncidentFilter:
+    """What the incidents table is narrowed to; None means "any"."""
+
+    status: str | None = None
+    detector: str | None = None
+    slo: str | None = None
+    feedback: str | None = None  # one of VERDICTS, UNREVIEWED or None
+    limit: int = 200
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """A validated operator verdict, ready to store."""
+
+    verdict: str
+    by: str
+    note: str
+
+
+def validate_feedback(verdict: str | None, by: str, note: str) -> Feedback:
+    """Trim and check a verdict; raises ValueError with a message fit for the operator."""
+    if verdict is None:
+        raise ValueError("choose true positive or false positive")
+    if verdict not in VERDICTS:
+        raise ValueError(f"feedback must be one of {', '.join(VERDICTS)}, got {verdict!r}")
+    by = by.strip()
+    if not by:
+        raise ValueError("say who you are: feedback changes the next training, so it must be attributable")
+    if len(by) > MAX_NAME_CHARS:
+        raise ValueError(f"the name is longer than {MAX_NAME_CHARS} characters")
+    note = note.strip()
+    if len(note) > MAX_NOTE_CHARS:
+        raise ValueError(f"the note is longer than {MAX_NOTE_CHARS} characters")
+    return Feedback(verdict=verdict, by=by, note=note)
+
+
+def where_clause(filters: IncidentFilter) -> tuple[str, list[Any]]:
+    """SQL `WHERE …` (or "") and its parameters for `filters`; values are always parameters."""
+    conditions: list[str] = []
+    params: list[Any] = []
+    for column in ("status", "detector", "slo"):
+        value = getattr(filters, column)
+        if value is not None:
+            conditions.append(f"{column} = %s")
+            params.append(value)
+    if filters.feedback == UNREVIEWED:
+        conditions.append("feedback IS NULL")
+    elif filters.feedback is not None:
+        conditions.append("feedback = %s")
+        params.append(filters.feedback)
+    return ("WHERE " + " AND ".join(conditions)) if conditions else "", params
+
+
+def list_incidents(database_url: str, filters: IncidentFilter = IncidentFilter()) -> list[dict[str, Any]]:
+    """Most recent first (by start), at most `filters.limit` rows."""
+    where, params = where_clause(filters)
+    query = f"SELECT {_COLUMNS} FROM incidents {where} ORDER BY starts_at DESC, id DESC LIMIT %s"
+    return pg.fetch_all(database_url, query, [*params, max(1, int(filters.limit))])
+
+
+def filter_choices(database_url: str) -> dict[str, list[str]]:
+    """Detector and SLO names that occur in incidents, for the filter drop-downs."""
+    rows = pg.fetch_all(
+        database_url,
+        """
+        SELECT 'detector' AS kind, detector AS name FROM incidents WHERE detector IS NOT NULL
+        UNION
+        SELECT 'slo', slo FROM incidents WHERE slo IS NOT NULL
+        ORDER BY 1, 2
+        """,
+    )
+    choices: dict[str, list[str]] = {"detector": [], "slo": []}
+    for row in rows:
+        choices[row["kind"]].append(row["name"])
+    return choices
+
+
+def get_incident(database_url: str, incident_id: int) -> dict[str, Any] | None:
+    rows = pg.fetch_all(
+        database_url,
+        f"SELECT {_COLUMNS}, labels, annotations, generator_url, created_at, updated_at "
+        "FROM incidents WHERE id = %s",
+        [incident_id],
+    )
+    return rows[0] if rows else None
+
+
+def record_feedback(database_url: str, incident_id: int, feedback: Feedback) -> bool:
+    """Store a verdict (replacing an earlier one); False when the incident does not exist."""
+    touched = pg.execute(
+        database_url,
+        """
+        UPDATE incidents
+           SET feedback = %s, feedback_by = %s, feedback_note = %s, feedback_at = now()
+         WHERE id = %s
+        """,
+        [feedback.verdict, feedback.by, feedback.note or None, incident_id],
+    )
+    return touched == 1
+
+
+def clear_feedback(database_url: str, incident_id: int) -> bool:
+    """Forget a verdict given by mistake; the incident counts as unreviewed again."""
+    touched = pg.execute(
+        database_url,
+        """
+        UPDATE incidents
+           SET feedback = NULL, feedback_by = NULL, feedback_note = NULL, feedback_at = NULL
+         WHERE id = %s
+        """,
+        [incident_id],
+    )
+    return touched == 1

@@ -1,0 +1,162 @@
+"""The operator app rendered headless (streamlit.testing AppTest) against a real database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.fixtures.database import fetch_all
+from tests.integration.test_streamlit_data import seed_incident, seed_job
+
+APP = str(Path(__file__).resolve().parents[2] / "streamlit_app" / "app.py")
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def app_env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The app reads its settings from the environment, exactly as under `streamlit run`."""
+    config = tmp_path / "pipeline.yml"
+    config.write_text(
+        "detectors:\n  - name: checkout_latency\n    query: up\n  - name: checkout_errors\n    query: up\n"
+    )
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("SLO_PIPELINE_CONFIG", str(config))
+    # Nothing listens there: the Models page must say so instead of showing a traceback.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    return database_url
+
+
+def _app() -> AppTest:
+    return AppTest.from_file(APP, default_timeout=60)
+
+
+def _texts(at: AppTest) -> str:
+    """Everything the page shows as text, for content assertions."""
+    parts = [e.value for e in (*at.markdown, *at.caption, *at.info, *at.warning, *at.success, *at.error)]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_incidents_table_lists_seeded_incidents(app_env: str) -> None:
+    seed_incident(app_env, "fp-a", alertname="AnomalyScoreHigh", detector="checkout_latency", slo="checkout")
+    seed_incident(app_env, "fp-b", alertname="SLOBurnFast", detector=None, slo="payments", status="resolved")
+
+    at = _app().run()
+
+    assert not at.exception
+    assert not at.error, [e.value for e in at.error]
+    table = at.dataframe[0].value
+    assert sorted(table["alertname"]) == ["AnomalyScoreHigh", "SLOBurnFast"]
+    assert "excluded" in _texts(at)  # the page says what feedback does to training
+
+
+def test_filter_by_status_narrows_the_table(app_env: str) -> None:
+    seed_incident(app_env, "fp-a", alertname="StillFiring")
+    seed_incident(app_env, "fp-b", alertname="AlreadyResolved", status="resolved")
+
+    at = _app().run()
+    at.selectbox(key="filter_status").set_value("resolved").run()
+
+    assert list(at.dataframe[0].value["alertname"]) == ["AlreadyResolved"]
+
+
+def test_submitting_feedback_writes_the_incident_row(app_env: str) -> None:
+    incident_id = seed_incident(app_env, "fp-a", alertname="AnomalyScoreHigh", detector="checkout_latency")
+
+    at = _app().run()
+    assert at.selectbox(key="incident_id").value == incident_id
+    at.radio(key=f"verdict-{incident_id}").set_value("false_positive")
+    at.text_input(key=f"by-{incident_id}").input("alice")
+    at.text_area(key=f"note-{incident_id}").input("deploy spike, expected")
+    at.button[-1].click().run()  # the form's submit button
+
+    assert not at.exception
+    rows = fetch_all(
+        app_env,
+        "SELECT feedback, feedback_by, feedback_note, feedback_at IS NOT NULL FROM incidents WHERE id = %s",
+        (incident_id,),
+    )
+    assert rows == [("false_positive", "alice", "deploy spike, expected", True)]
+    assert any("kept in the next training data" in s.value for s in at.success)
+    # Drawn after the callback stored it: the table already shows the verdict.
+    assert list(at.dataframe[0].value["feedback"]) == ["false_positive"]
+
+
+def test_feedback_without_a_name_is_refused_and_not_written(app_env: str) -> None:
+    incident_id = seed_incident(app_env, "fp-a")
+
+    at = _app().run()
+    at.radio(key=f"verdict-{incident_id}").set_value("true_positive")
+    at.button[-1].click().run()
+
+    assert any("say who you are" in e.value for e in at.error)
+    assert fetch_all(app_env, "SELECT feedback FROM incidents WHERE id = %s", (incident_id,)) == [(None,)]
+
+
+def test_models_page_shows_jobs_and_reports_unreachable_mlflow(app_env: str) -> None:
+    seed_job(app_env, "checkout_errors", status="failed", error="prometheus timed out")
+    seed_job(
+        app_env, "checkout_errors", status="succeeded", decision="rejected", reasons=["alarm rate too high"]
+    )
+
+    at = _app().run()
+    at.sidebar.radio(key="page").set_value("Models").run()
+    at.selectbox(key="models_detector").set_value("checkout_errors").run()
+
+    assert not at.exception
+    assert any("MLflow registry" in e.value and "unavailable" in e.value for e in at.error)
+    jobs = at.dataframe[0].value
+    assert sorted(jobs["status"]) == ["failed", "succeeded"]
+    assert "alarm rate too high" in list(jobs["decision_reasons"])
+    assert "prometheus timed out" in list(jobs["error"])
+
+
+def _register_versions(tracking_uri: str, name: str, count: int) -> None:
+    """Registry entries without trained models: the page only reads versions, aliases and tags."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client.create_registered_model(name)
+    for _ in range(count):
+        client.create_model_version(name, source="file:///nonexistent/model")
+
+
+def test_models_page_rolls_back_after_confirmation(
+    app_env: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow import MlflowClient
+
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_uri)
+    _register_versions(tracking_uri, "checkout_latency", 3)
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client.set_registered_model_alias("checkout_latency", "previous", "2")
+    client.set_registered_model_alias("checkout_latency", "champion", "3")
+    client.set_model_version_tag("checkout_latency", "3", "slo_pipeline.decision", "promoted")
+    client.set_model_version_tag("checkout_latency", "1", "slo_pipeline.decision", "rejected")
+    client.set_model_version_tag("checkout_latency", "1", "slo_pipeline.reasons", "misses the SLO breach")
+
+    at = _app().run()
+    at.sidebar.radio(key="page").set_value("Models").run()
+
+    assert not at.error, [e.value for e in at.error]
+    versions = at.dataframe[0].value
+    assert list(versions["version"]) == ["3", "2", "1"]
+    assert list(versions["aliases"]) == ["champion", "previous", ""]
+    assert list(versions["decision"]) == ["promoted", "", "rejected"]
+    assert "misses the SLO breach" in list(versions["reasons"])
+    rollback = at.button(key="rollback_checkout_latency")
+    assert rollback.disabled  # no confirmation yet
+
+    at.text_input(key="rollback_by_checkout_latency").input("dave")
+    at.checkbox(key="rollback_confirm_checkout_latency").check().run()
+    at.button(key="rollback_checkout_latency").click().run()
+
+    assert not at.exception
+    assert any("version 2 is the champion again" in s.value for s in at.success)
+    model = client.get_registered_model("checkout_latency")
+    assert {alias: str(v) for alias, v in model.aliases.items()} == {"champion": "2", "previous": "3"}
+    assert client.get_model_version("checkout_latency", "2").tags["slo_pipeline.rollback_by"] == "dave"
+    # The confirmation is used up: a second rollback needs a second tick.
+    assert at.button(key="rollback_checkout_latency").disabled

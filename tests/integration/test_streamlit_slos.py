@@ -1,0 +1,134 @@
+"""SLO editing through the operator app: every change lands in the store with an audit revision."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from slo_pipeline.db import connect
+from slo_pipeline.slo import store
+from slo_pipeline.slo.spec import SpecError, parse_specs
+from streamlit_app import slos
+from tests.fixtures.database import fetch_all
+
+APP = str(Path(__file__).resolve().parents[2] / "streamlit_app" / "app.py")
+pytestmark = pytest.mark.integration
+
+SPEC = """
+version: prometheus/v1
+service: checkout
+slos:
+  - name: checkout-availability
+    objective: 99.5
+    time_period: 30d
+    detectors: [checkout_errors]
+    sli:
+      events:
+        error_query: sum(rate(http_requests_total{code=~"5.."}[{{.window}}]))
+        total_query: sum(rate(http_requests_total[{{.window}}]))
+    alerting: {name: CheckoutAvailability}
+"""
+
+
+def seed_slos(database_url: str) -> None:
+    conn = connect(database_url)
+    try:
+        store.apply_slos(conn, parse_specs(SPEC), changed_by="seed", change_note="initial")
+    finally:
+        conn.close()
+
+
+def _stored(database_url: str) -> list[tuple[object, ...]]:
+    return fetch_all(database_url, "SELECT objective, time_period, updated_by FROM slos")
+
+
+def test_save_edit_updates_the_slo_and_records_a_revision(database_url: str) -> None:
+    seed_slos(database_url)
+    (original,) = slos.load_slos(database_url)
+
+    changed = slos.save_edit(database_url, original, slos.SLOEdit(99.9, "28d"), " erin ", "tighter SLA")
+
+    assert changed
+    assert _stored(database_url) == [(99.9, "28d", "erin")]
+    newest = slos.revision_rows(database_url, "checkout-availability")[0]
+    assert newest["revision"] == 2
+    assert newest["changed_by"] == "erin"
+    assert newest["note"] == "tighter SLA"
+    assert "objective: 99.5 -> 99.9" in newest["change"]
+    assert "time_period: '30d' -> '28d'" in newest["change"]
+
+
+def test_an_edit_that_changes_nothing_writes_no_revision(database_url: str) -> None:
+    seed_slos(database_url)
+    (original,) = slos.load_slos(database_url)
+
+    assert not slos.save_edit(database_url, original, slos.SLOEdit(99.5, "30d"), "erin", "")
+
+    assert len(slos.revision_rows(database_url, "checkout-availability")) == 1
+
+
+def test_an_invalid_edit_is_refused_before_storing(database_url: str) -> None:
+    seed_slos(database_url)
+    (original,) = slos.load_slos(database_url)
+
+    with pytest.raises(SpecError, match="time_period"):
+        slos.save_edit(database_url, original, slos.SLOEdit(99.9, "3d"), "erin", "")
+
+    assert _stored(database_url) == [(99.5, "30d", "seed")]
+
+
+def test_an_edit_of_a_stale_version_is_refused(database_url: str) -> None:
+    seed_slos(database_url)
+    (original,) = slos.load_slos(database_url)
+    slos.save_edit(database_url, original, slos.SLOEdit(99.0, "30d"), "frank", "")
+
+    with pytest.raises(slos.ConcurrentEditError, match="someone else"):
+        slos.save_edit(database_url, original, slos.SLOEdit(99.9, "30d"), "erin", "")
+
+    assert _stored(database_url) == [(99.0, "30d", "frank")]
+
+
+def test_slo_page_edits_through_the_form_and_shows_the_history(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed_slos(database_url)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("SLO_PIPELINE_CONFIG", str(tmp_path / "absent.yml"))
+
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.sidebar.radio(key="page").set_value("SLOs").run()
+    assert not at.error, [e.value for e in at.error]
+    assert list(at.dataframe[0].value["objective_percent"]) == [99.5]
+
+    at.number_input(key="slo_objective_checkout-availability").set_value(99.9)
+    at.selectbox(key="slo_period_checkout-availability").set_value("28d")
+    at.text_input(key="slo_by_checkout-availability").input("grace")
+    at.text_area(key="slo_note_checkout-availability").input("customer contract")
+    at.button[-1].click().run()
+
+    assert not at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert _stored(database_url) == [(99.9, "28d", "grace")]
+    assert list(at.dataframe[0].value["objective_percent"]) == [99.9]
+    history = at.dataframe[1].value
+    assert list(history["changed_by"]) == ["grace", "seed"]
+    assert "objective: 99.5 -> 99.9" in history["change"][0]
+    assert list(history["note"]) == ["customer contract", "initial"]
+
+
+def test_slo_page_refuses_an_anonymous_change(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed_slos(database_url)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("SLO_PIPELINE_CONFIG", str(tmp_path / "absent.yml"))
+
+    at = AppTest.from_file(APP, default_timeout=60).run()
+    at.sidebar.radio(key="page").set_value("SLOs").run()
+    at.number_input(key="slo_objective_checkout-availability").set_value(90.0)
+    at.button[-1].click().run()
+
+    assert any("say who you are" in e.value for e in at.error)
+    assert _stored(database_url) == [(99.5, "30d", "seed")]
