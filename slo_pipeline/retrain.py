@@ -14,14 +14,19 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from slo_pipeline import lake, registry
+from slo_pipeline.alert_timing import anomaly_alert_rule
+from slo_pipeline.backtest.onset import simulate_alerts
+from slo_pipeline.calibration import anomaly_score
 from slo_pipeline.db import DatabaseError
 from slo_pipeline.features import compute_features
 from slo_pipeline.incident_history import incident_intervals
 from slo_pipeline.model import DetectorModel
 from slo_pipeline.prometheus_io import SeriesBlock, fetch_range
 from slo_pipeline.settings import DetectorConfig, Settings
+from slo_pipeline.slo.validation import ValidationPolicy, validate_against_slo
+from slo_pipeline.slo_evidence import fetch_slo_evidence
 from slo_pipeline.training import fit_detector_model
-from slo_pipeline.validation import ValidationDecision, basic_validation
+from slo_pipeline.validation import ValidationDecision, basic_validation, combine
 
 log = logging.getLogger(__name__)
 
@@ -51,15 +56,14 @@ def fetch_history(settings: Settings, detector: DetectorConfig, end: float) -> S
     )
 
 
-def held_out_probabilities(
-    model: DetectorModel, values: np.ndarray, split: int, healthy: np.ndarray
-) -> np.ndarray:
-    """Tail probabilities of every (time >= split, series) cell at healthy times.
+def held_out_probabilities(model: DetectorModel, values: np.ndarray, split: int) -> np.ndarray:
+    """Tail probabilities `[T - split, N]` of the held-out rows.
 
     Features are warmed on all rows, so the first held-out rows are scored with full windows.
     """
-    features = compute_features(values, model.windows)[split:][healthy[split:]]
-    return model.tail_probability(features.reshape(-1, features.shape[-1]))
+    features = compute_features(values, model.windows)[split:]
+    flat = model.tail_probability(features.reshape(-1, features.shape[-1]))
+    return flat.reshape(features.shape[0], features.shape[1])
 
 
 def incident_mask(
@@ -109,14 +113,19 @@ def retrain_detector(settings: Settings, detector_name: str, *, now: float | Non
     candidate, report = fit_detector_model(training_values[:split], detector)
     champion_ref = registry.champion_ref(settings, detector.name)
     champion = _load_champion(settings, champion_ref)
-    healthy = ~in_incident
+    healthy = ~in_incident[split:]
+    candidate_p = held_out_probabilities(candidate, block.values, split)
+    champion_p = held_out_probabilities(champion, block.values, split) if champion is not None else None
     decision = basic_validation(
-        candidate_probabilities=held_out_probabilities(candidate, block.values, split, healthy),
-        champion_probabilities=(
-            held_out_probabilities(champion, block.values, split, healthy) if champion is not None else None
-        ),
+        candidate_probabilities=candidate_p[healthy].ravel(),
+        champion_probabilities=champion_p[healthy].ravel() if champion_p is not None else None,
         threshold=detector.tail_probability_threshold,
     )
+    if detector.slo is not None:
+        decision = combine(
+            decision,
+            slo_validation(settings, detector, block.timestamps[split:], candidate_p, champion_p),
+        )
     decision.metrics["excluded_incident_samples"] = float(in_incident.sum())
     registered = registry.log_and_register(
         settings,
@@ -154,6 +163,45 @@ def retrain_detector(settings: Settings, detector_name: str, *, now: float | Non
         promoted=decision.promote,
         reasons=decision.reasons,
         metrics=decision.metrics,
+    )
+
+
+def slo_validation(
+    settings: Settings,
+    detector: DetectorConfig,
+    timestamps: np.ndarray,
+    candidate_p: np.ndarray,
+    champion_p: np.ndarray | None,
+) -> ValidationDecision:
+    """Judge both models by the alarms the shipped alert rule would have raised for the SLO."""
+    assert detector.slo is not None
+    rule = anomaly_alert_rule(detector.step_seconds)
+    threshold = detector.tail_probability_threshold
+
+    def alarms(p: np.ndarray) -> np.ndarray:
+        firing, _ = simulate_alerts(anomaly_score(np.nan_to_num(p, nan=1.0), threshold), rule)
+        return firing.any(axis=1)
+
+    evidence = fetch_slo_evidence(
+        settings,
+        slo=detector.slo,
+        detector=detector.name,
+        timestamps=timestamps,
+        step_seconds=detector.step_seconds,
+    )
+    window_hours = (timestamps[-1] - timestamps[0]) / 3600.0
+    # The policy wants a day of healthy data; shorter histories (the demo keeps three days, so
+    # the held-out slice is ~11 h) are judged on at least half of their held-out window instead.
+    policy = ValidationPolicy(min_healthy_hours=min(24.0, 0.5 * window_hours))
+    return validate_against_slo(
+        timestamps=timestamps,
+        candidate_alarms=alarms(candidate_p),
+        champion_alarms=alarms(champion_p) if champion_p is not None else None,
+        breaches=evidence.breaches,
+        incidents=evidence.confirmed_incidents,
+        false_alarms_per_week=detector.false_alarms_per_week,
+        page_times=evidence.page_times,
+        policy=policy,
     )
 
 

@@ -1,0 +1,105 @@
+"""The exporter's own health metrics, in a registry of their own (never the global default one).
+
+A private registry keeps two exporters in one process (tests, the benchmark) independent and
+keeps library metrics of whatever else is imported out of the exporter's page.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# From a few ms (1k series) to minutes (a slow backend at 100k series).
+CYCLE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+
+
+class ExporterMetrics:
+    def __init__(self, detector_names: Iterable[str]) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        registry = self.registry
+        self.cycle_duration = Histogram(
+            "anomaly_exporter_cycle_duration_seconds",
+            "Wall time of one scoring cycle over all detectors.",
+            buckets=CYCLE_BUCKETS,
+            registry=registry,
+        )
+        self.up = Gauge(
+            "anomaly_exporter_up",
+            "1 when the detector's last cycle published scores, 0 when its query, model or scoring failed.",
+            ["detector"],
+            registry=registry,
+        )
+        self.last_success = Gauge(
+            "anomaly_exporter_last_success_timestamp_seconds",
+            "Unix time of the detector's last cycle that published scores.",
+            ["detector"],
+            registry=registry,
+        )
+        self.series = Gauge(
+            "anomaly_exporter_series",
+            "Series whose scores the detector published in its last successful cycle.",
+            ["detector"],
+            registry=registry,
+        )
+        self.unscorable_series = Gauge(
+            "anomaly_exporter_unscorable_series",
+            "Series the query returned but the model could not score (gaps, too little history).",
+            ["detector"],
+            registry=registry,
+        )
+        self.dropped_series = Gauge(
+            "anomaly_exporter_dropped_series",
+            "Series not published because their label set duplicated another after label renaming.",
+            ["detector"],
+            registry=registry,
+        )
+        self.query_errors = Counter(
+            "anomaly_exporter_query_errors_total",
+            "Range queries to Prometheus that failed (unreachable, timeout, rejected query).",
+            ["detector"],
+            registry=registry,
+        )
+        self.scoring_errors = Counter(
+            "anomaly_exporter_scoring_errors_total",
+            "Cycles in which the model failed on the fetched data.",
+            ["detector"],
+            registry=registry,
+        )
+        self.registry_errors = Counter(
+            "anomaly_exporter_registry_errors_total",
+            "Champion alias lookups that failed (MLflow unreachable); the loaded model keeps serving.",
+            ["detector"],
+            registry=registry,
+        )
+        self.model_load_errors = Counter(
+            "anomaly_exporter_model_load_errors_total",
+            "New champion versions that failed to load and were not swapped in.",
+            ["detector"],
+            registry=registry,
+        )
+        self.model_swaps = Counter(
+            "anomaly_exporter_model_swaps_total",
+            "Champion versions loaded and swapped in without a restart (the first load included).",
+            ["detector"],
+            registry=registry,
+        )
+        # Every labelled series exists from the start, so rate() and absent() work from the first
+        # scrape instead of after the first error.
+        for name in detector_names:
+            for metric in (
+                self.up,
+                self.last_success,
+                self.series,
+                self.unscorable_series,
+                self.dropped_series,
+                self.query_errors,
+                self.scoring_errors,
+                self.registry_errors,
+                self.model_load_errors,
+                self.model_swaps,
+            ):
+                metric.labels(detector=name)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

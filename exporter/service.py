@@ -1,0 +1,342 @@
+"""The exporter service: a scoring loop in a background thread plus the HTTP endpoint.
+
+Every `exporter_interval_seconds`, for each detector in turn:
+  poll `@champion` (hot-swap on a new version) -> one batched `query_range` for all its series
+  -> `model.score_latest` -> render that detector's share of the page.
+Then the page is assembled once and published. A detector whose registry lookup, query, model
+or scoring fails is marked down (`anomaly_exporter_up 0`) and publishes nothing this cycle; the
+other detectors carry on. Stale scores are not kept: a score that cannot be refreshed disappears,
+and Prometheus' staleness handling ends the series instead of repeating an outdated value.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import ThreadingHTTPServer
+from typing import Protocol
+
+from exporter.champion import (
+    ChampionTracker,
+    ModelSource,
+    RefreshOutcome,
+    RefreshResult,
+    RegistryModelSource,
+    ServingModel,
+)
+from exporter.exposition import ModelInfo, RenderedDetector, assemble_page, render_detector
+from exporter.http_server import MetricsPage, start_http_server
+from exporter.self_metrics import ExporterMetrics
+from slo_pipeline.prometheus_io import SeriesBlock, fetch_range
+from slo_pipeline.settings import DetectorConfig, Settings
+
+log = logging.getLogger(__name__)
+
+# /healthz fails when no cycle has finished for this many intervals (plus the query timeout):
+# a wedged scoring thread gets the pod restarted while a merely slow cycle does not.
+HEALTHY_INTERVALS = 3
+
+
+_NO_MODEL_REASONS = {
+    RefreshOutcome.NO_CHAMPION: "no @champion model in the registry",
+    RefreshOutcome.REGISTRY_ERROR: "registry unreachable and no model loaded yet",
+    RefreshOutcome.LOAD_ERROR: "the champion failed to load",
+    RefreshOutcome.LOAD_DEFERRED: "the champion failed to load recently",
+}
+
+
+class SeriesSource(Protocol):
+    def fetch(self, detector: DetectorConfig, *, start: float, end: float) -> SeriesBlock:
+        """All series of the detector's query on its step grid; raises when the backend fails."""
+        ...
+
+
+class PrometheusSeriesSource:
+    """`query_range` against the configured Prometheus-API endpoint."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._url = settings.prometheus_url
+        self._timeout = settings.query_timeout_seconds
+
+    def fetch(self, detector: DetectorConfig, *, start: float, end: float) -> SeriesBlock:
+        return fetch_range(
+            self._url,
+            detector.query,
+            start=start,
+            end=end,
+            step_seconds=detector.step_seconds,
+            timeout=self._timeout,
+        )
+
+
+@dataclass
+class CycleReport:
+    """What one cycle did, per detector: for logs, `--once` and tests."""
+
+    started_at: float
+    duration_seconds: float = 0.0
+    up: dict[str, bool] = field(default_factory=dict)
+    published: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def all_up(self) -> bool:
+        return all(self.up.values())
+
+
+class ExporterService:
+    """Drive it with `run_cycle()` (tests, `--once`) or `start(listen)` / `stop()` (the service)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        model_source: ModelSource | None = None,
+        series_source: SeriesSource | None = None,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.detectors = list(settings.pipeline.detectors)
+        self.metrics = ExporterMetrics(d.name for d in self.detectors)
+        self.page = MetricsPage(self.metrics.render)
+        self._series_source = series_source or PrometheusSeriesSource(settings)
+        source = model_source or RegistryModelSource(settings)
+        self._trackers = {d.name: ChampionTracker(d.name, source) for d in self.detectors}
+        self._rendered: dict[str, RenderedDetector] = {}
+        self._warned_no_champion: set[str] = set()
+        self._last_query_error: dict[str, str] = {}
+        self._wall_clock = wall_clock
+        self._last_cycle_end: float | None = None  # monotonic
+        self._stop = threading.Event()
+        self._loop_thread: threading.Thread | None = None
+        self._server: ThreadingHTTPServer | None = None
+        self.page.publish(assemble_page([], []))
+
+    # --- one cycle ---------------------------------------------------------------------------
+
+    def run_cycle(self) -> CycleReport:
+        """Score every detector once and publish the page. Never raises for a detector's failure."""
+        began = time.perf_counter()
+        report = CycleReport(started_at=self._wall_clock())
+        for detector in self.detectors:
+            try:
+                self._run_detector(detector, report)
+            except Exception as err:  # a bug for one detector must not silence the others
+                log.exception("detector %r: unexpected failure in the scoring cycle", detector.name)
+                self._mark_down(detector, report, f"unexpected {type(err).__name__}: {err}")
+        self._publish()
+        report.duration_seconds = time.perf_counter() - began
+        self.metrics.cycle_duration.observe(report.duration_seconds)
+        self._last_cycle_end = time.monotonic()
+        return report
+
+    def _run_detector(self, detector: DetectorConfig, report: CycleReport) -> None:
+        name = detector.name
+        serving, refresh = self._refresh_model(detector)
+        if serving is None:
+            reason = _NO_MODEL_REASONS.get(refresh.outcome, "no model loaded")
+            self._mark_down(detector, report, f"{reason}: {refresh.error}" if refresh.error else reason)
+            return
+        model = serving.model
+        now = self._wall_clock()
+        # The model's own windows decide how much history its features need; it may have been
+        # trained with other windows than the detector's current config.
+        window = max(detector.scoring_window_seconds, (model.windows.long + 1) * detector.step_seconds)
+        try:
+            block = self._series_source.fetch(detector, start=now - window, end=now)
+        except Exception as err:
+            self.metrics.query_errors.labels(detector=name).inc()
+            # Repeats of the same failure go to DEBUG: one line per outage, not one per cycle.
+            level = logging.DEBUG if self._last_query_error.get(name) == str(err) else logging.WARNING
+            self._last_query_error[name] = str(err)
+            log.log(level, "detector %r: query failed, publishing no scores until it recovers: %s", name, err)
+            self._mark_down(detector, report, f"query failed: {err}")
+            return
+        try:
+            probabilities = model.score_latest(block.values)
+            rendered = render_detector(detector, block.labels, probabilities)
+        except Exception as err:
+            self.metrics.scoring_errors.labels(detector=name).inc()
+            log.exception(
+                "detector %r: model %s v%s failed on %d series",
+                name,
+                serving.ref.model_name,
+                serving.ref.version,
+                block.n_series,
+            )
+            self._mark_down(detector, report, f"scoring failed: {err}")
+            return
+        if self._last_query_error.pop(name, None) is not None:
+            log.info("detector %r: query works again, publishing %d series", name, rendered.published)
+        self._rendered[name] = rendered
+        self.metrics.up.labels(detector=name).set(1)
+        self.metrics.last_success.labels(detector=name).set(self._wall_clock())
+        self.metrics.series.labels(detector=name).set(rendered.published)
+        self.metrics.unscorable_series.labels(detector=name).set(rendered.unscorable)
+        self.metrics.dropped_series.labels(detector=name).set(rendered.dropped)
+        report.up[name] = True
+        report.published[name] = rendered.published
+
+    def _refresh_model(self, detector: DetectorConfig) -> tuple[ServingModel | None, RefreshResult]:
+        name = detector.name
+        tracker = self._trackers[name]
+        previous = tracker.serving
+        result = tracker.refresh()
+        outcome, ref = result.outcome, result.ref
+        if outcome is not RefreshOutcome.NO_CHAMPION:
+            self._warned_no_champion.discard(name)
+        if outcome is RefreshOutcome.SWAPPED and ref is not None:
+            self.metrics.model_swaps.labels(detector=name).inc()
+            was = f"v{previous.ref.version}" if previous else "no model"
+            log.info("detector %r: now scoring with %s v%s (was %s)", name, ref.model_name, ref.version, was)
+        elif outcome is RefreshOutcome.NO_CHAMPION and name not in self._warned_no_champion:
+            # Logged once per episode, not every cycle, so the log stays readable.
+            self._warned_no_champion.add(name)
+            log.warning(
+                "detector %r: the registry has no %s@champion model; publishing no scores until one is "
+                "trained and promoted",
+                name,
+                name,
+            )
+        elif outcome is RefreshOutcome.REGISTRY_ERROR:
+            self.metrics.registry_errors.labels(detector=name).inc()
+            log.warning(
+                "detector %r: champion lookup failed, keeping the loaded model: %s", name, result.error
+            )
+        elif outcome is RefreshOutcome.LOAD_ERROR and ref is not None:
+            self.metrics.model_load_errors.labels(detector=name).inc()
+            keeping = f"keeping v{tracker.serving.ref.version}" if tracker.serving else "no model to serve"
+            log.error(
+                "detector %r: champion v%s was not swapped in (%s): %s",
+                name,
+                ref.version,
+                keeping,
+                result.error,
+            )
+        return tracker.serving, result
+
+    def _mark_down(self, detector: DetectorConfig, report: CycleReport, reason: str) -> None:
+        self._rendered.pop(detector.name, None)
+        self.metrics.up.labels(detector=detector.name).set(0)
+        self.metrics.series.labels(detector=detector.name).set(0)
+        report.up[detector.name] = False
+        report.published[detector.name] = 0
+        report.errors[detector.name] = reason
+
+    def _publish(self) -> None:
+        rendered = [self._rendered[d.name] for d in self.detectors if d.name in self._rendered]
+        models = [
+            ModelInfo(
+                detector=name,
+                model_name=tracker.serving.ref.model_name,
+                model_version=tracker.serving.ref.version,
+                run_id=tracker.serving.ref.run_id,
+            )
+            for name, tracker in self._trackers.items()
+            if tracker.serving is not None
+        ]
+        self.page.publish(assemble_page(rendered, models))
+
+    # --- running as a service ----------------------------------------------------------------
+
+    def start(self, listen: str) -> ThreadingHTTPServer:
+        """Serve HTTP on `listen` and run cycles in a background thread until `stop()`."""
+        self._server = start_http_server(
+            listen, self.page, is_ready=self.is_ready, is_healthy=self.is_healthy
+        )
+        self._stop.clear()
+        self._loop_thread = threading.Thread(target=self._loop, name="exporter-cycles", daemon=True)
+        self._loop_thread.start()
+        return self._server
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._loop_thread is not None:
+            self._loop_thread.join(timeout)
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def request_stop(self) -> None:
+        """Ask the loop to end (safe from a signal handler); `wait()` returns, then call `stop()`."""
+        self._stop.set()
+
+    def wait(self) -> None:
+        """Block until `request_stop()` or `stop()` is called (from a signal handler, for instance)."""
+        # A bounded wait in a loop keeps the main thread responsive to signals.
+        while not self._stop.wait(1.0):
+            pass
+
+    def is_ready(self) -> bool:
+        return self._last_cycle_end is not None
+
+    def is_healthy(self) -> bool:
+        thread_alive = self._loop_thread is not None and self._loop_thread.is_alive()
+        if not thread_alive or self._last_cycle_end is None:
+            return thread_alive
+        allowed = HEALTHY_INTERVALS * self.settings.exporter_interval_seconds
+        allowed += self.settings.query_timeout_seconds * max(1, len(self.detectors))
+        return time.monotonic() - self._last_cycle_end <= allowed
+
+    def _loop(self) -> None:
+        interval = self.settings.exporter_interval_seconds
+        next_start = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                report = self.run_cycle()
+                log.debug("cycle done in %.3fs: %s", report.duration_seconds, report.published)
+            except Exception:  # run_cycle guards each detector; this guards the loop itself
+                log.exception("scoring cycle failed")
+            next_start += interval
+            now = time.monotonic()
+            if next_start < now:
+                # Overran: skip the missed slots instead of running cycles back to back.
+                skipped = int((now - next_start) // interval) + 1
+                log.warning(
+                    "scoring cycle overran the %.1fs interval; skipping %d slot(s)", interval, skipped
+                )
+                next_start += skipped * interval
+            self._stop.wait(next_start - now)
+
+
+def run(settings: Settings, listen: str) -> int:
+    """Run the exporter until SIGTERM/SIGINT; returns the process exit code."""
+    if not settings.pipeline.detectors:
+        log.warning(
+            "no detectors configured in %s: the exporter will publish only its own metrics",
+            settings.config_path,
+        )
+    service = ExporterService(settings)
+    server = service.start(listen)
+    host, port = server.server_address[:2]
+    log.info(
+        "exporter listening on %s:%s, scoring %d detector(s) every %.0fs against %s",
+        host,
+        port,
+        len(service.detectors),
+        settings.exporter_interval_seconds,
+        settings.prometheus_url,
+    )
+
+    def request_stop(signum: int, _frame: object) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name)
+        service.request_stop()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    service.wait()
+    service.stop()
+    log.info("exporter stopped")
+    return 0
+
+
+def run_once(settings: Settings) -> tuple[CycleReport, bytes]:
+    """One cycle without HTTP: the report and the page a scrape would return right after it."""
+    service = ExporterService(settings)
+    report = service.run_cycle()
+    return report, service.page.body()

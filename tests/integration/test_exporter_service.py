@@ -1,0 +1,386 @@
+"""The exporter as a real subprocess against a real Prometheus and a real MLflow registry.
+
+Setup (once for the module): a small HTTP target in this process exposes four latency series;
+their last hour is backfilled with promtool at the same labels, so Prometheus holds one history
+that continues live. A model trained on that history (fetched back through `fetch_range`) is
+registered in an MLflow sqlite registry under tmp and made champion. Then `slo-pipeline exporter`
+runs as its own process, scoring every second. The tests run in file order on that one stack;
+the Prometheus outage test comes last because it restarts Prometheus.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from slo_pipeline import launch, registry
+from slo_pipeline.prometheus_io import fetch_range
+from slo_pipeline.settings import DetectorConfig, FeatureWindows, PipelineConfig, Settings, load_settings
+from slo_pipeline.training import fit_detector_model
+
+pytestmark = pytest.mark.integration
+
+METRIC = "exporter_test_latency_seconds"
+JOB = "exporter-test-target"
+ROUTES = ("/a", "/b", "/c", "/vanishing")
+STEP = 5
+HISTORY_SECONDS = 3600
+WINDOWS = FeatureWindows(short=2, medium=4, long=8)
+LATENCY = DetectorConfig(
+    name="latency",
+    query=METRIC,
+    step_seconds=STEP,
+    windows=WINDOWS,
+    n_estimators=50,
+    min_training_samples=200,
+    slo="checkout_availability",
+)
+BROKEN_QUERY = DetectorConfig(
+    name="broken_query", query=f"sum(rate({METRIC}[1m])", step_seconds=STEP, windows=WINDOWS
+)
+NO_CHAMPION = DetectorConfig(name="no_champion", query=METRIC, step_seconds=STEP, windows=WINDOWS)
+INTERVAL_SECONDS = 1.0
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def route_level(route: str) -> float:
+    return 0.1 + 0.05 * ROUTES.index(route)
+
+
+class LatencyTarget:
+    """A scrape target whose exposed routes the test can change while Prometheus scrapes it."""
+
+    def __init__(self) -> None:
+        self.routes = list(ROUTES)
+        self._rng = np.random.default_rng(11)
+        self._lock = threading.Lock()
+        target = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = target.exposition().encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.address = f"127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def exposition(self) -> str:
+        with self._lock:
+            lines = [f"# TYPE {METRIC} gauge"]
+            for route in self.routes:
+                value = route_level(route) * (1 + 0.02 * self._rng.standard_normal())
+                lines.append(f'{METRIC}{{route="{route}"}} {value:.6f}')
+        return "\n".join(lines) + "\n"
+
+    def drop_route(self, route: str) -> None:
+        with self._lock:
+            self.routes.remove(route)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def write_history(path: Path, instance: str, end: int) -> None:
+    """The last hour of every route at the labels Prometheus will attach when scraping live."""
+    rng = np.random.default_rng(3)
+    times = np.arange(end - HISTORY_SECONDS, end, STEP)
+    lines = [f"# TYPE {METRIC} gauge"]
+    for route in ROUTES:
+        values = route_level(route) * (1 + 0.02 * rng.standard_normal(len(times)))
+        labels = f'{METRIC}{{instance="{instance}",job="{JOB}",route="{route}"}}'
+        lines.extend(f"{labels} {v:.6f} {t}" for v, t in zip(values.tolist(), times.tolist(), strict=True))
+    lines.append("# EOF")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+@dataclass
+class Stack:
+    folder: Path
+    settings: Settings
+    target: LatencyTarget
+    prometheus: launch.ManagedProcess
+    prometheus_config: Path
+    exporter: subprocess.Popen[bytes]
+    exporter_url: str
+    exporter_log: Path
+
+    def scrape(self) -> str:
+        assert self.exporter.poll() is None, f"exporter exited:\n{self.exporter_log.read_text()[-3000:]}"
+        with urllib.request.urlopen(f"{self.exporter_url}/metrics", timeout=5) as response:
+            return response.read().decode()
+
+    def samples(self) -> dict[str, float]:
+        return parse_samples(self.scrape())
+
+    def wait_for(
+        self, what: str, condition: Callable[[dict[str, float]], bool], timeout: float = 60.0
+    ) -> dict[str, float]:
+        deadline = time.monotonic() + timeout
+        while True:
+            page = self.samples()
+            if condition(page):
+                return page
+            if time.monotonic() > deadline:
+                tail = self.exporter_log.read_text()[-3000:]
+                raise AssertionError(
+                    f"timed out after {timeout:.0f}s waiting for {what}\nexporter log:\n{tail}"
+                )
+            time.sleep(0.2)
+
+
+def parse_samples(text: str) -> dict[str, float]:
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            series, _, value = line.rpartition(" ")
+            samples[series] = float(value)
+    return samples
+
+
+def scores(page: dict[str, float], detector: str = "latency") -> dict[str, float]:
+    prefix = f'anomaly_score{{detector="{detector}"'
+    return {series: value for series, value in page.items() if series.startswith(prefix)}
+
+
+def routes_scored(page: dict[str, float]) -> set[str]:
+    return {m.group(1) for series in scores(page) if (m := re.search(r'route="([^"]*)"', series))}
+
+
+def model_versions(page: dict[str, float], detector: str = "latency") -> set[str]:
+    prefix = f'anomaly_model_info{{detector="{detector}"'
+    return {re.search(r'model_version="(\d+)"', s).group(1) for s in page if s.startswith(prefix)}  # type: ignore[union-attr]
+
+
+def register(settings: Settings, detector: DetectorConfig, model: object, *, champion: bool) -> str:
+    registered = registry.log_and_register(settings, detector.name, model, params={}, metrics={})  # type: ignore[arg-type]
+    if champion:
+        registry.set_champion(settings, detector.name, registered.ref.version)
+    return registered.ref.version
+
+
+def wait_http(url: str, timeout: float, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, OSError):
+            pass
+        assert process.poll() is None, f"exporter exited early:\n{log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, (
+            f"{url} not ready after {timeout:.0f}s:\n{log.read_text()[-3000:]}"
+        )
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    folder = tmp_path_factory.mktemp("exporter-service")
+    target = LatencyTarget()
+    started: list[launch.ManagedProcess] = []
+    exporter: subprocess.Popen[bytes] | None = None
+    try:
+        now = int(time.time())
+        history_end = now - now % STEP - STEP
+        write_history(folder / "history.om", target.address, history_end)
+        launch.backfill_openmetrics(folder / "history.om", folder / "prometheus-data")
+        prometheus_config = launch.write_prometheus_config(
+            folder / "prometheus.yml",
+            scrape_targets={JOB: [target.address]},
+            alertmanager_url=None,
+            rule_files=[],
+            scrape_interval="1s",
+        )
+        prometheus = launch.start_prometheus(
+            config_file=prometheus_config, data_dir=folder / "prometheus-data"
+        )
+        started.append(prometheus)
+
+        pipeline = PipelineConfig(detectors=[LATENCY, BROKEN_QUERY, NO_CHAMPION])
+        (folder / "pipeline.yml").write_text(
+            yaml.safe_dump(pipeline.model_dump(mode="json")), encoding="utf-8"
+        )
+        settings = load_settings(
+            prometheus_url=prometheus.url,
+            mlflow_tracking_uri=f"sqlite:///{folder / 'mlflow.db'}",
+            mlflow_artifact_root=str(folder / "mlflow-artifacts"),
+            config_path=folder / "pipeline.yml",
+        )
+        assert settings.pipeline == pipeline
+
+        history = fetch_range(
+            prometheus.url,
+            METRIC,
+            start=history_end - HISTORY_SECONDS + STEP,
+            end=history_end,
+            step_seconds=STEP,
+        )
+        assert history.n_series == len(ROUTES), history.labels
+        model, _ = fit_detector_model(history.values, LATENCY)
+        register(settings, LATENCY, model, champion=True)
+        register(settings, BROKEN_QUERY, model, champion=True)
+
+        port = launch.free_port()
+        exporter_log = folder / "exporter.log"
+        env = {
+            **os.environ,
+            "PROMETHEUS_URL": prometheus.url,
+            "MLFLOW_TRACKING_URI": settings.mlflow_tracking_uri,
+            "SLO_PIPELINE_MLFLOW_ARTIFACT_ROOT": settings.mlflow_artifact_root,
+            "SLO_PIPELINE_CONFIG": str(folder / "pipeline.yml"),
+            "SLO_PIPELINE_EXPORTER_INTERVAL": str(INTERVAL_SECONDS),
+            "SLO_PIPELINE_QUERY_TIMEOUT": "5",
+        }
+        with exporter_log.open("wb") as log:
+            exporter = subprocess.Popen(
+                [sys.executable, "-m", "slo_pipeline.cli", "exporter", f"--listen=127.0.0.1:{port}"],
+                cwd=REPO_ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        url = f"http://127.0.0.1:{port}"
+        wait_http(f"{url}/-/ready", 90, exporter, exporter_log)
+        running = Stack(folder, settings, target, prometheus, prometheus_config, exporter, url, exporter_log)
+        yield running
+        started.append(running.prometheus)  # the outage test replaces it with a restarted one
+    finally:
+        if exporter is not None:
+            with_group_stopped(exporter)
+        for process in started:
+            process.stop()
+        target.close()
+
+
+def with_group_stopped(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=15)
+
+
+def test_scrape_has_a_score_per_series_and_passes_promtool(stack: Stack) -> None:
+    page = stack.wait_for("a score for every route", lambda p: routes_scored(p) == set(ROUTES))
+    for series, value in scores(page).items():
+        assert 'slo="checkout_availability"' in series and f'job="{JOB}"' in series
+        assert np.isfinite(value) and value >= 0
+    assert page['anomaly_exporter_up{detector="latency"}'] == 1
+    assert page['anomaly_exporter_series{detector="latency"}'] == len(ROUTES)
+    assert model_versions(page) == {"1"}
+
+    promtool = shutil.which("promtool")
+    assert promtool is not None, "promtool is required (Debian package 'prometheus')"
+    lint = subprocess.run(
+        [promtool, "check", "metrics"], input=stack.scrape(), capture_output=True, text=True, timeout=30
+    )
+    assert lint.returncode == 0 and lint.stdout == "" and lint.stderr == "", lint.stdout + lint.stderr
+
+
+def test_a_broken_query_does_not_stop_other_detectors(stack: Stack) -> None:
+    page = stack.wait_for(
+        "a counted query error",
+        lambda p: p.get('anomaly_exporter_query_errors_total{detector="broken_query"}', 0) >= 2,
+    )
+    assert page['anomaly_exporter_up{detector="broken_query"}'] == 0
+    assert not scores(page, "broken_query")
+    assert page['anomaly_exporter_up{detector="latency"}'] == 1
+    assert routes_scored(page) == set(ROUTES)
+    assert "parse error" in stack.exporter_log.read_text()
+
+
+def test_a_detector_without_champion_is_down_and_says_why(stack: Stack) -> None:
+    page = stack.samples()
+    assert page['anomaly_exporter_up{detector="no_champion"}'] == 0
+    assert not scores(page, "no_champion")
+    assert "no_champion@champion" in stack.exporter_log.read_text()
+
+
+def test_a_new_champion_is_picked_up_and_a_broken_one_is_not(stack: Stack) -> None:
+    history = fetch_range(
+        stack.prometheus.url, METRIC, start=time.time() - HISTORY_SECONDS, end=time.time(), step_seconds=STEP
+    )
+    retrained, _ = fit_detector_model(history.values, LATENCY, seed=1)
+    new_version = register(stack.settings, LATENCY, retrained, champion=True)
+    page = stack.wait_for(f"model version {new_version}", lambda p: model_versions(p) == {new_version}, 30)
+    assert page['anomaly_exporter_model_swaps_total{detector="latency"}'] >= 2
+
+    # A version whose metadata no longer matches the code's features cannot be served.
+    unservable = dataclasses.replace(retrained, feature_names=("feature_this_code_does_not_build",))
+    broken_version = register(stack.settings, LATENCY, unservable, champion=True)
+    page = stack.wait_for(
+        "a counted model load error",
+        lambda p: p['anomaly_exporter_model_load_errors_total{detector="latency"}'] >= 1,
+        30,
+    )
+    cycles = page["anomaly_exporter_cycle_duration_seconds_count"]
+    page = stack.wait_for(
+        "two more cycles", lambda p: p["anomaly_exporter_cycle_duration_seconds_count"] >= cycles + 2
+    )
+    assert model_versions(page) == {new_version}, f"v{broken_version} must not be swapped in"
+    assert page['anomaly_exporter_up{detector="latency"}'] == 1
+    assert routes_scored(page) == set(ROUTES)
+    assert f"champion v{broken_version} was not swapped in" in stack.exporter_log.read_text()
+
+
+def test_a_series_that_vanishes_disappears(stack: Stack) -> None:
+    stack.wait_for("a score for every route", lambda p: routes_scored(p) == set(ROUTES))
+    stack.target.drop_route("/vanishing")
+    page = stack.wait_for("the vanished route to go", lambda p: "/vanishing" not in routes_scored(p), 60)
+    assert routes_scored(page) == set(ROUTES) - {"/vanishing"}
+    assert not any('route="/vanishing"' in series for series in page if series.startswith("anomaly_tail"))
+
+
+def test_prometheus_outage_keeps_metrics_up_and_scores_return(stack: Stack) -> None:
+    port, data_dir = stack.prometheus.port, stack.folder / "prometheus-data"
+    stack.prometheus.stop()
+    page = stack.wait_for(
+        "up=0 while Prometheus is down", lambda p: p['anomaly_exporter_up{detector="latency"}'] == 0
+    )
+    assert not scores(page), "no stale scores while the data cannot be refreshed"
+    errors_during_outage = page['anomaly_exporter_query_errors_total{detector="latency"}']
+    assert errors_during_outage >= 1
+    assert stack.exporter.poll() is None
+
+    stack.prometheus = launch.start_prometheus(
+        config_file=stack.prometheus_config, data_dir=data_dir, port=port
+    )
+    ready_at = time.monotonic()
+    page = stack.wait_for(
+        "scores after Prometheus came back", lambda p: routes_scored(p) == set(ROUTES) - {"/vanishing"}, 30
+    )
+    recovery_seconds = time.monotonic() - ready_at
+    # One cycle to notice, plus the scrape in flight: the history is on disk, so no re-warm-up.
+    assert recovery_seconds <= 2 * INTERVAL_SECONDS + 1.0, f"scores took {recovery_seconds:.1f}s to return"
+    assert page['anomaly_exporter_up{detector="latency"}'] == 1

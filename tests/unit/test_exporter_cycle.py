@@ -1,0 +1,378 @@
+"""Scoring-cycle behaviour of ExporterService, with the registry and Prometheus injected in memory.
+
+`InMemoryModels` and `InMemorySeries` implement the two small interfaces the service is built
+against (dependency injection); the same behaviours are exercised against real Prometheus and a
+real MLflow registry in tests/integration/test_exporter_service.py.
+"""
+
+from __future__ import annotations
+
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+
+from exporter.champion import ChampionTracker, RefreshOutcome
+from exporter.service import ExporterService
+from slo_pipeline.model import DetectorModel
+from slo_pipeline.prometheus_io import PrometheusQueryError, SeriesBlock
+from slo_pipeline.registry import ModelLoadError, ModelRef, RegistryError
+from slo_pipeline.settings import DetectorConfig, FeatureWindows, PipelineConfig, load_settings
+from slo_pipeline.training import fit_detector_model
+
+WINDOWS = FeatureWindows(short=3, medium=6, long=12)
+LATENCY = DetectorConfig(
+    name="latency", query="latency_q", step_seconds=60, windows=WINDOWS, n_estimators=20, slo="checkout"
+)
+ERRORS = DetectorConfig(name="errors", query="errors_q", step_seconds=60, windows=WINDOWS, n_estimators=20)
+NOW = 1_700_000_000.0
+
+
+@pytest.fixture(scope="module")
+def trained_model() -> DetectorModel:
+    history = 1.0 + 0.05 * np.random.default_rng(0).standard_normal((400, 4))
+    model, _ = fit_detector_model(history, LATENCY)
+    return model
+
+
+@dataclass
+class InMemoryModels:
+    """A registry of versions per detector; `broken` versions raise on load like a bad artifact."""
+
+    versions: dict[str, dict[str, DetectorModel]] = field(default_factory=dict)
+    champions: dict[str, str] = field(default_factory=dict)
+    broken: set[tuple[str, str]] = field(default_factory=set)
+    unreachable: bool = False
+    loads: list[ModelRef] = field(default_factory=list)
+
+    def add(self, detector: str, version: str, model: DetectorModel, *, champion: bool = True) -> None:
+        self.versions.setdefault(detector, {})[version] = model
+        if champion:
+            self.champions[detector] = version
+
+    def champion_ref(self, detector_name: str) -> ModelRef | None:
+        if self.unreachable:
+            raise RegistryError("could not look up champion: connection refused")
+        version = self.champions.get(detector_name)
+        return None if version is None else ModelRef(detector_name, version, f"run-{detector_name}-{version}")
+
+    def load_model(self, ref: ModelRef) -> DetectorModel:
+        self.loads.append(ref)
+        if (ref.model_name, ref.version) in self.broken:
+            raise ModelLoadError(f"model 'models:/{ref.model_name}/{ref.version}' is not servable")
+        return self.versions[ref.model_name][ref.version]
+
+
+@dataclass
+class InMemorySeries:
+    """Per query: label sets and a value matrix; a query listed in `failing` raises like Prometheus down."""
+
+    data: dict[str, tuple[list[dict[str, str]], np.ndarray]] = field(default_factory=dict)
+    failing: set[str] = field(default_factory=set)
+    requests: list[tuple[str, float, float]] = field(default_factory=list)
+
+    def fetch(self, detector: DetectorConfig, *, start: float, end: float) -> SeriesBlock:
+        self.requests.append((detector.query, start, end))
+        if detector.query in self.failing:
+            raise PrometheusQueryError(f"could not run query {detector.query!r}: connection refused")
+        labels, values = self.data[detector.query]
+        timestamps = end - detector.step_seconds * np.arange(len(values))[::-1]
+        return SeriesBlock(labels=labels, timestamps=timestamps, values=values)
+
+
+def normal_history(n_series: int, seed: int = 1, steps: int = 20) -> np.ndarray:
+    return 1.0 + 0.05 * np.random.default_rng(seed).standard_normal((steps, n_series))
+
+
+def make_service(
+    models: InMemoryModels, series: InMemorySeries, *detectors: DetectorConfig, interval: float = 3600.0
+) -> ExporterService:
+    settings = load_settings(
+        pipeline=PipelineConfig(detectors=list(detectors)), exporter_interval_seconds=interval
+    )
+    return ExporterService(settings, model_source=models, series_source=series, wall_clock=lambda: NOW)
+
+
+def samples(service: ExporterService) -> dict[str, float]:
+    result = {}
+    for line in service.page.body().decode().splitlines():
+        if line and not line.startswith("#"):
+            series, _, value = line.rpartition(" ")
+            result[series] = float(value)
+    return result
+
+
+def matching(page: dict[str, float], prefix: str) -> dict[str, float]:
+    return {series: value for series, value in page.items() if series.startswith(prefix)}
+
+
+def test_a_cycle_publishes_score_and_probability_per_series(trained_model: DetectorModel) -> None:
+    models = InMemoryModels()
+    models.add("latency", "1", trained_model)
+    history = normal_history(3)
+    history[-1, 2] = 50.0  # an outage on the third series at the latest step
+    labels = [{"__name__": "lat", "route": r} for r in ("/a", "/b", "/broken")]
+    series = InMemorySeries({"latency_q": (labels, history)})
+    service = make_service(models, series, LATENCY)
+
+    report = service.run_cycle()
+
+    assert report.up == {"latency": True} and report.published == {"latency": 3}
+    page = samples(service)
+    scores = matching(page, "anomaly_score{")
+    assert set(scores) == {
+        f'anomaly_score{{detector="latency",slo="checkout",route="{r}"}}' for r in ("/a", "/b", "/broken")
+    }
+    broken = scores.pop('anomaly_score{detector="latency",slo="checkout",route="/broken"}')
+    assert all(broken > 2 * normal for normal in scores.values()), (broken, scores)
+    assert all(normal < 1 for normal in scores.values())
+    probabilities = matching(page, "anomaly_tail_probability{")
+    assert len(probabilities) == 3 and all(0 <= p <= 1 for p in probabilities.values())
+    assert (
+        page[
+            'anomaly_model_info{detector="latency",model_name="latency",model_version="1",run_id="run-latency-1"}'
+        ]
+        == 1
+    )
+    assert page['anomaly_exporter_up{detector="latency"}'] == 1
+    assert page['anomaly_exporter_series{detector="latency"}'] == 3
+    assert page['anomaly_exporter_last_success_timestamp_seconds{detector="latency"}'] == NOW
+    assert page["anomaly_exporter_cycle_duration_seconds_count"] == 1
+
+
+def test_the_query_window_covers_the_models_longest_feature_window(trained_model: DetectorModel) -> None:
+    models = InMemoryModels()
+    models.add("latency", "1", trained_model)
+    series = InMemorySeries({"latency_q": ([{"i": "a"}], normal_history(1))})
+    make_service(models, series, LATENCY).run_cycle()
+    ((query, start, end),) = series.requests
+    assert query == "latency_q" and end == NOW
+    assert end - start == (WINDOWS.long + 1) * LATENCY.step_seconds
+
+
+def test_unscorable_series_are_left_out_and_counted(trained_model: DetectorModel) -> None:
+    models = InMemoryModels()
+    models.add("latency", "1", trained_model)
+    history = normal_history(2)
+    history[:, 1] = np.nan  # a series with no samples in the window
+    series = InMemorySeries({"latency_q": ([{"i": "ok"}, {"i": "empty"}], history)})
+    service = make_service(models, series, LATENCY)
+    service.run_cycle()
+    page = samples(service)
+    assert len(matching(page, "anomaly_score{")) == 1
+    assert not any('i="empty"' in key for key in page)
+    assert page['anomaly_exporter_unscorable_series{detector="latency"}'] == 1
+
+
+def test_a_vanished_series_disappears_on_the_next_cycle(trained_model: DetectorModel) -> None:
+    models = InMemoryModels()
+    models.add("latency", "1", trained_model)
+    series = InMemorySeries({"latency_q": ([{"i": "stays"}, {"i": "goes"}], normal_history(2))})
+    service = make_service(models, series, LATENCY)
+    service.run_cycle()
+    assert any('i="goes"' in key for key in samples(service))
+    series.data["latency_q"] = ([{"i": "stays"}], normal_history(1))
+    service.run_cycle()
+    page = samples(service)
+    assert not any('i="goes"' in key for key in page)
+    assert any('i="stays"' in key for key in page)
+
+
+def test_a_failing_query_marks_only_its_detector_down(
+    trained_model: DetectorModel, caplog: pytest.LogCaptureFixture
+) -> None:
+    models = InMemoryModels()
+    models.add("latency", "1", trained_model)
+    models.add("errors", "4", trained_model)
+    series = InMemorySeries(
+        {"latency_q": ([{"i": "a"}], normal_history(1)), "errors_q": ([{"i": "b"}], normal_history(1))}
+    )
+    service = make_service(models, series, LATENCY, ERRORS)
+    service.run_cycle()
+    series.failing.add("latency_q")
+
+    with caplog.at_level("WARNING", logger="exporter.service"):
+        report = service.run_cycle()
+        service.run_cycle()
+
+    assert report.up == {"latency": False, "errors": True}
+    assert "query failed" in report.errors["latency"]
+    page = samples(service)
+    assert page['anomaly_exporter_up{detector="latency"}'] == 0
+    assert page['anomaly_exporter_query_errors_total{detector="latency"}'] == 2
+    warnings = [r for r in caplog.records if "query failed" in r.getMessage()]
+    assert len(warnings) == 1 and "latency_q" in warnings[0].getMessage(), "one warning per outage"
+    assert page['anomaly_exporter_query_errors_total{detector="errors"}'] == 0
+    # No stale scores for the failed detector; the healthy one still publishes.
+    assert not matching(page, 'anomaly_score{detector="latency"')
+    assert len(matching(page, 'anomaly_score{detector="errors"')) == 1
+
+    series.failing.clear()
+    assert service.run_cycle().up == {"latency": True, "errors": True}
+    assert samples(service)['anomaly_exporter_up{detector="latency"}'] == 1
+
+
+def test_a_detector_without_champion_is_down_without_scores(
+    trained_model: DetectorModel, caplog: pytest.LogCaptureFixture
+) -> None:
+    models = InMemoryModels()
+    models.add("errors", "1", trained_model)
+    series = InMemorySeries(
+        {"latency_q": ([{"i": "a"}], normal_history(1)), "errors_q": ([{"i": "b"}], normal_history(1))}
+    )
+    service = make_service(models, series, LATENCY, ERRORS)
+    with caplog.at_level("WARNING", logger="exporter.service"):
+        report = service.run_cycle()
+        service.run_cycle()
+    assert report.up == {"latency": False, "errors": True}
+    assert "no @champion" in report.errors["latency"]
+    assert [r for r in caplog.records if "latency@champion" in r.getMessage()], "expected a clear log line"
+    assert len([r for r in caplog.records if "latency@champion" in r.getMessage()]) == 1, "logged once"
+    page = samples(service)
+    assert page['anomaly_exporter_up{detector="latency"}'] == 0
+    assert not matching(page, 'anomaly_score{detector="latency"')
+    assert not matching(page, 'anomaly_model_info{detector="latency"')
+    assert [q for q, _, _ in series.requests] == ["errors_q", "errors_q"], "no query without a model"
+
+
+def test_a_new_champion_is_swapped_in_without_restart(trained_model: DetectorModel) -> None:
+    models = InMemoryModels()
+    models.add("latency", "1", trained_model)
+    series = InMemorySeries({"latency_q": ([{"i": "a"}], normal_history(1))})
+    service = make_service(models, series, LATENCY)
+    service.run_cycle()
+    models.add("latency", "2", trained_model)
+    service.run_cycle()
+    service.run_cycle()
+    page = samples(service)
+    info = (
+        'anomaly_model_info{detector="latency",model_name="latency",model_version="2",run_id="run-latency-2"}'
+    )
+    assert matching(page, "anomaly_model_info{") == {info: 1}
+    assert page['anomaly_exporter_model_swaps_total{detector="latency"}'] == 2  # first load + swap
+    assert [ref.version for ref in models.loads] == ["1", "2"], "an unchanged champion is not reloaded"
+
+
+def test_a_broken_champion_is_not_swapped_in_and_is_counted(trained_model: DetectorModel) -> None:
+    models = InMemoryModels()
+    models.add("latency", "1", trained_model)
+    series = InMemorySeries({"latency_q": ([{"i": "a"}], normal_history(1))})
+    service = make_service(models, series, LATENCY)
+    service.run_cycle()
+    models.add("latency", "2", trained_model)
+    models.broken.add(("latency", "2"))
+
+    report = service.run_cycle()
+    service.run_cycle()
+
+    assert report.up == {"latency": True}, "the old model keeps scoring"
+    page = samples(service)
+    assert (
+        'anomaly_model_info{detector="latency",model_name="latency",model_version="1",run_id="run-latency-1"}'
+        in page
+    )
+    assert len(matching(page, "anomaly_score{")) == 1
+    assert page['anomaly_exporter_model_load_errors_total{detector="latency"}'] == 1
+    assert [ref.version for ref in models.loads] == ["1", "2"], "a failed version is not retried every cycle"
+
+
+def test_an_unreachable_registry_keeps_the_loaded_model_serving(trained_model: DetectorModel) -> None:
+    models = InMemoryModels()
+    models.add("latency", "1", trained_model)
+    series = InMemorySeries({"latency_q": ([{"i": "a"}], normal_history(1))})
+    service = make_service(models, series, LATENCY)
+    service.run_cycle()
+    models.unreachable = True
+    report = service.run_cycle()
+    assert report.up == {"latency": True}
+    page = samples(service)
+    assert page['anomaly_exporter_registry_errors_total{detector="latency"}'] == 1
+    assert len(matching(page, "anomaly_score{")) == 1
+
+
+def test_an_empty_answer_is_a_healthy_detector_with_no_series(trained_model: DetectorModel) -> None:
+    models = InMemoryModels()
+    models.add("latency", "1", trained_model)
+    series = InMemorySeries({"latency_q": ([{"i": "a"}], normal_history(1))})
+    service = make_service(models, series, LATENCY)
+    service.run_cycle()
+    series.data["latency_q"] = ([], np.empty((20, 0)))
+    assert service.run_cycle().up == {"latency": True}
+    page = samples(service)
+    assert page['anomaly_exporter_series{detector="latency"}'] == 0
+    assert not matching(page, "anomaly_score{")
+
+
+def test_a_model_that_fails_while_scoring_marks_its_detector_down(trained_model: DetectorModel) -> None:
+    from sklearn.ensemble import IsolationForest
+
+    unfitted = DetectorModel(forest=IsolationForest(), windows=WINDOWS, calibration=trained_model.calibration)
+    models = InMemoryModels()
+    models.add("latency", "1", unfitted)
+    models.add("errors", "1", trained_model)
+    series = InMemorySeries(
+        {"latency_q": ([{"i": "a"}], normal_history(1)), "errors_q": ([{"i": "b"}], normal_history(1))}
+    )
+    service = make_service(models, series, LATENCY, ERRORS)
+    report = service.run_cycle()
+    assert report.up == {"latency": False, "errors": True}
+    assert "scoring failed" in report.errors["latency"]
+    page = samples(service)
+    assert page['anomaly_exporter_scoring_errors_total{detector="latency"}'] == 1
+    assert page['anomaly_exporter_up{detector="latency"}'] == 0
+    assert len(matching(page, 'anomaly_score{detector="errors"')) == 1
+
+
+def test_failed_loads_are_retried_after_the_back_off(trained_model: DetectorModel) -> None:
+    models = InMemoryModels()
+    models.add("latency", "1", trained_model)
+    models.broken.add(("latency", "1"))
+    now = [0.0]
+    tracker = ChampionTracker("latency", models, retry_seconds=60, clock=lambda: now[0])
+    assert tracker.refresh().outcome is RefreshOutcome.LOAD_ERROR
+    assert tracker.refresh().outcome is RefreshOutcome.LOAD_DEFERRED
+    models.broken.clear()
+    now[0] = 61.0
+    assert tracker.refresh().outcome is RefreshOutcome.SWAPPED
+    assert tracker.serving is not None and tracker.serving.ref.version == "1"
+
+
+def test_http_endpoints_serve_the_cached_page_and_health(trained_model: DetectorModel) -> None:
+    models = InMemoryModels()
+    models.add("latency", "1", trained_model)
+    series = InMemorySeries({"latency_q": ([{"i": "a"}], normal_history(1))})
+    service = make_service(models, series, LATENCY)
+    server = service.start("127.0.0.1:0")
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        _wait_until(lambda: _status(f"{base}/-/ready") == 200)
+        assert _status(f"{base}/healthz") == 200
+        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:
+            assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            body = response.read().decode()
+        assert 'anomaly_score{detector="latency",slo="checkout",i="a"}' in body
+        for _ in range(5):
+            urllib.request.urlopen(f"{base}/metrics", timeout=5).read()
+        assert len(series.requests) == 1, "only the first cycle queried; scrapes never do"
+        assert _status(f"{base}/nope") == 404
+    finally:
+        service.stop()
+
+
+def _status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as err:
+        return err.code
+
+
+def _wait_until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
