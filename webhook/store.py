@@ -2,7 +2,9 @@
 
 The delivery row is the idempotency key: if an identical notification was already stored (an
 Alertmanager retry after a lost 200, or a duplicate send) the insert does nothing and neither do
-the incident upsert and the enqueue, so a retry can never double-count.
+the incident upsert and the enqueue, so a retry can never double-count. Which alerts ask for
+which retraining is decided in webhook/retrain_triggers.py; this module only reads the SLO links
+and writes the jobs, inside the same transaction.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import psycopg2.extensions
 import psycopg2.extras
 
 from webhook.payload import Alert, DeliveryKey, Notification
+from webhook.retrain_triggers import burn_rate_pages, select_retrains
 
 # Namespace (first key) of the per-detector advisory locks that make the cooldown check exact.
 RETRAIN_LOCK_NAMESPACE = 0x5E7A
@@ -64,6 +67,22 @@ WHERE NOT EXISTS (
 )
 ON CONFLICT (detector) WHERE status IN ('queued', 'running') DO NOTHING
 RETURNING id
+"""
+
+# Detectors linked to SLOs: `detectors:` of the single SLO a `slos.spec` document holds (the same
+# path slo_pipeline.slo.store.detectors_for_slo reads). Read here with the notification's own
+# cursor, not through that helper, because its `with conn` would commit the transaction halfway.
+# A hand-edited spec whose `detectors` is not an array links nothing rather than failing the
+# notification (Alertmanager would retry it forever).
+LINKED_DETECTORS_SQL = """
+SELECT s.name, d.detector
+FROM slos AS s
+CROSS JOIN LATERAL jsonb_array_elements_text(
+    CASE WHEN jsonb_typeof(s.spec -> 'slos' -> 0 -> 'detectors') = 'array'
+         THEN s.spec -> 'slos' -> 0 -> 'detectors' ELSE '[]'::jsonb END
+) WITH ORDINALITY AS d(detector, position)
+WHERE s.name = ANY(%s)
+ORDER BY s.name, d.position
 """
 
 
@@ -174,25 +193,36 @@ def _enqueue_retrains(
     incident_ids: dict[tuple[str, datetime], int],
     cooldown_seconds: float,
 ) -> dict[str, int]:
-    first_alert_by_detector: dict[str, Alert] = {}
-    for alert in alerts:
-        if alert.requests_retrain and alert.detector:
-            first_alert_by_detector.setdefault(alert.detector, alert)
+    pages = burn_rate_pages(alerts)
+    # Only notifications that carry a burn-rate page pay for the SLO lookup.
+    detectors_by_slo = _linked_detectors(cur, sorted(pages)) if pages else {}
     jobs: dict[str, int] = {}
-    # Sorted: concurrent transactions take the advisory locks in the same order (no deadlock).
-    for detector in sorted(first_alert_by_detector):
-        alert = first_alert_by_detector[detector]
-        cur.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (RETRAIN_LOCK_NAMESPACE, detector))
+    # select_retrains sorts by detector: concurrent transactions take the advisory locks in the
+    # same order (no deadlock).
+    for request in select_retrains(alerts, detectors_by_slo):
+        alert = request.alert
+        cur.execute(
+            "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (RETRAIN_LOCK_NAMESPACE, request.detector)
+        )
         cur.execute(
             ENQUEUE_RETRAIN_SQL,
             {
-                "detector": detector,
-                "reason": f"alert {alert.alertname or '(unnamed)'} fired (fingerprint {alert.fingerprint})",
+                "detector": request.detector,
+                "reason": request.reason,
                 "incident_id": incident_ids.get((alert.fingerprint, alert.starts_at)),
                 "cooldown": cooldown_seconds,
             },
         )
         row = cur.fetchone()
         if row is not None:
-            jobs[detector] = row[0]
+            jobs[request.detector] = row[0]
     return jobs
+
+
+def _linked_detectors(cur: psycopg2.extensions.cursor, slo_names: list[str]) -> dict[str, list[str]]:
+    """SLO name -> its detectors, in spec order; unknown SLOs are simply absent."""
+    cur.execute(LINKED_DETECTORS_SQL, (slo_names,))
+    linked: dict[str, list[str]] = {}
+    for slo_name, detector in cur.fetchall():
+        linked.setdefault(slo_name, []).append(detector)
+    return linked
