@@ -54,7 +54,8 @@ def _rows(model: type, with_env: bool) -> list[str]:
 
 
 def render() -> str:
-    lines = [HEADER, "## Environment variables", "", "| variable | type | default | meaning |", "|---|---|---|---|"]
+    lines = [HEADER, "## Environment variables", "", "| variable | type | default | meaning |"]
+    lines += ["|---|---|---|---|"]
     lines += _rows(Settings, with_env=True)
     lines += [
         "",
@@ -63,7 +64,9 @@ def render() -> str:
         "```yaml",
         "detectors:",
         "  - name: checkout_latency_p95",
-        "    query: histogram_quantile(0.95, sum by (route, le) (rate(http_request_duration_seconds_bucket[5m])))",
+        "    query: >-",
+        "      histogram_quantile(0.95,",
+        "        sum by (route, le) (rate(http_request_duration_seconds_bucket[5m])))",
         "    step_seconds: 60",
         "    false_alarms_per_week: 1",
         "```",

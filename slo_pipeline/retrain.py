@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -25,7 +26,7 @@ from slo_pipeline.prometheus_io import SeriesBlock, fetch_range
 from slo_pipeline.settings import DetectorConfig, Settings
 from slo_pipeline.slo.validation import ValidationPolicy, validate_against_slo
 from slo_pipeline.slo_evidence import fetch_slo_evidence
-from slo_pipeline.training import fit_detector_model
+from slo_pipeline.training import TrainingReport, fit_detector_model
 from slo_pipeline.validation import ValidationDecision, basic_validation, combine
 
 log = logging.getLogger(__name__)
@@ -83,7 +84,9 @@ def known_incidents(
     settings: Settings, detector: DetectorConfig, start: float, end: float
 ) -> list[tuple[float, float]]:
     try:
-        return incident_intervals(settings.database_url, detector.name, start=start, end=end)
+        return incident_intervals(
+            settings.database_url, detector.name, start=start, end=end, slo=detector.slo
+        )
     except DatabaseError as err:
         # Training without the incident log is still useful (first models, `slo-pipeline train`
         # on a laptop); it only loses the exclusion, so say so loudly rather than fail.
@@ -91,29 +94,70 @@ def known_incidents(
         return []
 
 
-def retrain_detector(settings: Settings, detector_name: str, *, now: float | None = None) -> RetrainOutcome:
-    detector = settings.pipeline.detector(detector_name)
-    end = float(now if now is not None else time.time())
+@dataclass(frozen=True)
+class TrainingData:
+    """A detector's history, snapshotted, with incident periods and the validation split."""
+
+    block: SeriesBlock
+    in_incident: np.ndarray  # [T] bool: inside a known incident (or settling after one)
+    split: int  # rows >= split are held out for validation
+    incident_count: int
+    snapshot_path: str
+    frame: Any
+
+    @property
+    def training_values(self) -> np.ndarray:
+        """Rows before the split, with incident periods as gaps: an outage is never "normal"."""
+        values = np.where(self.in_incident[:, None], np.nan, self.block.values)
+        return values[: self.split]
+
+
+def prepare_training_data(settings: Settings, detector: DetectorConfig, *, end: float) -> TrainingData:
     block = fetch_history(settings, detector, end)
     if block.values.size == 0:
         raise ValueError(
-            f"detector {detector_name!r}: query returned no data over the last "
+            f"detector {detector.name!r}: query returned no data over the last "
             f"{detector.training_window_seconds}s from {settings.prometheus_url!r}: {detector.query}"
         )
     frame = lake.training_frame(block.labels, block.timestamps, block.values)
     snapshot_path = lake.write_snapshot(settings.data_lake, detector.name, frame, now=end)
-
     intervals = known_incidents(settings, detector, float(block.timestamps[0]), end)
     in_incident = incident_mask(
         block.timestamps, intervals, settle_seconds=detector.windows.short * detector.step_seconds
     )
-    # Incident periods become gaps: the forest never learns an outage as normal.
-    training_values = np.where(in_incident[:, None], np.nan, block.values)
-    split = int(len(block.timestamps) * (1.0 - VALIDATION_FRACTION))
-    candidate, report = fit_detector_model(training_values[:split], detector)
+    return TrainingData(
+        block=block,
+        in_incident=in_incident,
+        split=int(len(block.timestamps) * (1.0 - VALIDATION_FRACTION)),
+        incident_count=len(intervals),
+        snapshot_path=snapshot_path,
+        frame=frame,
+    )
+
+
+def retrain_detector(settings: Settings, detector_name: str, *, now: float | None = None) -> RetrainOutcome:
+    detector = settings.pipeline.detector(detector_name)
+    data = prepare_training_data(settings, detector, end=float(now if now is not None else time.time()))
+    candidate, report = fit_detector_model(data.training_values, detector)
+    return judge_and_register(settings, detector, data, candidate, report)
+
+
+def judge_and_register(
+    settings: Settings,
+    detector: DetectorConfig,
+    data: TrainingData,
+    candidate: DetectorModel,
+    report: TrainingReport,
+) -> RetrainOutcome:
+    """Validate `candidate` against the champion on held-out data; register it; maybe promote.
+
+    A rejected candidate is still registered (so it can be inspected), tagged with the reasons,
+    and never becomes the champion.
+    """
+    block, split = data.block, data.split
     champion_ref = registry.champion_ref(settings, detector.name)
     champion = _load_champion(settings, champion_ref)
-    healthy = ~in_incident[split:]
+    healthy = ~data.in_incident[split:]
     candidate_p = held_out_probabilities(candidate, block.values, split)
     champion_p = held_out_probabilities(champion, block.values, split) if champion is not None else None
     decision = basic_validation(
@@ -126,7 +170,7 @@ def retrain_detector(settings: Settings, detector_name: str, *, now: float | Non
             decision,
             slo_validation(settings, detector, block.timestamps[split:], candidate_p, champion_p),
         )
-    decision.metrics["excluded_incident_samples"] = float(in_incident.sum())
+    decision.metrics["excluded_incident_samples"] = float(data.in_incident.sum())
     registered = registry.log_and_register(
         settings,
         detector.name,
@@ -138,13 +182,13 @@ def retrain_detector(settings: Settings, detector_name: str, *, now: float | Non
             "false_alarms_per_week": detector.false_alarms_per_week,
             "n_estimators": detector.n_estimators,
             "windows": detector.windows.model_dump_json(),
-            "snapshot": snapshot_path,
-            "excluded_incidents": len(intervals),
+            "snapshot": data.snapshot_path,
+            "excluded_incidents": data.incident_count,
         },
         metrics={**report.as_metrics(), **_finite(decision.metrics)},
         tags=_decision_tags(decision, champion_ref),
-        dataset_path=snapshot_path,
-        dataset_frame=frame,
+        dataset_path=data.snapshot_path,
+        dataset_frame=data.frame,
     )
     version = registered.ref.version
     registry.tag_version(settings, detector.name, version, _decision_tags(decision, champion_ref))

@@ -41,7 +41,10 @@ def test_missing_pipeline_file_means_no_detectors(monkeypatch: pytest.MonkeyPatc
     [
         ("detectors:\n  - name: Bad-Name\n    query: up\n", "snake_case"),
         ("detectors:\n  - name: a\n    query: up\n  - name: a\n    query: up\n", "unique"),
-        ("detectors:\n  - name: a\n    query: up\n    windows: {short: 9, medium: 5, long: 20}\n", "short < medium < long"),
+        (
+            "detectors:\n  - name: a\n    query: up\n    windows: {short: 9, medium: 5, long: 20}\n",
+            "short < medium < long",
+        ),
         ("detectors:\n  - name: a\n    query: up\n    false_alarms_per_week: 0\n", "false_alarms_per_week"),
         ("detectors:\n  - name: a\n", "query"),
         ("detectors: [unclosed\n", "not valid YAML"),

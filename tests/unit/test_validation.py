@@ -62,8 +62,12 @@ def test_nan_is_not_an_alarm() -> None:
 
 
 def test_combine_needs_every_check_to_pass_and_keeps_every_reason() -> None:
-    ok = basic_validation(candidate_probabilities=probabilities(1000, 0), champion_probabilities=None, threshold=THRESHOLD)
-    bad = basic_validation(candidate_probabilities=probabilities(1000, 500), champion_probabilities=None, threshold=THRESHOLD)
+    ok = basic_validation(
+        candidate_probabilities=probabilities(1000, 0), champion_probabilities=None, threshold=THRESHOLD
+    )
+    bad = basic_validation(
+        candidate_probabilities=probabilities(1000, 500), champion_probabilities=None, threshold=THRESHOLD
+    )
     merged = combine(ok, bad)
     assert not merged.promote
     assert merged.reasons == ok.reasons + bad.reasons

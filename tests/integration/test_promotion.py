@@ -1,0 +1,106 @@
+"""Validation decides what serves: a bad candidate is rejected with a recorded reason, a good
+one is promoted, and a rollback brings the previous version back to the exporter.
+
+Real Prometheus (backfilled from the simulator), real MLflow registry (sqlite), real PostgreSQL.
+The bad candidate is a real model trained on a flat-lined window — what a stale exporter that
+repeats its last value produces — so its calibration believes the series never moves, and on
+real held-out data it alarms constantly.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from exporter.service import ExporterService
+from slo_pipeline import launch, registry
+from slo_pipeline.retrain import judge_and_register, prepare_training_data, retrain_detector
+from slo_pipeline.settings import PipelineConfig, Settings, load_settings
+from slo_pipeline.simulator.history import write_history
+from slo_pipeline.training import fit_detector_model
+
+pytestmark = pytest.mark.integration
+
+DETECTOR = "promotion_request_rate"
+PIPELINE = {
+    "detectors": [
+        {
+            "name": DETECTOR,
+            "query": "sum by (route) (rate(demo_http_requests_total[5m]))",
+            "step_seconds": 60,
+            "training_window_seconds": 2 * 86400,
+            "false_alarms_per_week": 1,
+        }
+    ]
+}
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str, prometheus_factory) -> Settings:
+    end = time.time() - 120
+    history = tmp_path / "history.om"
+    write_history(history, start=end - 2.2 * 86400, end=end, step_seconds=60, seed=7)
+    tsdb = tmp_path / "tsdb"
+    launch.backfill_openmetrics(history, tsdb)
+    prometheus = prometheus_factory(data_dir=tsdb)
+    return load_settings(
+        prometheus_url=prometheus.url,
+        database_url=database_url,
+        mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        mlflow_artifact_root=str(tmp_path / "artifacts"),
+        data_lake=str(tmp_path / "lake"),
+        config_path=tmp_path / "absent.yml",
+        pipeline=PipelineConfig.model_validate(PIPELINE),
+    )
+
+
+def served_version(settings: Settings) -> str:
+    service = ExporterService(settings)
+    service.run_cycle()
+    page = service.page.body().decode()
+    lines = [line for line in page.splitlines() if line.startswith("anomaly_model_info{")]
+    assert len(lines) == 1, page
+    return lines[0].split('model_version="')[1].split('"')[0]
+
+
+def test_bad_candidate_rejected_good_promoted_rollback_serves_previous(settings: Settings) -> None:
+    detector = settings.pipeline.detector(DETECTOR)
+
+    first = retrain_detector(settings, DETECTOR)
+    assert first.promoted, first.reasons
+    assert served_version(settings) == first.model_version
+
+    # A candidate trained on a flat-lined window: same shape of data, no variation at all.
+    data = prepare_training_data(settings, detector, end=time.time())
+    levels = np.nanmedian(data.training_values, axis=0)
+    flat = np.broadcast_to(levels, data.training_values.shape) * (
+        1 + 1e-6 * np.random.default_rng(0).standard_normal(data.training_values.shape)
+    )
+    bad_model, bad_report = fit_detector_model(flat, detector)
+    bad = judge_and_register(settings, detector, data, bad_model, bad_report)
+    assert not bad.promoted
+    assert any("budget allows" in reason or "more than the champion" in reason for reason in bad.reasons)
+    # Rejected, yet registered and tagged with why, and never serving.
+    versions = {v["version"]: v for v in registry.list_versions(settings, DETECTOR)}
+    assert versions[bad.model_version]["tags"]["slo_pipeline.decision"] == "rejected"
+    assert "budget allows" in versions[bad.model_version]["tags"]["slo_pipeline.reasons"] or (
+        "more than the champion" in versions[bad.model_version]["tags"]["slo_pipeline.reasons"]
+    )
+    assert registry.champion_ref(settings, DETECTOR).version == first.model_version
+    assert served_version(settings) == first.model_version
+
+    # A good candidate (clean training on the same history) is promoted; the old one is kept.
+    good = retrain_detector(settings, DETECTOR)
+    assert good.promoted, good.reasons
+    assert versions[first.model_version]["tags"]["slo_pipeline.decision"] == "promoted"
+    assert registry.champion_ref(settings, DETECTOR).version == good.model_version
+    assert registry.alias_ref(settings, DETECTOR, registry.PREVIOUS).version == first.model_version
+    assert served_version(settings) == good.model_version
+
+    # One-click rollback: @previous serves again.
+    restored = registry.rollback(settings, DETECTOR)
+    assert restored.version == first.model_version
+    assert served_version(settings) == first.model_version
