@@ -29,6 +29,8 @@ DEMO_DATABASE = "slo_pipeline_demo"
 class StackOptions:
     data_dir: Path
     pipeline_config: Path = REPO_ROOT / "slo-pipeline.yml"
+    # SLOs applied to the database at start (their rules are the committed rules/slo/ files).
+    slo_spec: Path | None = REPO_ROOT / "examples" / "slos.yml"
     history_days: float = 3.0
     history_step_seconds: float = 15.0
     # Rules and routes are the repo's; tests compress their durations (see launch.write_rules).
@@ -99,6 +101,20 @@ def resolve_database(options: StackOptions, stack: Stack) -> str:
     return private_url
 
 
+def apply_slo_spec(database_url: str, spec_file: Path) -> None:
+    """Store the SLOs (with an audit revision) so burn-rate pages can find their detectors."""
+    from slo_pipeline import db
+    from slo_pipeline.slo.spec import parse_specs
+    from slo_pipeline.slo.store import apply_slos
+
+    slos = parse_specs(spec_file.read_text(encoding="utf-8"), source=str(spec_file))
+    conn = db.connect(database_url)
+    try:
+        apply_slos(conn, slos, changed_by="slo-pipeline stack", change_note=f"applied {spec_file.name}")
+    finally:
+        conn.close()
+
+
 def start_stack(options: StackOptions) -> Stack:
     stack = Stack(options=options)
     try:
@@ -120,6 +136,8 @@ def _start(stack: Stack) -> None:
     database_url = resolve_database(options, stack)
     applied = db.migrate(database_url)
     log.info("database %s ready (%d migrations applied now)", database_url, len(applied))
+    if options.slo_spec is not None:
+        apply_slo_spec(database_url, options.slo_spec)
 
     ports = {name: launch.free_port() for name in ("simulator", "exporter", "webhook", "ui")}
     token_file = data / "webhook_token"
