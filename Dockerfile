@@ -12,7 +12,11 @@ COPY rules ./rules
 COPY prometheus ./prometheus
 COPY alertmanager ./alertmanager
 COPY slo-pipeline.yml ./
+COPY examples ./examples
 # Editable install: the code finds sql/ and rules/ next to the package, as in a checkout.
 RUN pip install --no-cache-dir -e .
+# Named volumes are created with the mount point's owner: make the writable ones nobody's.
+RUN mkdir -p /lake /mlartifacts /tmp/webhook-metrics \
+    && chown nobody /lake /mlartifacts /tmp/webhook-metrics
 USER nobody
 ENTRYPOINT ["slo-pipeline"]

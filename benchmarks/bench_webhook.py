@@ -119,7 +119,7 @@ def main() -> int:
             **os.environ,
             "DATABASE_URL": database_url,
             "WEBHOOK_TOKEN": TOKEN,
-            "PROMETHEUS_MULTIPROC_DIR": str(scratch / "metrics"),
+            "SLO_PIPELINE_WEBHOOK_METRICS_DIR": str(scratch / "metrics"),
             "SLO_PIPELINE_CONFIG": str(scratch / "none.yml"),
         }
         log_path = scratch / "webhook.log"

@@ -114,9 +114,17 @@ def detector_label_text(detector: DetectorConfig) -> str:
 
 
 def render_detector(
-    detector: DetectorConfig, labels: Sequence[Mapping[str, str]], tail_probabilities: np.ndarray
+    detector: DetectorConfig,
+    labels: Sequence[Mapping[str, str]],
+    tail_probabilities: np.ndarray,
+    scores: np.ndarray | None = None,
 ) -> RenderedDetector:
-    """Score and probability lines for every series with a finite tail probability."""
+    """Score and probability lines for every series with a finite tail probability.
+
+    `scores` are the model's anomaly scores (its own threshold for the detector's budget, with
+    per-series feedback); without them the score is derived from the detector's nominal
+    per-sample threshold.
+    """
     probabilities = np.asarray(tail_probabilities, dtype=np.float64)
     if probabilities.shape != (len(labels),):
         raise ValueError(
@@ -126,7 +134,13 @@ def render_detector(
     finite = np.isfinite(probabilities)
     probabilities = np.clip(probabilities, 0.0, 1.0)
     # `+ 0.0` turns the -0.0 that log(1) / log(threshold) gives into a plain 0.0 on the page.
-    scores = anomaly_score(probabilities, detector.tail_probability_threshold) + 0.0
+    if scores is None:
+        scores = anomaly_score(probabilities, detector.tail_probability_threshold)
+    elif np.shape(scores) != probabilities.shape:
+        raise ValueError(
+            f"detector {detector.name!r}: scores of shape {np.shape(scores)} for {len(labels)} series"
+        )
+    scores = np.asarray(scores, dtype=np.float64) + 0.0
     finite &= np.isfinite(scores)
 
     prefix = detector_label_text(detector)

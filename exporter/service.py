@@ -31,7 +31,7 @@ from exporter.champion import (
 from exporter.exposition import ModelInfo, RenderedDetector, assemble_page, render_detector
 from exporter.http_server import MetricsPage, start_http_server
 from exporter.self_metrics import ExporterMetrics
-from slo_pipeline.prometheus_io import SeriesBlock, fetch_range
+from slo_pipeline.prometheus_io import SeriesBlock, fetch_range, series_keys
 from slo_pipeline.settings import DetectorConfig, Settings
 
 log = logging.getLogger(__name__)
@@ -145,7 +145,7 @@ class ExporterService:
         now = self._wall_clock()
         # The model's own windows decide how much history its features need; it may have been
         # trained with other windows than the detector's current config.
-        window = max(detector.scoring_window_seconds, (model.windows.long + 1) * detector.step_seconds)
+        window = max(detector.scoring_window_seconds, model.scoring_rows * detector.step_seconds)
         try:
             block = self._series_source.fetch(detector, start=now - window, end=now)
         except Exception as err:
@@ -158,7 +158,9 @@ class ExporterService:
             return
         try:
             probabilities = model.score_latest(block.values)
-            rendered = render_detector(detector, block.labels, probabilities)
+            threshold = model.alarm_threshold(detector.false_alarms_per_week, detector.step_seconds)
+            scores = model.anomaly_scores(probabilities, threshold, series_keys(block.labels))
+            rendered = render_detector(detector, block.labels, probabilities, scores)
         except Exception as err:
             self.metrics.scoring_errors.labels(detector=name).inc()
             log.exception(

@@ -7,7 +7,6 @@ rule (instead of repeating the numbers in code) keeps the two from drifting apar
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import yaml
@@ -17,6 +16,7 @@ from slo_pipeline.launch import parse_duration_ms
 from slo_pipeline.settings import REPO_ROOT
 
 ANOMALY_RULES = REPO_ROOT / "rules" / "anomaly.rules.yml"
+PROMETHEUS_CONFIG = REPO_ROOT / "prometheus" / "prometheus.yml"
 ANOMALY_ALERT = "AnomalyDetected"
 
 
@@ -36,14 +36,27 @@ def anomaly_alert_durations(rules_file: Path = ANOMALY_RULES) -> tuple[float, fl
     raise ValueError(f"{str(rules_file)!r} has no alert named {ANOMALY_ALERT!r}")
 
 
-def anomaly_alert_rule(step_seconds: float, rules_file: Path = ANOMALY_RULES) -> AlertRule:
+def evaluation_interval_seconds(prometheus_config: Path = PROMETHEUS_CONFIG) -> float:
+    """The shipped Prometheus config's global `evaluation_interval` (Prometheus' default: 1m)."""
+    try:
+        document = yaml.safe_load(prometheus_config.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise ValueError(f"could not read Prometheus config {str(prometheus_config)!r}: {err}") from err
+    interval = (document.get("global") or {}).get("evaluation_interval", "1m")
+    return parse_duration_ms(str(interval)) / 1000.0
+
+
+def anomaly_alert_rule(
+    step_seconds: float,
+    rules_file: Path = ANOMALY_RULES,
+    evaluation_seconds: float | None = None,
+) -> AlertRule:
     """The onset simulation of the shipped rule for scores sampled every `step_seconds`.
 
-    Prometheus fires once the condition has held for `for`, i.e. on the sample at or after that
-    duration, hence the ceiling; likewise for keep_firing_for.
+    Prometheus evaluates the rule every `evaluation_seconds` (default: the shipped config's) while
+    each score holds for a whole step; AlertRule.from_durations turns wall-clock `for` /
+    `keep_firing_for` into samples under exactly that model.
     """
     for_seconds, keep_seconds = anomaly_alert_durations(rules_file)
-    return AlertRule(
-        for_steps=math.ceil(for_seconds / step_seconds),
-        keep_firing_steps=math.ceil(keep_seconds / step_seconds),
-    )
+    evaluation = evaluation_seconds if evaluation_seconds is not None else evaluation_interval_seconds()
+    return AlertRule.from_durations(for_seconds, keep_seconds, step_seconds, min(evaluation, step_seconds))

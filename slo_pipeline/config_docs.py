@@ -29,6 +29,8 @@ def _env_name(name: str, info: FieldInfo) -> str:
 
 
 def _default(info: FieldInfo) -> str:
+    if info.is_required():
+        return "required"
     if info.default_factory is not None:
         return "(see description)"
     value = info.default
@@ -87,9 +89,10 @@ def render() -> str:
     lines += _rows(FeatureWindows, with_env=False)
     lines += [
         "",
-        "The threshold is derived, not configured: a detector alarms when the calibrated tail",
-        "probability of a sample falls below `false_alarms_per_week / samples_per_week`, which is",
-        "where `anomaly_score` crosses 1.",
+        "The threshold is derived, not configured: training measures how many alert onsets of the",
+        "shipped rule one exceeding sample causes (the onset factor θ), and the detector alarms when",
+        "the published tail probability falls below `false_alarms_per_week / (samples_per_week × θ)`,",
+        "which is where `anomaly_score` crosses 1. See docs/detection.md.",
         "",
     ]
     return "\n".join(lines)

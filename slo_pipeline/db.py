@@ -93,8 +93,17 @@ def connect(
 
 
 def ensure_database(database_url: str) -> bool:
-    """Create the database named in `database_url` if missing. Returns True if it was created."""
+    """Create the database named in `database_url` if missing. Returns True if it was created.
+
+    The database itself is tried first: on managed PostgreSQL the role may not be allowed into
+    the `postgres` maintenance database, and there is nothing to create anyway.
+    """
     name = dbname_of(database_url)
+    try:
+        connect(database_url).close()
+        return False
+    except DatabaseError:
+        pass  # missing (or unreachable: then the maintenance connection below says why)
     conn = connect(with_dbname(database_url, "postgres"))
     try:
         conn.autocommit = True  # CREATE DATABASE cannot run inside a transaction

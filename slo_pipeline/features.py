@@ -5,8 +5,11 @@ marks a gap). Output is `features[T, N, F]`. Every feature at time t depends on 
 (causal), and every feature is expressed in *robust units of its own series* (deviation divided
 by a rolling inter-quartile range), so one IsolationForest can serve series of any scale.
 
-The rolling statistics use pandas' C implementations column-wise, which vectorises across
-series; the exporter calls the same function on a short window and keeps the last row.
+Three trailing windows (in samples of the detector's step) look at three time scales: `short`
+(a few samples: spikes, sudden jumps), `medium` (sustained shifts) and `long` (the reference:
+what "normal" looked like recently, median and spread). The rolling statistics use pandas' C
+implementations column-wise, which vectorises across series; the exporter computes the same
+function on just enough trailing rows (`trailing_features`) and keeps the last ones.
 """
 
 from __future__ import annotations
@@ -15,14 +18,25 @@ import numpy as np
 import pandas as pd
 
 from slo_pipeline.settings import FeatureWindows
+from slo_pipeline.window_stats import WindowStats, rolling_stats, trailing_stats
 
 FEATURE_NAMES: tuple[str, ...] = (
     "level_vs_long",  # latest value against the long-window median
     "short_mean_vs_long",  # sustained shift over the short window
     "medium_mean_vs_long",  # slower drift over the medium window
+    "medium_median_vs_long",  # the same, robust to a few spikes inside the medium window
     "step_change",  # jump from the previous sample
     "short_volatility",  # spread inside the short window, relative to the long one
 )
+# Added when `windows.seasonal` > 0: how far the value is outside the range the series spanned
+# around the same time one season earlier (0 inside it), so a daily batch job is not news.
+SEASONAL_FEATURE = "outside_previous_season"
+
+
+def feature_names(windows: FeatureWindows) -> tuple[str, ...]:
+    """The features `compute_features` builds for these windows, in column order."""
+    return (*FEATURE_NAMES, SEASONAL_FEATURE) if windows.seasonal else FEATURE_NAMES
+
 
 # Features are compressed with a signed log so that a 1000-sigma outage and a 50-sigma one are
 # both "far out" without stretching the forest's split range (IsolationForest picks split
@@ -44,44 +58,80 @@ def clean(values: np.ndarray, max_gap: int) -> np.ndarray:
 
 
 def compute_features(values: np.ndarray, windows: FeatureWindows) -> np.ndarray:
-    """Return `features[T, N, len(FEATURE_NAMES)]` for `values[T, N]`; NaN where not defined."""
+    """Return `features[T, N, len(feature_names(windows))]` for `values[T, N]`; NaN where undefined."""
+    values = _matrix(values)
+    return _assemble(rolling_stats(clean(values, max_gap=windows.short), windows))
+
+
+def _assemble(stats: WindowStats) -> np.ndarray:
+    """Features from window statistics; the one formula shared by training and serving."""
+    scale = _robust_scale(stats.iqr_long, stats.median_long, stats.mean_abs_long, stats.std_long)
+    columns = [
+        (stats.value - stats.median_long) / scale,
+        (stats.mean_short - stats.median_long) / scale,
+        (stats.mean_medium - stats.median_long) / scale,
+        (stats.median_medium - stats.median_long) / scale,
+        (stats.value - stats.previous) / scale,
+        stats.std_short / scale,
+    ]
+    if stats.season_lower is not None and stats.season_upper is not None:
+        # Distance outside [min, max] of the series over t - seasonal +- short (0 inside): the
+        # tolerance absorbs jitter in when a periodic job runs.
+        inside = np.clip(stats.value, stats.season_lower, stats.season_upper)
+        columns.append((stats.value - inside) / scale)
+    return _signed_log(np.stack(columns, axis=-1))
+
+
+def _matrix(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64)
     if values.ndim != 2:
         raise ValueError(f"values must be 2-D [time, series], got shape {values.shape}")
-    cleaned = clean(values, max_gap=windows.short)
-    frame = pd.DataFrame(cleaned)
-    long_roll = frame.rolling(windows.long, min_periods=windows.long // 2)
-    median_long = long_roll.median().to_numpy()
-    iqr_long = (long_roll.quantile(0.75) - long_roll.quantile(0.25)).to_numpy()
-    short_roll = frame.rolling(windows.short, min_periods=windows.short)
-    mean_short = short_roll.mean().to_numpy()
-    std_short = short_roll.std().to_numpy()
-    mean_medium = frame.rolling(windows.medium, min_periods=windows.medium // 2).mean().to_numpy()
+    return values
 
-    scale = _robust_scale(iqr_long, median_long)
-    previous = np.vstack([np.full((1, cleaned.shape[1]), np.nan), cleaned[:-1]])
-    raw = np.stack(
-        [
-            (cleaned - median_long) / scale,
-            (mean_short - median_long) / scale,
-            (mean_medium - median_long) / scale,
-            (cleaned - previous) / scale,
-            std_short / scale,
-        ],
-        axis=-1,
-    )
-    return _signed_log(raw)
+
+def history_rows_needed(windows: FeatureWindows, rows: int = 1) -> int:
+    """Trailing rows that make `trailing_features(..., rows)` equal to the full computation.
+
+    The long window must be full for the oldest wanted row, plus the previous sample (step
+    change) and the longest gap `clean` may bridge from before the first row.
+    """
+    return max(windows.long, windows.seasonal + windows.short) + rows + windows.short
+
+
+def trailing_features(values: np.ndarray, windows: FeatureWindows, rows: int = 1) -> np.ndarray:
+    """Features of the last `rows` rows only: `[rows, N, F]` (the exporter's hot path).
+
+    Identical to `compute_features(values)[-rows:]`, but only the needed trailing rows are
+    cleaned and only the wanted rows' windows are reduced (window_stats.trailing_stats).
+    """
+    if rows < 1:
+        raise ValueError(f"rows must be >= 1, got {rows}")
+    values = _matrix(values)
+    if values.shape[0] == 0:
+        return np.full((rows, values.shape[1], len(feature_names(windows))), np.nan)
+    tail = values[-history_rows_needed(windows, rows) :]
+    features = _assemble(trailing_stats(clean(tail, max_gap=windows.short), windows, rows))
+    if features.shape[0] >= rows:
+        return features
+    # Shorter history than asked for: the missing leading rows are undefined.
+    missing = np.full((rows - features.shape[0], *features.shape[1:]), np.nan)
+    return np.concatenate([missing, features])
 
 
 def latest_features(values: np.ndarray, windows: FeatureWindows) -> np.ndarray:
     """Features of the last row only: `[N, F]`. Same code as training, last row kept."""
-    return compute_features(values, windows)[-1]
+    return trailing_features(values, windows, rows=1)[-1]
 
 
-def _robust_scale(iqr: np.ndarray, median: np.ndarray) -> np.ndarray:
+def _robust_scale(iqr: np.ndarray, median: np.ndarray, mean_abs: np.ndarray, std: np.ndarray) -> np.ndarray:
     sigma = iqr / _IQR_TO_SIGMA
-    # A perfectly flat series has IQR 0; fall back to a small fraction of its level so that a
-    # real change still registers without dividing by zero.
-    floor = np.maximum(np.abs(median) * 0.01, 1e-9)
+    # The IQR collapses to 0 for flat series and for mostly-zero ones (the 5xx ratio of a
+    # healthy route): every single error would then be a million-sigma event and an error burst
+    # no different. Then, and only then, half the plain std stands in (a spike inflates the std,
+    # so it must not replace a working IQR); 1 % of the typical magnitude floors everything.
+    magnitude = np.maximum(np.abs(median), np.nan_to_num(mean_abs))
+    collapsed = np.where(sigma > 0, 0.0, 0.5 * np.nan_to_num(std))
+    floor = np.maximum(np.maximum(magnitude * 0.01, collapsed), 1e-9)
     return np.where(np.isfinite(sigma), np.maximum(sigma, floor), np.nan)
 
 

@@ -7,29 +7,34 @@ hands `s3://`-style URIs to fsspec when that is installed.
 
 from __future__ import annotations
 
-import json
 import time
+import uuid
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from slo_pipeline.prometheus_io import series_keys
+
 
 def training_frame(labels: list[dict[str, str]], timestamps: np.ndarray, values: np.ndarray) -> pd.DataFrame:
     """`values[T, N]` -> long frame with columns timestamp (UTC), series (labels as JSON), value."""
-    series_keys = [json.dumps(label_set, sort_keys=True) for label_set in labels]
+    keys = series_keys(labels)
     t, n = values.shape
     return pd.DataFrame(
         {
             "timestamp": pd.to_datetime(np.repeat(timestamps, n), unit="s", utc=True),
-            "series": np.tile(np.asarray(series_keys, dtype=object), t),
+            "series": np.tile(np.asarray(keys, dtype=object), t),
             "value": values.reshape(t * n),
         }
     )
 
 
 def write_snapshot(lake: str, detector_name: str, frame: pd.DataFrame, now: float | None = None) -> str:
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now if now is not None else time.time()))
+    # A random suffix: two trainings of one detector in the same second must not overwrite
+    # each other's snapshot (each MLflow run points at its own file).
+    stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now if now is not None else time.time()))
+    stamp = f"{stamp}Z-{uuid.uuid4().hex[:8]}"
     if "://" in lake:
         path = f"{lake.rstrip('/')}/{detector_name}/{stamp}.parquet"
     else:

@@ -19,6 +19,7 @@ without a server.
 from __future__ import annotations
 
 import gc
+import json
 import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -62,6 +63,14 @@ class SeriesBlock:
     @property
     def n_series(self) -> int:
         return len(self.labels)
+
+
+def series_keys(labels: Sequence[Mapping[str, str]]) -> list[str]:
+    """Stable identity of each series across queries and trainings: its labels as sorted JSON.
+
+    Per-series state that outlives one query (feedback thresholds, data-lake rows) is keyed by it.
+    """
+    return [json.dumps(dict(label_set), sort_keys=True) for label_set in labels]
 
 
 def step_grid(start: float, end: float, step_seconds: float) -> np.ndarray:

@@ -83,6 +83,19 @@ def _client(settings: Settings) -> Any:
     return MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
 
 
+def _artifact_location(settings: Settings, detector_name: str) -> str | None:
+    """Where a new experiment keeps its artifacts; None lets the tracking server decide.
+
+    With an embedded store (sqlite, a folder) MLflow would otherwise write into the current
+    directory; with a tracking server the server's own artifact store must be used, or clients
+    on other machines could not load the models, unless the root was configured explicitly.
+    """
+    server = settings.mlflow_tracking_uri.startswith(("http://", "https://", "databricks"))
+    if server and "mlflow_artifact_root" not in settings.model_fields_set:
+        return None
+    return settings.mlflow_artifact_root.rstrip("/") + f"/{detector_name}"
+
+
 def ensure_experiment(settings: Settings, detector_name: str) -> str:
     """Experiment per detector, with artifacts under the configured root (not the CWD)."""
     name = f"slo-pipeline/{detector_name}"
@@ -91,11 +104,7 @@ def ensure_experiment(settings: Settings, detector_name: str) -> str:
             existing = mlflow.get_experiment_by_name(name)
             if existing is not None:
                 return str(existing.experiment_id)
-            location = None
-            if "://" not in settings.mlflow_artifact_root or settings.mlflow_artifact_root.startswith(
-                "file:"
-            ):
-                location = settings.mlflow_artifact_root.rstrip("/") + f"/{detector_name}"
+            location = _artifact_location(settings, detector_name)
             return str(mlflow.create_experiment(name, artifact_location=location))
         except Exception as err:
             raise RegistryError(

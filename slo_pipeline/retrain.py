@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,12 +18,11 @@ import numpy as np
 from slo_pipeline import lake, registry
 from slo_pipeline.alert_timing import anomaly_alert_rule
 from slo_pipeline.backtest.onset import simulate_alerts
-from slo_pipeline.calibration import anomaly_score
 from slo_pipeline.db import DatabaseError
 from slo_pipeline.features import compute_features
-from slo_pipeline.incident_history import incident_intervals
+from slo_pipeline.incident_history import KnownIncident, incident_history, incident_matrix
 from slo_pipeline.model import DetectorModel
-from slo_pipeline.prometheus_io import SeriesBlock, fetch_range
+from slo_pipeline.prometheus_io import SeriesBlock, fetch_range, series_keys
 from slo_pipeline.settings import DetectorConfig, Settings
 from slo_pipeline.slo.validation import ValidationPolicy, validate_against_slo
 from slo_pipeline.slo_evidence import fetch_slo_evidence
@@ -58,35 +58,29 @@ def fetch_history(settings: Settings, detector: DetectorConfig, end: float) -> S
 
 
 def held_out_probabilities(model: DetectorModel, values: np.ndarray, split: int) -> np.ndarray:
-    """Tail probabilities `[T - split, N]` of the held-out rows.
+    """Published tail probabilities `[T - split, N]` of the held-out rows, as the exporter computes them.
 
-    Features are warmed on all rows, so the first held-out rows are scored with full windows.
+    Features and the evidence window are warmed on the rows before the split, so the first
+    held-out rows are scored with full windows.
     """
-    features = compute_features(values, model.windows)[split:]
-    flat = model.tail_probability(features.reshape(-1, features.shape[-1]))
-    return flat.reshape(features.shape[0], features.shape[1])
+    context = min(split, model.windows.evidence - 1)
+    features = compute_features(values, model.windows)[split - context :]
+    return model.feature_tail_probability(features)[context:]
 
 
-def incident_mask(
-    timestamps: np.ndarray, intervals: list[tuple[float, float]], settle_seconds: float
+def held_out_scores(
+    model: DetectorModel, detector: DetectorConfig, values: np.ndarray, split: int, keys: list[str]
 ) -> np.ndarray:
-    """True at timestamps inside an incident or within `settle_seconds` after it ended.
-
-    The settle time covers rows whose trailing feature windows still contain incident data.
-    """
-    mask = np.zeros(len(timestamps), dtype=bool)
-    for start, end in intervals:
-        mask |= (timestamps >= start) & (timestamps <= end + settle_seconds)
-    return mask
+    """`anomaly_score[T - split, N]` at the model's own threshold for the detector's budget."""
+    threshold = model.alarm_threshold(detector.false_alarms_per_week, detector.step_seconds)
+    return model.anomaly_scores(held_out_probabilities(model, values, split), threshold, keys)
 
 
 def known_incidents(
     settings: Settings, detector: DetectorConfig, start: float, end: float
-) -> list[tuple[float, float]]:
+) -> list[KnownIncident]:
     try:
-        return incident_intervals(
-            settings.database_url, detector.name, start=start, end=end, slo=detector.slo
-        )
+        return incident_history(settings.database_url, detector.name, start=start, end=end, slo=detector.slo)
     except DatabaseError as err:
         # Training without the incident log is still useful (first models, `slo-pipeline train`
         # on a laptop); it only loses the exclusion, so say so loudly rather than fail.
@@ -96,20 +90,20 @@ def known_incidents(
 
 @dataclass(frozen=True)
 class TrainingData:
-    """A detector's history, snapshotted, with incident periods and the validation split."""
+    """A detector's history, snapshotted, with incident cells and the validation split."""
 
     block: SeriesBlock
-    in_incident: np.ndarray  # [T] bool: inside a known incident (or settling after one)
+    excluded: np.ndarray  # [T, N] confirmed incidents and SLO breaches: never trained on
+    unhealthy: np.ndarray  # [T, N] any known incident but false positives: alarms there are not false
+    false_positive: np.ndarray  # [T, N] incidents operators marked noise
     split: int  # rows >= split are held out for validation
     incident_count: int
     snapshot_path: str
     frame: Any
 
     @property
-    def training_values(self) -> np.ndarray:
-        """Rows before the split, with incident periods as gaps: an outage is never "normal"."""
-        values = np.where(self.in_incident[:, None], np.nan, self.block.values)
-        return values[: self.split]
+    def keys(self) -> list[str]:
+        return series_keys(self.block.labels)
 
 
 def prepare_training_data(settings: Settings, detector: DetectorConfig, *, end: float) -> TrainingData:
@@ -121,25 +115,44 @@ def prepare_training_data(settings: Settings, detector: DetectorConfig, *, end: 
         )
     frame = lake.training_frame(block.labels, block.timestamps, block.values)
     snapshot_path = lake.write_snapshot(settings.data_lake, detector.name, frame, now=end)
-    intervals = known_incidents(settings, detector, float(block.timestamps[0]), end)
-    in_incident = incident_mask(
-        block.timestamps, intervals, settle_seconds=detector.windows.short * detector.step_seconds
-    )
+    incidents = known_incidents(settings, detector, float(block.timestamps[0]), end)
+    settle = detector.windows.short * detector.step_seconds
+
+    def cells(selected: list[KnownIncident]) -> np.ndarray:
+        return incident_matrix(block.timestamps, block.labels, selected, settle_seconds=settle)
+
     return TrainingData(
         block=block,
-        in_incident=in_incident,
+        excluded=cells([i for i in incidents if i.confirmed or i.slo_wide]),
+        unhealthy=cells([i for i in incidents if not i.false_positive]),
+        false_positive=cells([i for i in incidents if i.false_positive]),
         split=int(len(block.timestamps) * (1.0 - VALIDATION_FRACTION)),
-        incident_count=len(intervals),
+        incident_count=len(incidents),
         snapshot_path=snapshot_path,
         frame=frame,
     )
 
 
-def retrain_detector(settings: Settings, detector_name: str, *, now: float | None = None) -> RetrainOutcome:
+def retrain_detector(
+    settings: Settings,
+    detector_name: str,
+    *,
+    now: float | None = None,
+    may_promote: Callable[[], bool] | None = None,
+) -> RetrainOutcome:
+    """`may_promote` (the worker's lease check) is asked right before @champion would move."""
     detector = settings.pipeline.detector(detector_name)
     data = prepare_training_data(settings, detector, end=float(now if now is not None else time.time()))
-    candidate, report = fit_detector_model(data.training_values, detector)
-    return judge_and_register(settings, detector, data, candidate, report)
+    split = data.split
+    candidate, report = fit_detector_model(
+        data.block.values[:split],
+        detector,
+        exclude=data.excluded[:split],
+        false_positive=data.false_positive[:split],
+        series_keys=data.keys,
+        rule=anomaly_alert_rule(detector.step_seconds),
+    )
+    return judge_and_register(settings, detector, data, candidate, report, may_promote=may_promote)
 
 
 def judge_and_register(
@@ -148,6 +161,8 @@ def judge_and_register(
     data: TrainingData,
     candidate: DetectorModel,
     report: TrainingReport,
+    *,
+    may_promote: Callable[[], bool] | None = None,
 ) -> RetrainOutcome:
     """Validate `candidate` against the champion on held-out data; register it; maybe promote.
 
@@ -157,20 +172,26 @@ def judge_and_register(
     block, split = data.block, data.split
     champion_ref = registry.champion_ref(settings, detector.name)
     champion = _load_champion(settings, champion_ref)
-    healthy = ~data.in_incident[split:]
-    candidate_p = held_out_probabilities(candidate, block.values, split)
-    champion_p = held_out_probabilities(champion, block.values, split) if champion is not None else None
+    healthy = ~data.unhealthy[split:]
+    rule = anomaly_alert_rule(detector.step_seconds)
+    candidate_scores = held_out_scores(candidate, detector, block.values, split, data.keys)
+    champion_scores = (
+        held_out_scores(champion, detector, block.values, split, data.keys) if champion is not None else None
+    )
     decision = basic_validation(
-        candidate_probabilities=candidate_p[healthy].ravel(),
-        champion_probabilities=champion_p[healthy].ravel() if champion_p is not None else None,
-        threshold=detector.tail_probability_threshold,
+        candidate_scores=candidate_scores,
+        champion_scores=champion_scores,
+        healthy=healthy,
+        rule=rule,
+        step_seconds=detector.step_seconds,
+        false_alarms_per_week=detector.false_alarms_per_week,
     )
     if detector.slo is not None:
         decision = combine(
             decision,
-            slo_validation(settings, detector, block.timestamps[split:], candidate_p, champion_p),
+            slo_validation(settings, detector, block.timestamps[split:], candidate_scores, champion_scores),
         )
-    decision.metrics["excluded_incident_samples"] = float(data.in_incident.sum())
+    decision.metrics["excluded_incident_samples"] = float(data.excluded.sum())
     registered = registry.log_and_register(
         settings,
         detector.name,
@@ -191,6 +212,12 @@ def judge_and_register(
         dataset_frame=data.frame,
     )
     version = registered.ref.version
+    if decision.promote and may_promote is not None and not may_promote():
+        decision = ValidationDecision(
+            promote=False,
+            reasons=[*decision.reasons, "passed validation, but the job was taken over by another worker"],
+            metrics=decision.metrics,
+        )
     registry.tag_version(settings, detector.name, version, _decision_tags(decision, champion_ref))
     if decision.promote:
         registry.set_champion(settings, detector.name, version)
@@ -214,18 +241,19 @@ def slo_validation(
     settings: Settings,
     detector: DetectorConfig,
     timestamps: np.ndarray,
-    candidate_p: np.ndarray,
-    champion_p: np.ndarray | None,
+    candidate_scores: np.ndarray,
+    champion_scores: np.ndarray | None,
 ) -> ValidationDecision:
     """Judge both models by the alarms the shipped alert rule would have raised for the SLO."""
-    assert detector.slo is not None
+    if detector.slo is None:
+        raise ValueError(f"detector {detector.name!r} protects no SLO; there is nothing to validate against")
     rule = anomaly_alert_rule(detector.step_seconds)
-    threshold = detector.tail_probability_threshold
 
-    def alarms(p: np.ndarray) -> np.ndarray:
-        firing, _ = simulate_alerts(anomaly_score(np.nan_to_num(p, nan=1.0), threshold), rule)
+    def alarms(scores: np.ndarray) -> np.ndarray:
+        firing, _ = simulate_alerts(scores, rule)
         return firing.any(axis=1)
 
+    scored_series = int(np.isfinite(candidate_scores).any(axis=0).sum())
     evidence = fetch_slo_evidence(
         settings,
         slo=detector.slo,
@@ -239,11 +267,13 @@ def slo_validation(
     policy = ValidationPolicy(min_healthy_hours=min(24.0, 0.5 * window_hours))
     return validate_against_slo(
         timestamps=timestamps,
-        candidate_alarms=alarms(candidate_p),
-        champion_alarms=alarms(champion_p) if champion_p is not None else None,
+        candidate_alarms=alarms(candidate_scores),
+        champion_alarms=alarms(champion_scores) if champion_scores is not None else None,
         breaches=evidence.breaches,
         incidents=evidence.confirmed_incidents,
-        false_alarms_per_week=detector.false_alarms_per_week,
+        # Alarms are counted over the whole detector (any series), so the budget is per series
+        # times the series that were scored.
+        false_alarms_per_week=detector.false_alarms_per_week * max(1, scored_series),
         page_times=evidence.page_times,
         policy=policy,
     )

@@ -31,11 +31,25 @@ class FeatureWindows(BaseModel):
     short: Annotated[int, Field(ge=2)] = 5
     medium: Annotated[int, Field(ge=3)] = 30
     long: Annotated[int, Field(ge=4)] = 180
+    # A sustained moderate anomaly accumulates evidence, a single noisy sample is diluted.
+    evidence: Annotated[int, Field(ge=1, le=1000)] = Field(
+        default=3,
+        description="samples over which per-sample evidence (-log p) is averaged and re-calibrated; 1 = off",
+    )
+    # Off by default: on NAB AWS it did not help (docs/detection.md), and it needs a season of
+    # history in every scoring query.
+    seasonal: Annotated[int, Field(ge=0)] = Field(
+        default=0,
+        description="samples per season (1440 = a day at 60 s) for the 'outside the same time one "
+        "season earlier' feature; 0 = off",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> FeatureWindows:
         if not self.short < self.medium < self.long:
             raise ValueError("feature windows must satisfy short < medium < long")
+        if self.seasonal and self.seasonal <= self.short:
+            raise ValueError("the seasonal lag must be longer than the short window (or 0 = off)")
         return self
 
 
@@ -54,6 +68,12 @@ class DetectorConfig(BaseModel):
     slo: str | None = Field(default=None, description="name of the SLO this detector protects")
     n_estimators: Annotated[int, Field(ge=10, le=2000)] = 200
     min_training_samples: Annotated[int, Field(ge=50)] = 500
+    # On by default: the forest's score saturates outside its training range (an outage 100x
+    # larger than anything seen scores like the largest training point); the z-score does not.
+    combine_robust_z: bool = Field(
+        default=True,
+        description="join a robust z-score to the forest's probability (Bonferroni); see docs/detection.md",
+    )
 
     @field_validator("name")
     @classmethod
@@ -64,8 +84,10 @@ class DetectorConfig(BaseModel):
 
     @property
     def scoring_window_seconds(self) -> int:
-        """How much history one scoring cycle needs so the longest feature window is full."""
-        return (self.windows.long + 1) * self.step_seconds
+        """How much history one scoring cycle needs so the longest feature window is full for
+        every sample the evidence window averages over (= features.history_rows_needed)."""
+        w = self.windows
+        return (max(w.long, w.seasonal + w.short) + w.evidence + w.short) * self.step_seconds
 
     @property
     def tail_probability_threshold(self) -> float:
@@ -192,10 +214,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("SLO_PIPELINE_WEBHOOK_WORKERS", "webhook_workers"),
         description="gunicorn worker processes of the webhook",
     )
-    prometheus_multiproc_dir: str = Field(
+    webhook_metrics_dir: str = Field(
         default=str(REPO_ROOT / ".data" / "webhook-metrics"),
-        validation_alias=AliasChoices("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir"),
-        description="scratch folder for prometheus_client's multiprocess mode (cleared at start)",
+        validation_alias=AliasChoices("SLO_PIPELINE_WEBHOOK_METRICS_DIR", "webhook_metrics_dir"),
+        description="the webhook's prometheus_client multiprocess folder; its *.db files are removed "
+        "at start and the webhook sets PROMETHEUS_MULTIPROC_DIR to it for its gunicorn workers only",
     )
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig, exclude=True)
 

@@ -192,7 +192,7 @@ def _start(stack: Stack) -> None:
         "SLO_PIPELINE_EXPORTER_INTERVAL": str(options.exporter_interval_seconds),
         "SLO_PIPELINE_RETRAIN_COOLDOWN": str(options.retrain_cooldown_seconds),
         "SLO_PIPELINE_WORKER_POLL": str(options.worker_poll_seconds),
-        "PROMETHEUS_MULTIPROC_DIR": str(data / "webhook-metrics"),
+        "SLO_PIPELINE_WEBHOOK_METRICS_DIR": str(data / "webhook-metrics"),
         "MLFLOW_ALLOW_FILE_STORE": "true",
     }
     stack.settings = load_settings(

@@ -1,8 +1,10 @@
 """Incidents: listing with filters, one incident's details, and operators' feedback.
 
 Feedback is what the next training reads (`slo_pipeline.incident_history`): an incident marked
-false positive is kept in the training data as normal behaviour; every other incident (true
-positive or not yet reviewed) is cut out of it so the model never learns an outage as normal.
+true positive is cut out of the training data so the model never learns an outage as normal; an
+unreviewed one stays in it (after a change it may be the new normal a retrain must learn) but is
+not counted as a false alarm when a candidate is validated; one marked false positive is normal
+behaviour for both.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ MAX_NAME_CHARS = 200
 TRAINING_EFFECT = {
     TRUE_POSITIVE: "excluded from the next training data (a real incident is not normal behaviour)",
     FALSE_POSITIVE: "kept in the next training data as normal behaviour (the model should learn it)",
-    None: "excluded from the next training data until someone marks it a false positive",
+    None: "kept in the next training data (it may be a new normal), not counted against validation",
 }
 
 _COLUMNS = """

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from slo_pipeline.alert_timing import anomaly_alert_rule
 from slo_pipeline.backtest.onset import AlertRule, simulate_alerts
 from slo_pipeline.calibration import anomaly_score
 from slo_pipeline.prometheus_io import SeriesBlock, fetch_range
@@ -22,8 +23,6 @@ TAIL_PROBABILITY_METRIC = "anomaly_tail_probability"
 SECONDS_PER_WEEK = 7 * 24 * 3600
 # Budgets shown next to the configured and the proposed one, so the trade-off is visible at once.
 LADDER = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0)
-# The rule as `rules/` ships it; a preview with another rule would count other alarms.
-SHIPPED_RULE = AlertRule()
 
 
 @dataclass(frozen=True)
@@ -50,9 +49,14 @@ def preview(
     tail_probability: np.ndarray,
     detector: DetectorConfig,
     budgets: Sequence[float],
-    rule: AlertRule = SHIPPED_RULE,
+    rule: AlertRule | None = None,
 ) -> list[PreviewRow]:
-    """One row per budget for a `[time, series]` matrix of tail probabilities (NaN = no score)."""
+    """One row per budget for a `[time, series]` matrix of tail probabilities (NaN = no score).
+
+    `rule` defaults to the shipped alert rule's timing at the detector's step (read from rules/),
+    so the preview counts the alarms Prometheus would raise.
+    """
+    rule = rule or anomaly_alert_rule(detector.step_seconds)
     matrix = np.asarray(tail_probability, dtype=np.float64)
     if matrix.ndim != 2:
         raise ValueError(f"tail probabilities must be [time, series], got shape {matrix.shape}")

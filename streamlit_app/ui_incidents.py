@@ -33,8 +33,9 @@ def render(settings: Settings) -> None:
     st.header("Incidents")
     st.caption(
         "Feedback decides what the next retraining learns from: incidents marked **true positive** "
-        "(and incidents nobody has reviewed yet) are **excluded** from the training data; incidents "
-        "marked **false positive** are **kept as normal behaviour**, so the model stops alarming on them."
+        "are **excluded** from the training data; incidents nobody has reviewed yet stay in it (they "
+        "may be a new normal) but are not held against a candidate model; incidents marked **false "
+        "positive** are **normal behaviour**, so the model learns to stop alarming on them."
     )
     show_flashes()
     with show_errors("The incident list"):

@@ -15,7 +15,7 @@ def render(settings: Settings) -> None:
     st.header("Threshold preview")
     st.caption(
         f"Replays the `{threshold.TAIL_PROBABILITY_METRIC}` history the exporter published through "
-        "the anomaly alert rule (pending for 2 steps, keeps firing for 15) with another false-alarm "
+        "the shipped anomaly alert rule (its `for:` and `keep_firing_for:`) with another false-alarm "
         "budget. It counts every alarm, real incidents included; change the budget in the pipeline "
         "YAML (`false_alarms_per_week`) once you have picked one."
     )

@@ -69,7 +69,8 @@ def create_metrics() -> WebhookMetrics:
         ),
         retrain_jobs_enqueued=Counter(
             "slo_pipeline_webhook_retrain_jobs_enqueued",
-            "Retrain jobs enqueued because an alert asked for retraining, by detector.",
+            "Retrain jobs enqueued (an alert asked for retraining, or a burn-rate page of the "
+            "detector's SLO), by detector.",
             ["detector"],
             registry=registry,
         ),

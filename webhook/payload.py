@@ -172,7 +172,10 @@ def parse_timestamp(text: str, path: str) -> datetime | None:
         raise PayloadError(path, f"timestamp has no time zone: {text!r}")
     if parsed.year == GO_ZERO_TIME_YEAR:
         return None
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError as err:  # e.g. 9999-12-31T23:59:59-05:00 is past datetime.max in UTC
+        raise PayloadError(path, f"timestamp out of range: {text!r}") from err
 
 
 def _required(container: Mapping[str, Any], key: str, kind: type, path: str) -> Any:

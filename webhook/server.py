@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,11 +24,12 @@ GRACEFUL_TIMEOUT_SECONDS = 10
 
 
 def prepare_multiprocess_dir(path: Path) -> None:
-    """Empty (or create) the metrics folder: files of dead pids from an earlier run would be
-    summed into this run's counters."""
-    if path.exists():
-        shutil.rmtree(path)
-    path.mkdir(parents=True)
+    """Create the metrics folder and remove an earlier run's files from it: files of dead pids
+    would be summed into this run's counters. Only prometheus_client's own `*.db` files are
+    removed, so a folder pointed somewhere shared (say /tmp) loses nothing else."""
+    path.mkdir(parents=True, exist_ok=True)
+    for stale in path.glob("*.db"):
+        stale.unlink(missing_ok=True)
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -54,7 +54,7 @@ def run(settings: Settings, listen: str, workers: int | None = None) -> int:
             "prometheus_client was imported before webhook.server.run set PROMETHEUS_MULTIPROC_DIR; "
             "its multiprocess mode would be off and /metrics would show one worker only"
         )
-    metrics_dir = Path(settings.prometheus_multiproc_dir)
+    metrics_dir = Path(settings.webhook_metrics_dir)
     prepare_multiprocess_dir(metrics_dir)
     os.environ[MULTIPROC_ENV] = str(metrics_dir)
 

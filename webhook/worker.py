@@ -39,7 +39,9 @@ class RetrainOutcomeLike(Protocol):
     reasons: list[str]
 
 
-TrainFunction = Callable[[Settings, str], RetrainOutcomeLike]
+# train(settings, detector_name, *, may_promote) -> outcome; `may_promote()` must be asked (and
+# be True) right before a new model is made champion.
+TrainFunction = Callable[..., RetrainOutcomeLike]
 
 
 def default_train_function() -> TrainFunction:
@@ -131,8 +133,8 @@ class RetrainWorker:
             job.detector,
             job.attempts,
         )
-        with LeaseHeartbeat(self.settings, job.id, self.worker_id):
-            result = self._execute(job)
+        with LeaseHeartbeat(self.settings, job.id, self.worker_id) as heartbeat:
+            result = self._execute(job, lambda: not heartbeat.lost.is_set() and self._still_owner(job))
         recorded = self._finish(job, result)
         return ProcessedJob(job=job, result=result, recorded=recorded)
 
@@ -155,10 +157,26 @@ class RetrainWorker:
         finally:
             conn.close()
 
-    def _execute(self, job: ClaimedJob) -> JobResult:
+    def _still_owner(self, job: ClaimedJob) -> bool:
+        """Renew the lease right now; False when another worker has taken the job over.
+
+        Training calls this immediately before moving @champion, so a worker whose lease ran out
+        mid-training can never promote next to the worker that took its job over.
+        """
+        try:
+            conn = connect(self.settings.database_url, application_name="slo-pipeline-worker-lease")
+            try:
+                return extend_lease(conn, job.id, self.worker_id, self.settings.worker_lease_seconds)
+            finally:
+                conn.close()
+        except Exception as err:  # unsure who owns the job: do not promote
+            log.warning("job %d: could not confirm the lease before promotion: %s", job.id, err)
+            return False
+
+    def _execute(self, job: ClaimedJob, may_promote: Callable[[], bool]) -> JobResult:
         started = time.monotonic()
         try:
-            outcome = self._train_function()(self.settings, job.detector)
+            outcome = self._train_function()(self.settings, job.detector, may_promote=may_promote)
         except Exception as err:  # any training failure is recorded on the job, the loop lives on
             log.exception("job %d (detector %s) failed", job.id, job.detector)
             text = f"{type(err).__name__}: {err}\n{traceback.format_exc()}"

@@ -1,5 +1,65 @@
+"""`slo-pipeline backtest`: replay CSV files (or a Prometheus range) through the detector.
+
+Only argparse is imported at module level; the handler imports the heavy parts when it runs.
+"""
+
+from __future__ import annotations
+
 import argparse
+from pathlib import Path
+
+# Defaults are the production detector's, in samples; see docs/detection.md for the choices.
+_DEFAULT_BUDGET = 1.0
+_DEFAULT_FOR_STEPS = 2
+_DEFAULT_KEEP_STEPS = 15
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Registers no command yet."""
+    parser = subparsers.add_parser(
+        "backtest",
+        help="replay history through the detector and report alarms (optionally against labels)",
+        description=(
+            "Train on the first 15% of rows (at most 750), retrain daily on past data only, write "
+            "anomaly_score, anomaly_tail_probability and alarm per row, and with --labels print "
+            "event-level precision/recall/F1, detection delay, false alarms per week and the NAB "
+            "standard score per file and in total."
+        ),
+    )
+    source = parser.add_argument_group("input (CSV files or a Prometheus range)")
+    source.add_argument("--input", nargs="+", type=Path, help="CSV files (timestamp,value[,...]) or folders")
+    source.add_argument("--prometheus-url", help="query this Prometheus instead of reading CSV files")
+    source.add_argument("--query", help="PromQL for --prometheus-url (default: the --detector's query)")
+    source.add_argument("--start", help="range start for --prometheus-url (ISO 8601 or unix seconds)")
+    source.add_argument("--end", help="range end for --prometheus-url (ISO 8601 or unix seconds)")
+    parser.add_argument("--output", type=Path, help="scored CSV (one input) or folder (several inputs)")
+    parser.add_argument("--labels", type=Path, help="NAB combined_windows.json with the labelled windows")
+    detector = parser.add_argument_group("detector (defaults: the production detector's)")
+    detector.add_argument("--config", type=Path, help="pipeline YAML to take --detector from")
+    detector.add_argument("--detector", help="name of a configured detector to replay")
+    detector.add_argument("--false-alarms-per-week", type=float, help=f"budget (default {_DEFAULT_BUDGET})")
+    detector.add_argument("--windows", help="short,medium,long feature windows in samples")
+    detector.add_argument("--evidence", type=int, help="evidence window in samples")
+    detector.add_argument("--seasonal", type=int, help="season length in samples (0 = off)")
+    detector.add_argument(
+        "--combine-robust-z",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="join the robust z-score to the forest (default: the detector's setting, on)",
+    )
+    detector.add_argument("--n-estimators", type=int, help="trees per IsolationForest")
+    detector.add_argument("--min-training-samples", type=int, default=100, help="default: %(default)s")
+    detector.add_argument("--step", type=int, help="seconds per sample (default: inferred from the data)")
+    rule = parser.add_argument_group("alert rule (must match rules/anomaly.rules.yml)")
+    rule.add_argument("--for-steps", type=int, default=_DEFAULT_FOR_STEPS, help="`for:` in steps")
+    rule.add_argument("--keep-firing-steps", type=int, default=_DEFAULT_KEEP_STEPS, help="in steps")
+    parser.add_argument("--retrain-every-hours", type=float, default=24.0, help="default: %(default)s")
+    parser.add_argument("--training-window-days", type=float, help="history per retrain (default 7)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    parser.set_defaults(handler=_handle)
+
+
+def _handle(args: argparse.Namespace) -> int:
+    from slo_pipeline.backtest.cli_run import run_command
+
+    return run_command(args)

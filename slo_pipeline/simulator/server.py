@@ -131,8 +131,11 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             return
         try:
             length = int(self.headers.get("Content-Length") or 0)
+            if length < 0:
+                raise ValueError(length)
         except ValueError:
-            self._send_json(HTTPStatus.BAD_REQUEST, {"error": "Content-Length must be an integer"})
+            # A negative length would make rfile.read() wait for the client to hang up.
+            self._send_json(HTTPStatus.BAD_REQUEST, {"error": "Content-Length must be a whole number >= 0"})
             return
         if length > MAX_BODY_BYTES:
             too_large = {"error": f"body over {MAX_BODY_BYTES} bytes"}

@@ -68,7 +68,7 @@ def test_register_promote_rollback_and_load(settings: Settings) -> None:
 
 
 def test_rollback_without_previous_is_a_clear_error(settings: Settings) -> None:
-    model, report = trained(1)
+    model, _ = trained(1)
     registered = registry.log_and_register(settings, DETECTOR.name, model, params={}, metrics={})
     registry.set_champion(settings, DETECTOR.name, registered.ref.version)
     with pytest.raises(registry.RegistryError, match="no @previous"):

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from slo_pipeline.db import DatabaseError, connect
-from slo_pipeline.incident_history import incident_intervals
+from slo_pipeline.incident_history import incident_history
 from streamlit_app import incidents, models
 from tests.fixtures.database import fetch_all
 
@@ -139,15 +139,23 @@ def test_feedback_is_stored_filtered_and_cleared(database_url: str) -> None:
 
 def test_false_positive_feedback_returns_the_period_to_training(database_url: str) -> None:
     # The contract with slo_pipeline.incident_history: what the UI writes is what training reads.
-    incident_id = seed_incident(database_url, "a", status="resolved", starts_at="2024-05-01T10:00:00Z")
+    incident_id = seed_incident(
+        database_url, "a", alertname="AnomalyDetected", status="resolved", starts_at="2024-05-01T10:00:00Z"
+    )
     window = {"start": 1714500000.0, "end": 1714600000.0}
-    assert len(incident_intervals(database_url, "checkout_latency", **window)) == 1
+    [unreviewed] = incident_history(database_url, "checkout_latency", **window)
+    assert not unreviewed.confirmed  # kept in training, not held against validation
+
+    incidents.record_feedback(
+        database_url, incident_id, incidents.validate_feedback("true_positive", "bob", "")
+    )
+    [confirmed] = incident_history(database_url, "checkout_latency", **window)
+    assert confirmed.confirmed  # cut out of the training data
 
     incidents.record_feedback(
         database_url, incident_id, incidents.validate_feedback("false_positive", "carol", "")
     )
-
-    assert incident_intervals(database_url, "checkout_latency", **window) == []
+    assert incident_history(database_url, "checkout_latency", **window) == []
 
 
 def test_feedback_on_a_missing_incident_reports_false(database_url: str) -> None:

@@ -13,9 +13,11 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psycopg2
 import pytest
 
 from slo_pipeline.launch import ManagedProcess
@@ -45,14 +47,15 @@ class RecordingTrainer:
     calls: list[tuple[str, str]] = field(default_factory=list)  # (thread name, detector)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def __call__(self, settings: Settings, detector: str) -> Outcome:
+    def __call__(self, settings: Settings, detector: str, *, may_promote: Callable[[], bool]) -> Outcome:
         with self.lock:
             self.calls.append((threading.current_thread().name, detector))
             number = len(self.calls)
         time.sleep(self.duration)  # stands in for training time
         if detector in self.fail_for:
             raise RuntimeError(f"no history for {detector}")
-        return Outcome(f"run-{number}", str(number), self.promoted, [f"checked {detector}"])
+        promoted = self.promoted and may_promote()
+        return Outcome(f"run-{number}", str(number), promoted, [f"checked {detector}"])
 
 
 def worker_settings(database_url: str, lease: float = 30.0) -> Settings:
@@ -182,7 +185,7 @@ def test_a_killed_workers_job_is_finished_by_another_exactly_once(
             from slo_pipeline.settings import PipelineConfig, load_settings
             from webhook.worker import RetrainWorker
 
-            def train(settings, detector):
+            def train(settings, detector, *, may_promote):
                 pathlib.Path(sys.argv[2]).write_text(detector)
                 time.sleep(600)  # killed long before this ends
 
@@ -280,3 +283,25 @@ def test_cli_worker_once_with_empty_queue_exits_0(database_url: str, tmp_path: P
     )
     assert completed.returncode == 0, completed.stderr
     assert "no retrain job to run" in completed.stderr
+
+
+def test_a_worker_that_lost_its_job_may_not_promote(database_url: str) -> None:
+    job = enqueue(database_url, "d1")
+    answers: list[bool] = []
+
+    def train(settings: Settings, detector: str, *, may_promote: Callable[[], bool]) -> Outcome:
+        assert may_promote(), "the owner of a live lease must be allowed to promote"
+        # What claim_job does once this worker's lease has expired: another worker takes over.
+        conn = psycopg2.connect(database_url)
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute("UPDATE retrain_jobs SET worker_id = 'rival' WHERE id = %s", (job,))
+        finally:
+            conn.close()
+        answers.append(may_promote())
+        return Outcome("run-1", "1", answers[-1], ["trained"])
+
+    processed = RetrainWorker(worker_settings(database_url), worker_id="w1", train=train).run_once()
+    assert answers == [False]
+    assert processed is not None and not processed.recorded
+    assert job_row(database_url, job)["worker_id"] == "rival"

@@ -149,7 +149,11 @@ def test_the_query_window_covers_the_models_longest_feature_window(trained_model
     make_service(models, series, LATENCY).run_cycle()
     ((query, start, end),) = series.requests
     assert query == "latency_q" and end == NOW
-    assert end - start == (WINDOWS.long + 1) * LATENCY.step_seconds
+    # Exactly the rows the model's features and evidence window need (what training saw).
+    assert end - start == max(
+        LATENCY.scoring_window_seconds, trained_model.scoring_rows * LATENCY.step_seconds
+    )
+    assert end - start >= (WINDOWS.long + WINDOWS.evidence) * LATENCY.step_seconds
 
 
 def test_unscorable_series_are_left_out_and_counted(trained_model: DetectorModel) -> None:

@@ -98,6 +98,7 @@ def test_firing_alert_with_future_ends_at_stays_open() -> None:
         (lambda d: d["alerts"][0].update(startsAt="yesterday"), "alerts[0].startsAt"),
         (lambda d: d["alerts"][0].update(startsAt="2024-05-01T10:00:00"), "alerts[0].startsAt"),
         (lambda d: d["alerts"][0].update(startsAt="0001-01-01T00:00:00Z"), "alerts[0].startsAt"),
+        (lambda d: d["alerts"][0].update(startsAt="9999-12-31T23:59:59-05:00"), "alerts[0].startsAt"),
         (lambda d: d["alerts"][0].update(endsAt=5), "alerts[0].endsAt"),
         (lambda d: d["alerts"][0].update(status="resolved"), "alerts[0].endsAt"),
         (lambda d: d["alerts"][0].pop("fingerprint"), "alerts[0].fingerprint"),

@@ -55,9 +55,9 @@ def test_where_clause_uses_parameters_for_every_value() -> None:
 
 
 def test_training_effect_matches_what_training_reads() -> None:
-    # incident_history returns (excludes) every incident except false positives.
+    # incident_history: true positives are cut from training, unreviewed ones are kept.
     assert "excluded" in incidents.TRAINING_EFFECT[incidents.TRUE_POSITIVE]
-    assert "excluded" in incidents.TRAINING_EFFECT[None]
+    assert "kept" in incidents.TRAINING_EFFECT[None]
     assert "normal" in incidents.TRAINING_EFFECT[incidents.FALSE_POSITIVE]
 
 

@@ -1,73 +1,94 @@
-"""The basic promotion gate: budget on held-out healthy data, never worse than the champion."""
+"""The basic promotion gate: alarm onsets of the shipped rule on healthy held-out data."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from slo_pipeline.validation import ALARM_RATE_TOLERANCE, alarm_rate, basic_validation, combine
+from slo_pipeline.backtest.onset import AlertRule
+from slo_pipeline.validation import basic_validation, combine, summarize_alarms
 
-THRESHOLD = 1e-3
+RULE = AlertRule(for_steps=1, keep_firing_steps=2)
+STEP = 60.0
+WEEK_OF_STEPS = int(7 * 86400 / STEP)
 
 
-def probabilities(n: int, alarms: int) -> np.ndarray:
-    p = np.full(n, 0.5)
-    p[:alarms] = THRESHOLD / 10
-    return p
+def scores_with_episodes(n_rows: int, n_series: int, episodes: int) -> np.ndarray:
+    """Quiet scores with `episodes` separate 3-sample bursts above 1 on series 0."""
+    scores = np.full((n_rows, n_series), 0.2)
+    for k in range(episodes):
+        start = 50 + k * 100
+        scores[start : start + 3, 0] = 3.0
+    return scores
+
+
+def decide(candidate: np.ndarray, champion: np.ndarray | None = None, healthy: np.ndarray | None = None):
+    healthy = np.ones(candidate.shape, dtype=bool) if healthy is None else healthy
+    return basic_validation(
+        candidate_scores=candidate,
+        champion_scores=champion,
+        healthy=healthy,
+        rule=RULE,
+        step_seconds=STEP,
+        false_alarms_per_week=1.0,
+    )
+
+
+def test_one_episode_is_one_onset_and_counts_its_firing_time() -> None:
+    scores = scores_with_episodes(400, 2, 1)
+    summary = summarize_alarms(scores, np.ones(scores.shape, dtype=bool), RULE)
+    assert summary.onsets == 1
+    # fires from the 2nd exceeding sample until 2 quiet samples later: 2 + 2 = 4 of 800 cells
+    assert summary.firing_fraction == 4 / 800
 
 
 def test_candidate_within_budget_is_promoted() -> None:
-    decision = basic_validation(
-        candidate_probabilities=probabilities(10_000, 10), champion_probabilities=None, threshold=THRESHOLD
-    )
-    assert decision.promote
-    assert decision.metrics["candidate_alarm_rate"] == 10 / 10_000
+    decision = decide(scores_with_episodes(WEEK_OF_STEPS, 1, 1))
+    assert decision.promote, decision.reasons
+    assert decision.metrics["candidate_false_alarms"] == 1
 
 
 def test_candidate_alarming_far_above_budget_is_rejected_with_reason() -> None:
-    n = 10_000
-    alarms = int(ALARM_RATE_TOLERANCE * THRESHOLD * n) + 50
-    decision = basic_validation(
-        candidate_probabilities=probabilities(n, alarms), champion_probabilities=None, threshold=THRESHOLD
-    )
+    decision = decide(scores_with_episodes(WEEK_OF_STEPS, 1, 20))
     assert not decision.promote
-    assert any("budget allows" in reason for reason in decision.reasons)
+    assert any("allows" in reason for reason in decision.reasons)
 
 
-def test_candidate_worse_than_champion_is_rejected_even_within_budget() -> None:
-    decision = basic_validation(
-        candidate_probabilities=probabilities(10_000, 25),
-        champion_probabilities=probabilities(10_000, 5),
-        threshold=THRESHOLD,
-    )
-    assert decision.promote  # 25 alarms is inside the 3x budget (30), so "not worse" uses the budget
-    decision = basic_validation(
-        candidate_probabilities=probabilities(10_000, 60),
-        champion_probabilities=probabilities(10_000, 5),
-        threshold=THRESHOLD,
-    )
+def test_a_model_that_never_stops_firing_is_rejected_despite_one_onset() -> None:
+    scores = np.full((2000, 2), 5.0)
+    decision = decide(scores)
+    assert decision.metrics["candidate_false_alarms"] == 2  # one per series
     assert not decision.promote
-    assert any("more than the champion" in reason for reason in decision.reasons)
+    assert any("fires on" in reason for reason in decision.reasons)
+
+
+def test_alarms_inside_known_incidents_do_not_count() -> None:
+    scores = scores_with_episodes(WEEK_OF_STEPS, 1, 20)
+    healthy = scores < 1.0  # every burst is a known incident
+    decision = decide(scores, healthy=healthy)
+    assert decision.metrics["candidate_false_alarms"] == 0
+    assert decision.promote
+
+
+def test_candidate_worse_than_champion_beyond_budget_is_rejected() -> None:
+    n = 4 * WEEK_OF_STEPS
+    champion = scores_with_episodes(n, 1, 1)
+    assert decide(scores_with_episodes(n, 1, 3), champion).promote  # within the Poisson allowance
+    decision = decide(scores_with_episodes(n, 1, 12), champion)
+    assert not decision.promote
+    assert any("more alarms than the champion" in reason for reason in decision.reasons)
 
 
 def test_too_few_scorable_samples_is_rejected() -> None:
-    p = np.full(1000, np.nan)
-    p[:10] = 0.5
-    decision = basic_validation(candidate_probabilities=p, champion_probabilities=None, threshold=THRESHOLD)
+    scores = np.full((100, 1), np.nan)
+    scores[:10] = 0.1
+    decision = decide(scores)
     assert not decision.promote
     assert any("scorable" in reason for reason in decision.reasons)
 
 
-def test_nan_is_not_an_alarm() -> None:
-    assert alarm_rate(np.array([np.nan, 0.5, THRESHOLD / 2]), THRESHOLD) == 0.5
-
-
 def test_combine_needs_every_check_to_pass_and_keeps_every_reason() -> None:
-    ok = basic_validation(
-        candidate_probabilities=probabilities(1000, 0), champion_probabilities=None, threshold=THRESHOLD
-    )
-    bad = basic_validation(
-        candidate_probabilities=probabilities(1000, 500), champion_probabilities=None, threshold=THRESHOLD
-    )
+    ok = decide(scores_with_episodes(WEEK_OF_STEPS, 1, 0))
+    bad = decide(scores_with_episodes(WEEK_OF_STEPS, 1, 30))
     merged = combine(ok, bad)
     assert not merged.promote
     assert merged.reasons == ok.reasons + bad.reasons

@@ -1,0 +1,103 @@
+"""Read backtest inputs (CSV files, folders) and write the scored CSV. The only file I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+class InputError(ValueError):
+    """An input file cannot be backtested; the message names the file and the reason."""
+
+
+@dataclass(frozen=True)
+class SeriesFile:
+    path: Path
+    timestamps: pd.DatetimeIndex  # [T], sorted
+    columns: list[str]  # value column names, one series each
+    values: np.ndarray  # [T, N]
+
+    @property
+    def epoch_seconds(self) -> np.ndarray:
+        return np.asarray((self.timestamps - pd.Timestamp(0)) / pd.Timedelta(seconds=1), dtype=np.float64)
+
+    @property
+    def step_seconds(self) -> int:
+        """The median spacing of rows: rows are samples, whatever irregularities the file has."""
+        if len(self.timestamps) < 2:
+            raise InputError(f"{self.path}: need at least two rows to infer the step")
+        step = float(np.median(np.diff(self.epoch_seconds)))
+        if step <= 0:
+            raise InputError(f"{self.path}: timestamps do not increase (median spacing {step}s)")
+        return max(1, round(step))
+
+
+def expand_inputs(paths: list[Path]) -> list[Path]:
+    """Files as given, folders as every *.csv below them (sorted), duplicates removed."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*.csv") if p.is_file()))
+        elif path.is_file():
+            found.append(path)
+        else:
+            raise InputError(f"{path}: no such file or folder")
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    if not unique:
+        raise InputError(f"no CSV files in {', '.join(map(str, paths))}")
+    return unique
+
+
+def read_series_csv(path: Path) -> SeriesFile:
+    """`timestamp,value[,more value columns]`: first column is the time, the rest are series."""
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: cannot read CSV: {err}") from err
+    if frame.shape[1] < 2:
+        raise InputError(f"{path}: need a timestamp column and at least one value column")
+    time_column = frame.columns[0]
+    try:
+        timestamps = pd.DatetimeIndex(pd.to_datetime(frame[time_column]))
+    except (ValueError, TypeError) as err:
+        raise InputError(f"{path}: column {time_column!r} is not a timestamp: {err}") from err
+    if not timestamps.is_monotonic_increasing:
+        raise InputError(f"{path}: timestamps must be sorted ascending")
+    value_columns = [str(c) for c in frame.columns[1:]]
+    values = frame[frame.columns[1:]].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=np.float64)
+    return SeriesFile(path=path, timestamps=timestamps, columns=value_columns, values=values)
+
+
+def write_scored_csv(
+    series: SeriesFile,
+    output: Path,
+    *,
+    anomaly_score: np.ndarray,
+    tail_probability: np.ndarray,
+    alarm: np.ndarray,
+    firing: np.ndarray,
+) -> None:
+    """The input rows plus, per series, anomaly_score, anomaly_tail_probability, alarm, firing.
+
+    One series: plain column names; several: suffixed `_<column>`. Rows no model could score
+    (warm-up, gaps) get probability 1 and score 0 ("no evidence"), and `scored` = 0.
+    """
+    frame = pd.DataFrame({"timestamp": series.timestamps.strftime("%Y-%m-%d %H:%M:%S")})
+    for k, column in enumerate(series.columns):
+        frame[column] = series.values[:, k]
+    for k, column in enumerate(series.columns):
+        suffix = "" if len(series.columns) == 1 else f"_{column}"
+        scored = np.isfinite(tail_probability[:, k])
+        frame[f"anomaly_score{suffix}"] = np.where(scored, anomaly_score[:, k], 0.0)
+        frame[f"anomaly_tail_probability{suffix}"] = np.where(scored, tail_probability[:, k], 1.0)
+        frame[f"alarm{suffix}"] = alarm[:, k].astype(int)
+        frame[f"firing{suffix}"] = firing[:, k].astype(int)
+        frame[f"scored{suffix}"] = scored.astype(int)
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(output, index=False, float_format="%.6g")
+    except OSError as err:
+        raise InputError(f"cannot write {output}: {err}") from err

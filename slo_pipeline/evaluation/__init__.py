@@ -1,0 +1,1 @@
+"""Scoring detections against labelled anomaly windows: NAB's score and event-level metrics."""
