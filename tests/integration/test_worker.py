@@ -161,6 +161,12 @@ def test_heartbeat_keeps_the_lease_so_no_one_takes_a_live_job(database_url: str)
     thread = threading.Thread(target=owner.run_once, name="owner")
     thread.start()
     rival = RetrainWorker(worker_settings(database_url, lease=2.0), worker_id="rival", train=slow)
+    # The rival may only start looking once the owner holds the job, or it could simply win the
+    # first claim (that is not a takeover).
+    deadline = time.monotonic() + 30
+    while job_row(database_url, job)["worker_id"] != "owner":
+        assert time.monotonic() < deadline, "the owner never claimed the job"
+        time.sleep(0.02)
     try:
         while thread.is_alive():
             assert rival.run_once() is None, "a job with a live heartbeat was taken over"
