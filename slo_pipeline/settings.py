@@ -17,6 +17,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
+# The same shape SLO specs allow (slo/spec.py); the name is used as a PromQL label value.
+SLO_REFERENCE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
 class ConfigError(ValueError):
@@ -80,6 +82,13 @@ class DetectorConfig(BaseModel):
     def _snake_case(cls, value: str) -> str:
         if not NAME_PATTERN.match(value):
             raise ValueError(f"detector name {value!r} must be snake_case ([a-z][a-z0-9_]*)")
+        return value
+
+    @field_validator("slo")
+    @classmethod
+    def _slo_name(cls, value: str | None) -> str | None:
+        if value is not None and not SLO_REFERENCE_PATTERN.match(value):
+            raise ValueError(f"slo {value!r} is not an SLO name ([A-Za-z0-9][A-Za-z0-9_.-]*)")
         return value
 
     @property

@@ -49,6 +49,7 @@ def test_missing_pipeline_file_means_no_detectors(monkeypatch: pytest.MonkeyPatc
         ("detectors:\n  - name: a\n", "query"),
         ("detectors: [unclosed\n", "not valid YAML"),
         ("detectors:\n  - name: a\n    query: up\n    stepp_seconds: 5\n", "stepp_seconds"),
+        ("detectors:\n  - name: a\n    query: up\n    slo: 'x\"} or vector(1) #'\n", "not an SLO name"),
     ],
 )
 def test_invalid_pipeline_config_names_the_problem(tmp_path: Path, yaml_text: str, expected: str) -> None:
