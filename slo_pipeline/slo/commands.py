@@ -11,7 +11,7 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from slo_pipeline.settings import Settings
@@ -90,20 +90,12 @@ def _apply(args: argparse.Namespace) -> int:
     from slo_pipeline import db
     from slo_pipeline.settings import load_settings
     from slo_pipeline.slo.links import detector_link_problems
-    from slo_pipeline.slo.promcheck import PromtoolError, check_slo_queries
-    from slo_pipeline.slo.spec import SpecError
     from slo_pipeline.slo.store import apply_slos, load_slos
 
     settings = load_settings()
-    try:
-        slos = _read_spec(args.file)
-        check_slo_queries(slos, str(args.file), args.promtool)
-    except SpecError as err:
-        print(err, file=sys.stderr)
-        return EXIT_INVALID
-    except PromtoolError as err:
-        print(f"cannot validate PromQL: {err}", file=sys.stderr)
-        return EXIT_FAILED
+    slos = _read_checked_spec(args)
+    if isinstance(slos, int):
+        return slos
     errors, warnings = detector_link_problems(slos, settings.pipeline.detectors, all_slos_known=False)
     for warning in warnings:
         log.warning("%s", warning)
@@ -173,7 +165,8 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _validate(args: argparse.Namespace) -> int:
+def _read_checked_spec(args: argparse.Namespace) -> list[Any] | int:
+    """The SLOs of `args.file`, parsed and their PromQL checked; an exit code when they fail."""
     from slo_pipeline.slo.promcheck import PromtoolError, check_slo_queries
     from slo_pipeline.slo.spec import SpecError
 
@@ -186,6 +179,13 @@ def _validate(args: argparse.Namespace) -> int:
     except PromtoolError as err:
         print(f"cannot validate PromQL: {err}", file=sys.stderr)
         return EXIT_FAILED
+    return slos
+
+
+def _validate(args: argparse.Namespace) -> int:
+    slos = _read_checked_spec(args)
+    if isinstance(slos, int):
+        return slos
     print(json.dumps({"valid": True, "slos": [slo.name for slo in slos]}))
     return 0
 
