@@ -31,7 +31,7 @@ from exporter.champion import (
 from exporter.exposition import ModelInfo, RenderedDetector, assemble_page, render_detector
 from exporter.http_server import MetricsPage, start_http_server
 from exporter.self_metrics import ExporterMetrics
-from slo_pipeline.prometheus_io import SeriesBlock, fetch_range, series_keys
+from slo_pipeline.prometheus_io import SeriesBlock, fetch_detector_range, series_keys
 from slo_pipeline.settings import DetectorConfig, Settings
 
 log = logging.getLogger(__name__)
@@ -63,14 +63,7 @@ class PrometheusSeriesSource:
         self._timeout = settings.query_timeout_seconds
 
     def fetch(self, detector: DetectorConfig, *, start: float, end: float) -> SeriesBlock:
-        return fetch_range(
-            self._url,
-            detector.query,
-            start=start,
-            end=end,
-            step_seconds=detector.step_seconds,
-            timeout=self._timeout,
-        )
+        return fetch_detector_range(self._url, detector, start=start, end=end, timeout=self._timeout)
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pydantic import AliasChoices
 from pydantic.fields import FieldInfo
 
-from slo_pipeline.settings import DetectorConfig, FeatureWindows, Settings
+from slo_pipeline.settings import DetectorConfig, FeatureWindows, Settings, SignalConfig
 
 HEADER = """# Configuration reference
 
@@ -32,7 +32,7 @@ def _default(info: FieldInfo) -> str:
     if info.is_required():
         return "required"
     if info.default_factory is not None:
-        return "(see description)"
+        return "[]" if info.default_factory is list else "(see description)"
     value = info.default
     if value is None:
         return "none"
@@ -87,6 +87,33 @@ def render() -> str:
         "|---|---|---|---|",
     ]
     lines += _rows(FeatureWindows, with_env=False)
+    lines += [
+        "",
+        "### `detectors[].signals[]` (multivariate detectors)",
+        "",
+        "Several SLIs of one service scored as one vector. Each signal's series are joined to the",
+        "others' by their label set without `__name__` (aggregate every query `by` the same labels);",
+        "a label set missing from one signal is unscorable until it appears. Feature names and",
+        "explanations read `signal:feature`.",
+        "",
+        "```yaml",
+        "detectors:",
+        "  - name: checkout_health",
+        "    signals:",
+        "      - name: latency_p95",
+        "        query: >-",
+        "          histogram_quantile(0.95,",
+        "            sum by (route, le) (rate(http_request_duration_seconds_bucket[5m])))",
+        "      - name: error_ratio",
+        "        query: >-",
+        '          sum by (route) (rate(http_requests_total{code=~"5.."}[5m]))',
+        "            / sum by (route) (rate(http_requests_total[5m]))",
+        "```",
+        "",
+        "| field | type | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    lines += _rows(SignalConfig, with_env=False)
     lines += [
         "",
         "The threshold is derived, not configured: training measures how many alert onsets of the",

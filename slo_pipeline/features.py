@@ -1,7 +1,9 @@
 """Feature extraction shared by training, scoring and backtesting (one code path, no drift).
 
 Input is a time-major matrix `values[T, N]` (T samples on a regular step grid, N series; NaN
-marks a gap). Output is `features[T, N, F]`. Every feature at time t depends on rows <= t only
+marks a gap), or `values[T, N, K]` for multivariate detectors (K SLIs of each of N entities).
+Output is `features[T, N, F]`; with K signals, each signal's features side by side plus one
+coherence feature per signal. Every feature at time t depends on rows <= t only
 (causal), and every feature is expressed in *robust units of its own series* (deviation divided
 by a rolling inter-quartile range), so one IsolationForest can serve series of any scale.
 
@@ -13,6 +15,8 @@ function on just enough trailing rows (`trailing_features`) and keeps the last o
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -28,14 +32,28 @@ FEATURE_NAMES: tuple[str, ...] = (
     "step_change",  # jump from the previous sample
     "short_volatility",  # spread inside the short window, relative to the long one
 )
+# Added per signal for multivariate detectors: its level feature minus the mean of the other
+# signals' (both already in robust, log-compressed units). SLIs of one service that move
+# together (traffic and CPU, latency and saturation) keep this near 0 however much each moves;
+# one SLI moving alone is the correlation break that per-signal features cannot see, and
+# IsolationForest's axis-parallel splits find poorly on their own.
+COHERENCE_FEATURE = "level_vs_other_signals"
 # Added when `windows.seasonal` > 0: how far the value is outside the range the series spanned
 # around the same time one season earlier (0 inside it), so a daily batch job is not news.
 SEASONAL_FEATURE = "outside_previous_season"
 
 
-def feature_names(windows: FeatureWindows) -> tuple[str, ...]:
-    """The features `compute_features` builds for these windows, in column order."""
-    return (*FEATURE_NAMES, SEASONAL_FEATURE) if windows.seasonal else FEATURE_NAMES
+def feature_names(windows: FeatureWindows, signals: Sequence[str] = ()) -> tuple[str, ...]:
+    """The features `compute_features` builds for these windows, in column order.
+
+    With signals (a multivariate detector) every per-signal feature is named `signal:feature`,
+    signal-major, matching the `[T, N, K, F] -> [T, N, K * F]` layout.
+    """
+    base = (*FEATURE_NAMES, SEASONAL_FEATURE) if windows.seasonal else FEATURE_NAMES
+    if not signals:
+        return base
+    per_signal = tuple(f"{signal}:{name}" for signal in signals for name in base)
+    return (*per_signal, *(f"{signal}:{COHERENCE_FEATURE}" for signal in signals))
 
 
 # Features are compressed with a signed log so that a 1000-sigma outage and a 50-sigma one are
@@ -58,9 +76,9 @@ def clean(values: np.ndarray, max_gap: int) -> np.ndarray:
 
 
 def compute_features(values: np.ndarray, windows: FeatureWindows) -> np.ndarray:
-    """Return `features[T, N, len(feature_names(windows))]` for `values[T, N]`; NaN where undefined."""
-    values = _matrix(values)
-    return _assemble(rolling_stats(clean(values, max_gap=windows.short), windows))
+    """Return `features[T, N, F]` for `values[T, N]` or `[T, N, K]`; NaN where undefined."""
+    columns, n_signals = _columns(values)
+    return _per_entity(_assemble(rolling_stats(clean(columns, max_gap=windows.short), windows)), n_signals)
 
 
 def _assemble(stats: WindowStats) -> np.ndarray:
@@ -82,11 +100,28 @@ def _assemble(stats: WindowStats) -> np.ndarray:
     return _signed_log(np.stack(columns, axis=-1))
 
 
-def _matrix(values: np.ndarray) -> np.ndarray:
+def _columns(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """`[T, N]` as is, `[T, N, K]` flattened to `[T, N * K]` (entity-major): each signal of each
+    entity is one column, so the per-column rolling code serves multivariate detectors unchanged."""
     values = np.asarray(values, dtype=np.float64)
-    if values.ndim != 2:
-        raise ValueError(f"values must be 2-D [time, series], got shape {values.shape}")
-    return values
+    if values.ndim == 2:
+        return values, 1
+    if values.ndim == 3:
+        t, n, k = values.shape
+        return values.reshape(t, n * k), k
+    raise ValueError(f"values must be [time, series] or [time, series, signal], got shape {values.shape}")
+
+
+def _per_entity(features: np.ndarray, n_signals: int) -> np.ndarray:
+    """`[T, N * K, F]` -> `[T, N, K * F + K]`: all signals' features per entity, then each
+    signal's coherence with the others (COHERENCE_FEATURE)."""
+    if n_signals == 1:
+        return features
+    t, columns, f = features.shape
+    per_signal = features.reshape(t, columns // n_signals, n_signals, f)
+    level = per_signal[..., 0]  # level_vs_long of every signal: [T, N, K]
+    others = (level.sum(axis=-1, keepdims=True) - level) / (n_signals - 1)
+    return np.concatenate([per_signal.reshape(t, -1, n_signals * f), level - others], axis=-1)
 
 
 def history_rows_needed(windows: FeatureWindows, rows: int = 1) -> int:
@@ -106,11 +141,14 @@ def trailing_features(values: np.ndarray, windows: FeatureWindows, rows: int = 1
     """
     if rows < 1:
         raise ValueError(f"rows must be >= 1, got {rows}")
-    values = _matrix(values)
-    if values.shape[0] == 0:
-        return np.full((rows, values.shape[1], len(feature_names(windows))), np.nan)
-    tail = values[-history_rows_needed(windows, rows) :]
-    features = _assemble(trailing_stats(clean(tail, max_gap=windows.short), windows, rows))
+    columns, n_signals = _columns(values)
+    if columns.shape[0] == 0:
+        n_entities = columns.shape[1] // n_signals
+        return np.full((rows, n_entities, n_signals * len(feature_names(windows))), np.nan)
+    tail = columns[-history_rows_needed(windows, rows) :]
+    features = _per_entity(
+        _assemble(trailing_stats(clean(tail, max_gap=windows.short), windows, rows)), n_signals
+    )
     if features.shape[0] >= rows:
         return features
     # Shorter history than asked for: the missing leading rows are undefined.

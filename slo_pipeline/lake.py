@@ -17,17 +17,25 @@ import pandas as pd
 from slo_pipeline.prometheus_io import series_keys
 
 
-def training_frame(labels: list[dict[str, str]], timestamps: np.ndarray, values: np.ndarray) -> pd.DataFrame:
-    """`values[T, N]` -> long frame with columns timestamp (UTC), series (labels as JSON), value."""
-    keys = series_keys(labels)
-    t, n = values.shape
-    return pd.DataFrame(
-        {
-            "timestamp": pd.to_datetime(np.repeat(timestamps, n), unit="s", utc=True),
-            "series": np.tile(np.asarray(keys, dtype=object), t),
-            "value": values.reshape(t * n),
-        }
-    )
+def training_frame(
+    labels: list[dict[str, str]], timestamps: np.ndarray, values: np.ndarray, signals: tuple[str, ...] = ()
+) -> pd.DataFrame:
+    """`values[T, N]` -> long frame with columns timestamp (UTC), series (labels as JSON), value.
+
+    A multivariate block (`values[T, N, K]`, K = len(signals)) gets one row per signal too, with
+    the signal's name in a `signal` column.
+    """
+    keys = np.asarray(series_keys(labels), dtype=object)
+    t, n = values.shape[:2]
+    k = len(signals) if signals else 1
+    frame = {
+        "timestamp": pd.to_datetime(np.repeat(timestamps, n * k), unit="s", utc=True),
+        "series": np.tile(np.repeat(keys, k), t),
+    }
+    if signals:
+        frame["signal"] = np.tile(np.asarray(signals, dtype=object), t * n)
+    frame["value"] = values.reshape(t * n * k)
+    return pd.DataFrame(frame)
 
 
 def write_snapshot(lake: str, detector_name: str, frame: pd.DataFrame, now: float | None = None) -> str:

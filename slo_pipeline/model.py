@@ -28,7 +28,13 @@ from sklearn.ensemble import IsolationForest
 
 from slo_pipeline.calibration import TailCalibration, anomaly_score
 from slo_pipeline.evidence import accumulate
-from slo_pipeline.features import FEATURE_NAMES, feature_names, history_rows_needed, trailing_features
+from slo_pipeline.features import (
+    COHERENCE_FEATURE,
+    FEATURE_NAMES,
+    feature_names,
+    history_rows_needed,
+    trailing_features,
+)
 from slo_pipeline.robust_z import RobustZ
 from slo_pipeline.settings import FeatureWindows
 
@@ -55,6 +61,24 @@ class DetectorModel:
     # Operator feedback: series key -> factor by which that series' threshold is tightened
     # (p* / factor) after false positives. Absent keys use the detector's threshold.
     series_threshold_factors: Mapping[str, float] = field(default_factory=dict)
+    # SLI names of a multivariate detector (values are [T, N, K], K = len(signals)); () = one
+    # query, values [T, N].
+    signals: tuple[str, ...] = ()
+
+    def check_values(self, values: np.ndarray) -> np.ndarray:
+        """`values` as float64, or a ValueError naming the expected layout (not a forest error)."""
+        values = np.asarray(values, dtype=np.float64)
+        if self.signals:
+            if values.ndim != 3 or values.shape[2] != len(self.signals):
+                raise ValueError(
+                    f"this model scores {len(self.signals)} signals {self.signals}: values must be "
+                    f"[time, series, {len(self.signals)}], got shape {values.shape}"
+                )
+        elif values.ndim != 2:
+            raise ValueError(
+                f"this model scores one signal: values must be [time, series], got {values.shape}"
+            )
+        return values
 
     def raw_scores(self, rows: np.ndarray) -> np.ndarray:
         """The forest's raw score, higher = more anomalous. `rows[M, F]` must be finite."""
@@ -113,7 +137,8 @@ class DetectorModel:
     def score_latest(self, values: np.ndarray) -> np.ndarray:
         """Tail probability of the last sample of every series in `values[T, N]`; NaN = unscorable."""
         rows = self.windows.evidence if self.evidence is not None else 1
-        return self.feature_tail_probability(trailing_features(values, self.windows, rows))[-1]
+        features = trailing_features(self.check_values(values), self.windows, rows)
+        return self.feature_tail_probability(features)[-1]
 
     def alarm_threshold(self, false_alarms_per_week: float, step_seconds: float) -> float:
         """Per-sample tail probability p* at which normal data raises `false_alarms_per_week`
@@ -146,12 +171,23 @@ class DetectorModel:
         z = np.abs(self.robust_z.z(rows))
         names: list[str | None] = []
         for row in z:
-            names.append(self.feature_names[int(np.argmax(row))] if np.isfinite(row).all() else None)
+            names.append(self._driver_name(row) if np.isfinite(row).all() else None)
         return names
+
+    def _driver_name(self, z: np.ndarray) -> str:
+        top = int(np.argmax(z))
+        name = self.feature_names[top]
+        if not (self.signals and name.endswith(f":{COHERENCE_FEATURE}")):
+            return name
+        # A correlation break moves every signal's coherence feature (with two signals they are
+        # exact opposites), so it is blamed on the signal whose own level moved most.
+        levels = [self.feature_names.index(f"{signal}:{FEATURE_NAMES[0]}") for signal in self.signals]
+        moved = self.signals[int(np.argmax(z[levels]))]
+        return f"{moved}:{COHERENCE_FEATURE}"
 
     def explain_latest(self, values: np.ndarray) -> list[str | None]:
         """`explain` for the last sample of every series in `values[T, N]` (the exporter's view)."""
-        return self.explain(trailing_features(values, self.windows)[-1])
+        return self.explain(trailing_features(self.check_values(values), self.windows)[-1])
 
     def metadata(self) -> dict[str, Any]:
         data: dict[str, Any] = {
@@ -161,6 +197,8 @@ class DetectorModel:
             "calibration": self.calibration.to_dict(),
             "onset_factor": float(f"{self.onset_factor:.6g}"),
         }
+        if self.signals:
+            data["signals"] = list(self.signals)
         if self.robust_z is not None:
             data["robust_z"] = self.robust_z.to_dict()
             data["combine_z"] = self.combine_z
@@ -184,10 +222,11 @@ class DetectorModel:
                 f"(found {found!r}, this code reads {METADATA_VERSION})"
             )
         windows = FeatureWindows.model_validate(metadata["windows"])
+        signals = tuple(str(s) for s in metadata.get("signals") or ())
         names = tuple(metadata.get("feature_names", ()))
-        if names != feature_names(windows):
+        if names != feature_names(windows, signals):
             raise ValueError(
-                f"model was trained on features {names}, this code builds {feature_names(windows)}"
+                f"model was trained on features {names}, this code builds {feature_names(windows, signals)}"
             )
         if getattr(forest, "n_features_in_", len(names)) != len(names):
             raise ValueError(f"forest expects {forest.n_features_in_} features, metadata names {len(names)}")
@@ -207,4 +246,5 @@ class DetectorModel:
             evidence=None if evidence is None else TailCalibration.from_dict(evidence),
             onset_factor=onset,
             series_threshold_factors={str(k): float(v) for k, v in factors.items()},
+            signals=signals,
         )

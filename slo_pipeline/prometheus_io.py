@@ -30,6 +30,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from slo_pipeline.settings import DetectorConfig
+
 Transport = Literal["prometheus-api-client", "direct"]
 TRANSPORTS: tuple[Transport, ...] = ("prometheus-api-client", "direct")
 DEFAULT_TRANSPORT: Transport = "prometheus-api-client"
@@ -53,12 +55,16 @@ class PrometheusQueryError(RuntimeError):
 class SeriesBlock:
     labels: list[dict[str, str]]  # one label set per column, as Prometheus returned it
     timestamps: np.ndarray  # [T] unix seconds on the step grid
-    values: np.ndarray  # [T, N] float64, NaN where a series has no sample
+    values: np.ndarray  # [T, N] float64 ([T, N, K] with K signals), NaN where there is no sample
+    signals: tuple[str, ...] = ()  # names of the K signals of a multivariate block
 
     def __post_init__(self) -> None:
-        expected = (len(self.timestamps), len(self.labels))
+        expected: tuple[int, ...] = (len(self.timestamps), len(self.labels))
+        if self.signals:
+            expected = (*expected, len(self.signals))
         if self.values.shape != expected:
-            raise ValueError(f"values shape {self.values.shape} does not match [T, N] = {expected}")
+            layout = "[T, N, K]" if self.signals else "[T, N]"
+            raise ValueError(f"values shape {self.values.shape} does not match {layout} = {expected}")
 
     @property
     def n_series(self) -> int:
@@ -199,6 +205,77 @@ def fetch_range(
             for chunk in _chunks(timestamps, MAX_POINTS_PER_QUERY)
         ]
         return align_matrix(results, timestamps)
+
+
+def fetch_detector_range(
+    prometheus_url: str,
+    detector: DetectorConfig,
+    *,
+    start: float,
+    end: float,
+    timeout: float = 30.0,
+    transport: Transport = DEFAULT_TRANSPORT,
+) -> SeriesBlock:
+    """A detector's input over `[start, end]` on its step grid: its query's block, or for a
+    multivariate detector every signal's block joined by label set (`join_signals`)."""
+    if not detector.signals:
+        assert detector.query is not None  # DetectorConfig guarantees query or signals
+        return fetch_range(
+            prometheus_url,
+            detector.query,
+            start=start,
+            end=end,
+            step_seconds=detector.step_seconds,
+            timeout=timeout,
+            transport=transport,
+        )
+    blocks = [
+        fetch_range(
+            prometheus_url,
+            signal.query,
+            start=start,
+            end=end,
+            step_seconds=detector.step_seconds,
+            timeout=timeout,
+            transport=transport,
+        )
+        for signal in detector.signals
+    ]
+    return join_signals(blocks, detector.signal_names)
+
+
+def join_signals(blocks: Sequence[SeriesBlock], names: Sequence[str]) -> SeriesBlock:
+    """Join one block per signal into `[T, N, K]`: a series is its label set without `__name__`.
+
+    Entities are the union over signals, in order of first appearance; an entity a signal lacks
+    is NaN there (unscorable until it appears, rather than scored on invented data). Two series
+    of one signal with the same entity label set cannot be told apart, so that is an error.
+    """
+    if len(blocks) != len(names) or not blocks:
+        raise ValueError(f"{len(blocks)} blocks for signals {list(names)}")
+    timestamps = blocks[0].timestamps
+    for name, block in zip(names, blocks, strict=True):
+        if not np.array_equal(block.timestamps, timestamps):
+            raise ValueError(f"signal {name!r} was fetched on another time grid")
+    entities: dict[tuple[tuple[str, str], ...], int] = {}
+    placements: list[tuple[int, int, int]] = []  # (signal, column in its block, entity)
+    for k, (name, block) in enumerate(zip(names, blocks, strict=True)):
+        seen: set[int] = set()
+        for column, label_set in enumerate(block.labels):
+            key = tuple(sorted((n, v) for n, v in label_set.items() if n != "__name__"))
+            entity = entities.setdefault(key, len(entities))
+            if entity in seen:
+                raise ValueError(
+                    f"signal {name!r} returned two series for {dict(key)}: aggregate it "
+                    f"(e.g. `sum by (...)`) so that each label set appears once"
+                )
+            seen.add(entity)
+            placements.append((k, column, entity))
+    values = np.full((len(timestamps), len(entities), len(names)), np.nan)
+    for k, column, entity in placements:
+        values[:, entity, k] = blocks[k].values[:, column]
+    labels = [dict(key) for key in entities]
+    return SeriesBlock(labels=labels, timestamps=timestamps, values=values, signals=tuple(names))
 
 
 def _chunks(timestamps: np.ndarray, size: int) -> Iterator[np.ndarray]:

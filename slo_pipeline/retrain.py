@@ -22,7 +22,7 @@ from slo_pipeline.db import DatabaseError
 from slo_pipeline.features import compute_features
 from slo_pipeline.incident_history import KnownIncident, incident_history, incident_matrix
 from slo_pipeline.model import DetectorModel
-from slo_pipeline.prometheus_io import SeriesBlock, fetch_range, series_keys
+from slo_pipeline.prometheus_io import SeriesBlock, fetch_detector_range, series_keys
 from slo_pipeline.settings import DetectorConfig, Settings
 from slo_pipeline.slo.validation import ValidationPolicy, validate_against_slo
 from slo_pipeline.slo_evidence import fetch_slo_evidence
@@ -47,12 +47,11 @@ class RetrainOutcome:
 
 def fetch_history(settings: Settings, detector: DetectorConfig, end: float) -> SeriesBlock:
     """The detector's training window (fetch_range splits it into queries Prometheus accepts)."""
-    return fetch_range(
+    return fetch_detector_range(
         settings.prometheus_url,
-        detector.query,
+        detector,
         start=end - detector.training_window_seconds,
         end=end,
-        step_seconds=detector.step_seconds,
         timeout=settings.query_timeout_seconds,
     )
 
@@ -111,9 +110,9 @@ def prepare_training_data(settings: Settings, detector: DetectorConfig, *, end: 
     if block.values.size == 0:
         raise ValueError(
             f"detector {detector.name!r}: query returned no data over the last "
-            f"{detector.training_window_seconds}s from {settings.prometheus_url!r}: {detector.query}"
+            f"{detector.training_window_seconds}s from {settings.prometheus_url!r}: {detector.query_text}"
         )
-    frame = lake.training_frame(block.labels, block.timestamps, block.values)
+    frame = lake.training_frame(block.labels, block.timestamps, block.values, block.signals)
     snapshot_path = lake.write_snapshot(settings.data_lake, detector.name, frame, now=end)
     incidents = known_incidents(settings, detector, float(block.timestamps[0]), end)
     settle = detector.windows.short * detector.step_seconds
@@ -197,7 +196,7 @@ def judge_and_register(
         detector.name,
         candidate,
         params={
-            "query": detector.query,
+            "query": detector.query_text,
             "step_seconds": detector.step_seconds,
             "training_window_seconds": detector.training_window_seconds,
             "false_alarms_per_week": detector.false_alarms_per_week,

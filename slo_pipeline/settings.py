@@ -55,13 +55,40 @@ class FeatureWindows(BaseModel):
         return self
 
 
+class SignalConfig(BaseModel):
+    """One SLI of a multivariate detector: a name (used in feature names) and its PromQL."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(description="snake_case; names this SLI in features and explanations")
+    query: str = Field(description="PromQL; its series are joined to the other signals' by label set")
+
+    @field_validator("name")
+    @classmethod
+    def _snake_case(cls, value: str) -> str:
+        if not NAME_PATTERN.match(value):
+            raise ValueError(f"signal name {value!r} must be snake_case ([a-z][a-z0-9_]*)")
+        return value
+
+
 class DetectorConfig(BaseModel):
     """One detector: the PromQL it watches, how it is sampled and how often it may cry wolf."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(description="snake_case; also the MLflow registered-model name")
-    query: str = Field(description="PromQL; every series it returns is scored on its own")
+    query: str | None = Field(
+        default=None,
+        description="PromQL; every series it returns is scored on its own (or use `signals`)",
+    )
+    # Several SLIs of one service scored as one vector: a latency rise with a flat error ratio and
+    # the same rise with errors climbing are different points for the forest, and the
+    # explanation names the SLI that moved.
+    signals: list[SignalConfig] = Field(
+        default_factory=list,
+        description="instead of `query`: 2+ named PromQL queries whose series are joined by label "
+        "set (minus __name__) and scored together; one anomaly_score per joined series",
+    )
     description: str = ""
     step_seconds: Annotated[int, Field(ge=1, le=3600)] = 60
     training_window_seconds: Annotated[int, Field(ge=600)] = 7 * 24 * 3600
@@ -90,6 +117,36 @@ class DetectorConfig(BaseModel):
         if value is not None and not SLO_REFERENCE_PATTERN.match(value):
             raise ValueError(f"slo {value!r} is not an SLO name ([A-Za-z0-9][A-Za-z0-9_.-]*)")
         return value
+
+    @model_validator(mode="after")
+    def _one_input(self) -> DetectorConfig:
+        if (self.query is None) == (not self.signals):
+            raise ValueError(f"detector {self.name!r}: give exactly one of `query` or `signals`")
+        if self.signals:
+            names = [s.name for s in self.signals]
+            if len(names) < 2:
+                raise ValueError(f"detector {self.name!r}: `signals` needs at least two; use `query` for one")
+            if len(set(names)) != len(names):
+                raise ValueError(f"detector {self.name!r}: signal names must be unique, got {names}")
+        return self
+
+    @property
+    def signal_names(self) -> tuple[str, ...]:
+        """SLI names of a multivariate detector; () for a single-query one."""
+        return tuple(s.name for s in self.signals)
+
+    @property
+    def queries(self) -> tuple[tuple[str, str], ...]:
+        """`(signal name, PromQL)` pairs to fetch; one unnamed pair for a single-query detector."""
+        if self.signals:
+            return tuple((s.name, s.query) for s in self.signals)
+        assert self.query is not None  # _one_input guarantees it
+        return (("", self.query),)
+
+    @property
+    def query_text(self) -> str:
+        """The PromQL for messages and run tags: the query, or `name: query` per signal."""
+        return "; ".join(f"{name}: {query}" if name else query for name, query in self.queries)
 
     @property
     def scoring_window_seconds(self) -> int:

@@ -71,7 +71,8 @@ def fit_detector_model(
     series_keys: Sequence[str] | None = None,
     rule: AlertRule | None = None,
 ) -> tuple[DetectorModel, TrainingReport]:
-    """Train on `values[T, N]` (time-major, NaN = gap).
+    """Train on `values[T, N]` (time-major, NaN = gap), or `values[T, N, K]` for a detector with
+    K `signals` (each entity's SLIs scored as one vector).
 
     `exclude[T, N]` marks samples that must not count as normal (confirmed incidents, SLO
     breaches); their features are dropped from fitting and calibration. `false_positive[T, N]`
@@ -79,10 +80,10 @@ def fit_detector_model(
     given `series_keys` (one per column), tighten those series' thresholds (feedback.py).
     `rule` is the alert rule whose onsets the false-alarm budget counts.
     """
-    values = np.asarray(values, dtype=np.float64)
+    values = _check_layout(values, detector)
     features = compute_features(values, detector.windows)
-    exclude = _mask(exclude, values.shape, "exclude")
-    flagged = _mask(false_positive, values.shape, "false_positive") & ~exclude
+    exclude = _mask(exclude, values.shape[:2], "exclude")
+    flagged = _mask(false_positive, values.shape[:2], "false_positive") & ~exclude
     features = np.where(exclude[..., None], np.nan, features)
     usable = np.isfinite(features).all(axis=-1)
     rows = features[usable]
@@ -112,10 +113,11 @@ def fit_detector_model(
     per_sample = DetectorModel(
         forest=forest,
         windows=detector.windows,
-        feature_names=feature_names(detector.windows),
+        feature_names=feature_names(detector.windows, detector.signal_names),
         calibration=fit_calibration(raw),
         robust_z=fit_robust_z(fit_rows),
         combine_z=detector.combine_robust_z,
+        signals=detector.signal_names,
     )
     # Per-sample probabilities laid out in time for the evidence stage and the onset count.
     p = np.full(usable.shape, np.nan)
@@ -132,12 +134,13 @@ def fit_detector_model(
     model = DetectorModel(
         forest=forest,
         windows=detector.windows,
-        feature_names=feature_names(detector.windows),
+        feature_names=per_sample.feature_names,
         calibration=per_sample.calibration,
         robust_z=per_sample.robust_z,
         combine_z=detector.combine_robust_z,
         evidence=evidence,
         onset_factor=factor,
+        signals=detector.signal_names,
     )
     threshold = model.alarm_threshold(detector.false_alarms_per_week, detector.step_seconds)
     if series_keys is not None and flagged.any():
@@ -155,6 +158,16 @@ def fit_detector_model(
         training_alarms_per_week=float(onsets.sum() / series_weeks) if series_weeks else float("nan"),
     )
     return model, report
+
+
+def _check_layout(values: np.ndarray, detector: DetectorConfig) -> np.ndarray:
+    """`[T, N]` for a one-query detector, `[T, N, K]` with K = its signals for a multivariate one."""
+    values = np.asarray(values, dtype=np.float64)
+    expected = 3 if detector.signals else 2
+    if values.ndim != expected or (detector.signals and values.shape[2] != len(detector.signals)):
+        layout = f"[time, series, {len(detector.signals)}]" if detector.signals else "[time, series]"
+        raise ValueError(f"detector {detector.name!r}: values must be {layout}, got shape {values.shape}")
+    return values
 
 
 def _mask(mask: np.ndarray | None, shape: tuple[int, ...], name: str) -> np.ndarray:

@@ -68,18 +68,21 @@ def replay(
     exclude: np.ndarray | None = None,
     progress: Progress | None = None,
 ) -> ReplayResult:
-    """Tail probabilities for every row of `values[T, N]`, each from a model trained on its past.
+    """Tail probabilities for every row of `values[T, N]` (or `[T, N, K]` for a detector with K
+    signals), each from a model trained on its past.
 
     `exclude[T, N]` marks rows the worker must not train on (e.g. incidents confirmed by
     operators); it never hides rows from scoring.
     """
     values = np.asarray(values, dtype=np.float64)
-    if values.ndim != 2:
-        raise ValueError(f"values must be [time, series], got shape {values.shape}")
+    expected = 3 if detector.signals else 2
+    if values.ndim != expected:
+        layout = "[time, series, signal]" if detector.signals else "[time, series]"
+        raise ValueError(f"values must be {layout}, got shape {values.shape}")
     n_rows = values.shape[0]
     features = compute_features(values, detector.windows)
-    probability = np.full(values.shape, np.nan)
-    score = np.full(values.shape, np.nan)
+    probability = np.full(values.shape[:2], np.nan)
+    score = np.full(values.shape[:2], np.nan)
     model: DetectorModel | None = None
     trained = 0
     cut = plan.initial_rows

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from slo_pipeline import launch
-from slo_pipeline.prometheus_io import TRANSPORTS, PrometheusQueryError, fetch_range
+from slo_pipeline.prometheus_io import TRANSPORTS, PrometheusQueryError, fetch_detector_range, fetch_range
+from slo_pipeline.settings import DetectorConfig, SignalConfig
 
 pytestmark = pytest.mark.integration
 
@@ -134,3 +135,36 @@ def test_a_rejected_query_names_query_url_and_prometheus_reason(
 def test_an_empty_answer_is_an_empty_block(prometheus: launch.ManagedProcess) -> None:
     block = fetch_range(prometheus.url, "no_such_metric", start=END - 600, end=END, step_seconds=STEP)
     assert block.n_series == 0 and block.values.shape == (11, 0)
+
+
+def test_a_multivariate_detector_joins_its_signals_by_label_set(prometheus: launch.ManagedProcess) -> None:
+    """Two signals over the same backfilled metric: `ramp` and `wave` shards as one signal,
+    `ramp` scaled as another (with a different `__name__` after arithmetic), joined per shard."""
+    detector = DetectorConfig(
+        name="joined",
+        step_seconds=STEP,
+        signals=[
+            SignalConfig(name="raw", query=f'{METRIC}{{shard=~"ramp|wave"}}'),
+            SignalConfig(name="doubled", query=f'2 * {METRIC}{{shard="ramp"}}'),
+        ],
+    )
+    block = fetch_detector_range(prometheus.url, detector, start=END - STEP * 9, end=END, timeout=10)
+    assert block.signals == ("raw", "doubled")
+    shards = [labels["shard"] for labels in block.labels]
+    assert sorted(shards) == ["ramp", "wave"] and all("__name__" not in labels for labels in block.labels)
+    ramp, wave = shards.index("ramp"), shards.index("wave")
+    expected_ramp = history()[-10:, 0]
+    np.testing.assert_array_equal(block.values[:, ramp, 0], expected_ramp)
+    np.testing.assert_array_equal(block.values[:, ramp, 1], 2 * expected_ramp)
+    np.testing.assert_array_equal(block.values[:, wave, 0], history()[-10:, 1])
+    assert np.isnan(block.values[:, wave, 1]).all()  # the wave has no `doubled` signal
+
+
+def test_a_rejected_signal_query_names_itself(prometheus: launch.ManagedProcess) -> None:
+    detector = DetectorConfig(
+        name="joined",
+        step_seconds=STEP,
+        signals=[SignalConfig(name="ok", query=METRIC), SignalConfig(name="broken", query="rate(")],
+    )
+    with pytest.raises(PrometheusQueryError, match=r"rate\("):
+        fetch_detector_range(prometheus.url, detector, start=END - 600, end=END, timeout=10)

@@ -52,7 +52,11 @@ T = TypeVar("T")
 EXAMPLE_SLOS = REPO_ROOT / "examples" / "slos.yml"
 SLO = "demo-availability"
 ALERTNAME = "DemoAvailabilitySLO"
-DETECTORS = ["demo_error_ratio", "demo_request_rate"]  # `detectors:` of demo-availability
+DETECTORS = [
+    "demo_error_ratio",
+    "demo_request_rate",
+    "demo_route_health",
+]  # `detectors:` of demo-availability
 NO_DETECTORS_SLO = "demo-checkout-availability"
 AUTH = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
 

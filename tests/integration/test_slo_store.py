@@ -118,7 +118,11 @@ def test_load_revalidates_stored_specs(database_url: str) -> None:
     conn = connect(database_url)
     try:
         store.apply_slos(conn, example_slos(), changed_by="alice")
-        assert store.detectors_for_slo(conn, "demo-availability") == ["demo_error_ratio", "demo_request_rate"]
+        assert store.detectors_for_slo(conn, "demo-availability") == [
+            "demo_error_ratio",
+            "demo_request_rate",
+            "demo_route_health",
+        ]
         assert store.detectors_for_slo(conn, "demo-checkout-availability") == []
         assert store.detectors_for_slo(conn, "no-such-slo") == []
         with conn, conn.cursor() as cur:

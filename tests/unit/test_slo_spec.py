@@ -68,7 +68,7 @@ def test_example_file_parses_with_extensions() -> None:
     availability = by_name["demo-availability"]
     assert availability.sloth_id == "demo-demo-availability"
     assert availability.error_budget_ratio == Decimal("0.005")
-    assert availability.block.detectors == ["demo_error_ratio", "demo_request_rate"]
+    assert availability.block.detectors == ["demo_error_ratio", "demo_request_rate", "demo_route_health"]
     assert availability.block.min_events == 20
     assert availability.labels == {"team": "shop"}
 

@@ -1,0 +1,98 @@
+"""A multivariate detector through the real pipeline: Prometheus -> training -> MLflow -> exporter.
+
+Three SLIs of each route of the simulated service (request rate, 5xx ratio, p95 latency) are
+fetched as three queries from a real Prometheus backfilled by the simulator, joined per route,
+trained on as one vector, registered and promoted in a real MLflow registry (sqlite), then
+loaded by the exporter, which publishes one score per route.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from exporter.service import ExporterService
+from slo_pipeline import launch, registry
+from slo_pipeline.retrain import retrain_detector
+from slo_pipeline.settings import PipelineConfig, Settings, load_settings
+from slo_pipeline.simulator.history import write_history
+from slo_pipeline.simulator.model import DEFAULT_ROUTES
+
+pytestmark = pytest.mark.integration
+
+DETECTOR = "route_health"
+SIGNALS = [
+    {"name": "request_rate", "query": "sum by (route) (rate(demo_http_requests_total[5m]))"},
+    {
+        "name": "error_ratio",
+        "query": 'sum by (route) (rate(demo_http_requests_total{code=~"5.."}[5m]))'
+        " / sum by (route) (rate(demo_http_requests_total[5m]))",
+    },
+    {
+        "name": "latency_p95",
+        "query": "histogram_quantile(0.95,"
+        " sum by (route, le) (rate(demo_http_request_duration_seconds_bucket[5m])))",
+    },
+]
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str, prometheus_factory) -> Settings:
+    end = time.time() - 120
+    history = tmp_path / "history.om"
+    write_history(history, start=end - 2.2 * 86400, end=end, step_seconds=60, seed=11)
+    tsdb = tmp_path / "tsdb"
+    launch.backfill_openmetrics(history, tsdb)
+    prometheus = prometheus_factory(data_dir=tsdb)
+    pipeline = {
+        "detectors": [
+            {
+                "name": DETECTOR,
+                "signals": SIGNALS,
+                "step_seconds": 60,
+                "training_window_seconds": 2 * 86400,
+                "false_alarms_per_week": 1,
+            }
+        ]
+    }
+    return load_settings(
+        prometheus_url=prometheus.url,
+        database_url=database_url,
+        mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+        mlflow_artifact_root=str(tmp_path / "artifacts"),
+        data_lake=str(tmp_path / "lake"),
+        config_path=tmp_path / "absent.yml",
+        pipeline=PipelineConfig.model_validate(pipeline),
+    )
+
+
+def test_multivariate_detector_trains_registers_and_serves_one_score_per_route(settings: Settings) -> None:
+    outcome = retrain_detector(settings, DETECTOR)
+    assert outcome.promoted, outcome.reasons
+
+    model = registry.load_model(settings, registry.champion_ref(settings, DETECTOR))
+    assert model.signals == ("request_rate", "error_ratio", "latency_p95")
+    assert "latency_p95:level_vs_long" in model.feature_names
+    assert "error_ratio:level_vs_other_signals" in model.feature_names
+
+    # The data-lake snapshot keeps every signal of every route.
+    snapshots = list((Path(settings.data_lake) / DETECTOR).glob("*.parquet"))
+    assert len(snapshots) == 1
+    frame = pd.read_parquet(snapshots[0])
+    assert set(frame["signal"]) == {"request_rate", "error_ratio", "latency_p95"}
+
+    service = ExporterService(settings)
+    report = service.run_cycle()
+    assert report.up == {DETECTOR: True}, report.errors
+    page = service.page.body().decode()
+    scores = [line for line in page.splitlines() if line.startswith("anomaly_score{")]
+    probabilities = [line for line in page.splitlines() if line.startswith("anomaly_tail_probability{")]
+    routes = sorted(line.split('route="')[1].split('"')[0] for line in scores)
+    assert routes == sorted(profile.route for profile in DEFAULT_ROUTES)
+    # One series per route, labelled by the joined label set only (no __name__ from any signal).
+    assert all(line.startswith(f'anomaly_score{{detector="{DETECTOR}",route="') for line in scores)
+    assert all(0.0 <= float(line.rsplit(" ", 1)[1]) <= 1.0 for line in probabilities)
+    assert f'anomaly_model_info{{detector="{DETECTOR}",model_name="{DETECTOR}",model_version="1"' in page
