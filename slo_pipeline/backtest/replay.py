@@ -45,6 +45,9 @@ class ReplayResult:
     anomaly_score: np.ndarray  # [T, N], each row at the threshold of the model that scored it
     models_trained: int
     last_model: DetectorModel | None
+    # [T, N] the feature that drove each anomalous row (anomaly_score >= 1), as the exporter's
+    # anomaly_driver_info names it; "" elsewhere.
+    driver: np.ndarray | None = None
 
 
 def plan_for(detector: DetectorConfig, n_rows: int, initial_rows: int) -> ReplayPlan:
@@ -83,6 +86,7 @@ def replay(
     features = compute_features(values, detector.windows)
     probability = np.full(values.shape[:2], np.nan)
     score = np.full(values.shape[:2], np.nan)
+    driver = np.full(values.shape[:2], "", dtype=object)
     model: DetectorModel | None = None
     trained = 0
     cut = plan.initial_rows
@@ -108,9 +112,25 @@ def replay(
             probability[cut:end] = block[context:]
             threshold = model.alarm_threshold(detector.false_alarms_per_week, detector.step_seconds)
             score[cut:end] = model.anomaly_scores(block[context:], threshold)
+            _explain_anomalies(model, features[cut:end], score[cut:end], driver[cut:end])
         if progress is not None:
             progress(end, n_rows)
         cut = end
     return ReplayResult(
-        tail_probability=probability, anomaly_score=score, models_trained=trained, last_model=model
+        tail_probability=probability,
+        anomaly_score=score,
+        models_trained=trained,
+        last_model=model,
+        driver=driver,
     )
+
+
+def _explain_anomalies(
+    model: DetectorModel, features: np.ndarray, score: np.ndarray, out: np.ndarray
+) -> None:
+    """Fill `out[T, N]` with the driver of every anomalous cell (the exporter's rule: score >= 1)."""
+    if model.robust_z is None:
+        return
+    rows, columns = np.nonzero(np.nan_to_num(score, nan=0.0) >= 1.0)
+    if len(rows):
+        out[rows, columns] = [name or "" for name in model.explain(features[rows, columns])]

@@ -7,7 +7,7 @@ import pytest
 
 from slo_pipeline.backtest.onset import AlertRule
 from slo_pipeline.backtest.replay import ReplayPlan, replay
-from slo_pipeline.settings import DetectorConfig, FeatureWindows
+from slo_pipeline.settings import DetectorConfig, FeatureWindows, SignalConfig
 
 DETECTOR = DetectorConfig(
     name="bt",
@@ -63,3 +63,22 @@ def test_progress_reports_reach_the_end() -> None:
 def test_plan_rejects_empty_intervals() -> None:
     with pytest.raises(ValueError, match=">= 1 row"):
         ReplayPlan(initial_rows=0, retrain_every_rows=1, history_rows=1, retry_rows=1)
+
+
+def test_anomalous_rows_name_their_driver_and_a_multivariate_replay_blames_the_signal_that_moved() -> None:
+    rng = np.random.default_rng(4)
+    values = 10 + rng.normal(0, 1, size=(600, 1, 2))
+    values[420:426, 0, 1] += 25  # only the second signal jumps
+    detector = DETECTOR.model_copy(update={"query": None, "signals": [_signal("cpu"), _signal("errors")]})
+    result = replay(values, detector, PLAN, rule=RULE)
+    anomalous = np.nan_to_num(result.anomaly_score[:, 0]) >= 1
+    assert result.driver is not None
+    assert anomalous[420:426].any()
+    drivers = set(result.driver[420:426, 0][anomalous[420:426]])
+    assert drivers and all(name.startswith("errors:") for name in drivers), drivers
+    # Calm rows carry no driver.
+    assert (result.driver[~anomalous, 0] == "").all()
+
+
+def _signal(name: str) -> SignalConfig:
+    return SignalConfig(name=name, query=name)
