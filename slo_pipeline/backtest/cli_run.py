@@ -3,73 +3,149 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import math
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from slo_pipeline.backtest.io import InputError, SeriesFile, expand_inputs, read_series_csv, write_scored_csv
 from slo_pipeline.backtest.onset import AlertRule
+from slo_pipeline.backtest.prometheus_range import (
+    describe_query_error,
+    fetch_series,
+    parse_time,
+    utc_naive,
+    windows_for_series,
+)
 from slo_pipeline.backtest.replay import Progress, ReplayPlan
-from slo_pipeline.backtest.report import metrics_table
-from slo_pipeline.backtest.run import FileMetrics, run_backtest, score_against_labels
+from slo_pipeline.backtest.report import metrics_table, series_rows
+from slo_pipeline.backtest.run import BacktestOutcome, FileMetrics, run_backtest, score_against_labels
 from slo_pipeline.evaluation.labels import LabelError, load_windows, window_rows, windows_for_file
+from slo_pipeline.prometheus_io import PrometheusQueryError, SeriesBlock, fetch_range
 from slo_pipeline.settings import ConfigError, DetectorConfig, FeatureWindows, load_pipeline_config
 
 LOG = logging.getLogger(__name__)
 # NAB's probationary period: the first model sees 15 % of the rows, at most 750.
 _INITIAL_FRACTION = 0.15
 _INITIAL_MAX_ROWS = 750
+# Per query_range request of a backtest: ranges are long, and nothing waits on the answer.
+_QUERY_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class _Input:
+    series: SeriesFile
+    # Label sets of the columns when the input is a Prometheus range (mode b); None for CSV files.
+    labels: list[dict[str, str]] | None = None
 
 
 def run_command(args: argparse.Namespace) -> int:
+    show_progress = not args.quiet and sys.stderr.isatty()
     try:
         base = _base_detector(args)
         rule = AlertRule(for_steps=args.for_steps, keep_firing_steps=args.keep_firing_steps)
-        inputs = _load_inputs(args, base)
+        # Labels are checked before a possibly long fetch from Prometheus.
         labels = load_windows(args.labels) if args.labels else None
-        outputs = _output_paths(args.output, [s.path for s in inputs])
+        inputs = _load_inputs(args, base, now=time.time(), show_progress=show_progress)
+        outputs = _output_paths(args.output, [item.series.path for item in inputs])
     except (InputError, LabelError, ConfigError, ValueError) as err:
-        print(f"backtest: {err}", file=sys.stderr)
-        return 2
+        return _fail(err)
     table_rows: list[tuple[str, FileMetrics]] = []
-    show_progress = not args.quiet and sys.stderr.isatty()
-    for index, series in enumerate(inputs, start=1):
-        detector = _detector_for(base, args, series)
-        plan = _plan(detector, len(series.values), args)
-        progress = _progress_printer(index, len(inputs), series.path.name) if show_progress else None
-        outcome = run_backtest(series.values, detector, plan, rule, seed=args.seed, progress=progress)
-        if show_progress:
-            print(file=sys.stderr)
-        if outputs is not None:
-            write_scored_csv(
-                series,
-                outputs[index - 1],
-                anomaly_score=outcome.anomaly_score,
-                tail_probability=outcome.tail_probability,
-                alarm=outcome.alarm,
-                firing=outcome.firing,
-            )
-        if labels is not None:
-            limits = windows_for_file(labels, series.path)
-            if limits is None:
-                LOG.warning("%s has no entry in %s; not scored", series.path, args.labels)
-                continue
-            rows = window_rows(limits, series.timestamps)
-            for k, column in enumerate(series.columns):
-                name = series.path.name if len(series.columns) == 1 else f"{series.path.name}:{column}"
-                table_rows.append(
-                    (name, score_against_labels(outcome.alarm[:, k], rows, series.epoch_seconds))
-                )
+    try:
+        for index, item in enumerate(inputs, start=1):
+            detector = _detector_for(base, args, item.series)
+            label = f"[{index}/{len(inputs)}] {item.series.path.name}"
+            outcome = _replay(item, detector, rule, args, _progress_printer(label) if show_progress else None)
+            if outputs is not None:
+                _write_output(item, outcome, outputs[index - 1])
+            if labels is not None:
+                table_rows.extend(_scored_rows(item, outcome, labels, args, base.name))
+    except (InputError, LabelError) as err:  # an unwritable output, labels that fit no series
+        return _fail(err)
     if labels is not None:
-        print(metrics_table(table_rows))
+        name_header = "series" if args.prometheus_url else "file"
+        print(metrics_table(table_rows, name_header=name_header))
         print(
             f"\nthreshold: {base.false_alarms_per_week:g} false alarms/week, alert rule for={rule.for_steps} "
             f"keep_firing_for={rule.keep_firing_steps} steps, seed {args.seed}"
         )
     return 0
+
+
+def _fail(err: Exception) -> int:
+    """One line, no traceback: these errors are about the inputs, not the code."""
+    print(f"backtest: {err}", file=sys.stderr)
+    return 2
+
+
+def _replay(
+    item: _Input,
+    detector: DetectorConfig,
+    rule: AlertRule,
+    args: argparse.Namespace,
+    progress: Progress | None,
+) -> BacktestOutcome:
+    """Both modes end here, with the same detector, plan and rule: only the source differs."""
+    plan = _plan(detector, len(item.series.values), args)
+    outcome = run_backtest(item.series.values, detector, plan, rule, seed=args.seed, progress=progress)
+    if progress is not None:
+        print(file=sys.stderr)
+    return outcome
+
+
+def _write_output(item: _Input, outcome: BacktestOutcome, path: Path) -> None:
+    if item.labels is None:
+        write_scored_csv(
+            item.series,
+            path,
+            anomaly_score=outcome.anomaly_score,
+            tail_probability=outcome.tail_probability,
+            alarm=outcome.alarm,
+            firing=outcome.firing,
+        )
+        return
+    # A range holds any number of series, each with its labels: one row per step per series.
+    frame = series_rows(item.series, item.labels, outcome)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(path, index=False)
+    except OSError as err:
+        raise InputError(f"cannot write {path}: {err}") from err
+
+
+def _scored_rows(
+    item: _Input,
+    outcome: BacktestOutcome,
+    labels: dict[str, list[tuple[pd.Timestamp, pd.Timestamp]]],
+    args: argparse.Namespace,
+    detector_name: str,
+) -> list[tuple[str, FileMetrics]]:
+    """Table rows of one input: per series of a range, per value column of a CSV file."""
+    series = item.series
+    if item.labels is not None:
+        per_series = windows_for_series(labels, detector_name, item.labels)
+    else:
+        limits = windows_for_file(labels, series.path)
+        if limits is None:
+            LOG.warning("%s has no entry in %s; not scored", series.path, args.labels)
+            return []
+        per_series = [[(utc_naive(start), utc_naive(end)) for start, end in limits]] * len(series.columns)
+    rows = []
+    for k, column in enumerate(series.columns):
+        if item.labels is not None:
+            name = column
+        else:
+            name = series.path.name if len(series.columns) == 1 else f"{series.path.name}:{column}"
+        windows = window_rows(per_series[k], series.timestamps)
+        rows.append((name, score_against_labels(outcome.alarm[:, k], windows, series.epoch_seconds)))
+    return rows
 
 
 def _base_detector(args: argparse.Namespace) -> DetectorConfig:
@@ -126,44 +202,80 @@ def _plan(detector: DetectorConfig, n_rows: int, args: argparse.Namespace) -> Re
     )
 
 
-def _load_inputs(args: argparse.Namespace, detector: DetectorConfig) -> list[SeriesFile]:
+def _load_inputs(
+    args: argparse.Namespace, detector: DetectorConfig, *, now: float, show_progress: bool
+) -> list[_Input]:
     if args.prometheus_url:
-        return [_fetch_prometheus(args, detector)]
+        if args.input:
+            raise InputError("give either --input or --prometheus-url, not both")
+        return [_fetch_prometheus(args, detector, now=now, show_progress=show_progress)]
     if not args.input:
-        raise InputError("give --input FILE.csv (or folders), or --prometheus-url with --start/--end")
-    return [read_series_csv(path) for path in expand_inputs(args.input)]
+        raise InputError("give --input FILE.csv (or folders), or --prometheus-url with --start")
+    return [_Input(_naive_utc_times(read_series_csv(path))) for path in expand_inputs(args.input)]
 
 
-def _fetch_prometheus(args: argparse.Namespace, detector: DetectorConfig) -> SeriesFile:
-    from slo_pipeline.prometheus_io import fetch_range
+def _naive_utc_times(series: SeriesFile) -> SeriesFile:
+    """RFC 3339 times with an offset (e.g. a Prometheus export) as naive UTC, the form the replay,
+    the labels and the writer compare and subtract; naive times are taken as they are."""
+    if series.timestamps.tz is None:
+        return series
+    return dataclasses.replace(series, timestamps=series.timestamps.tz_convert("UTC").tz_localize(None))
 
+
+def _fetch_prometheus(
+    args: argparse.Namespace, detector: DetectorConfig, *, now: float, show_progress: bool
+) -> _Input:
+    if getattr(detector, "signals", None):
+        # A multivariate detector replays [T, N, K]; this mode fetches one query's [T, N].
+        raise InputError(f"detector {detector.name!r} has several signals; mode (b) backtests one query")
     query = args.query or (detector.query if args.detector else None)
-    if not query or not args.start or not args.end:
-        raise InputError("--prometheus-url needs --start, --end and --query (or --detector)")
-    start, end = _epoch(args.start), _epoch(args.end)
-    step = args.step or detector.step_seconds
-    block = fetch_range(args.prometheus_url, query, start=start, end=end, step_seconds=step, timeout=60.0)
-    columns = [_label_text(labels) for labels in block.labels]
-    timestamps = pd.DatetimeIndex(pd.to_datetime(block.timestamps, unit="s"))
-    return SeriesFile(path=Path(detector.name), timestamps=timestamps, columns=columns, values=block.values)
+    if not query or not args.start:
+        raise InputError("--prometheus-url needs --start (and --end, default now) and --query or --detector")
+    start, end = parse_time(args.start, now=now), parse_time(args.end or "now", now=now)
+    url, step = args.prometheus_url.rstrip("/"), args.step or detector.step_seconds
+
+    def fetch(chunk_start: float, chunk_end: float) -> SeriesBlock:
+        try:
+            return fetch_range(
+                url,
+                query,
+                start=chunk_start,
+                end=chunk_end,
+                step_seconds=step,
+                timeout=_QUERY_TIMEOUT_SECONDS,
+            )
+        except PrometheusQueryError as err:
+            raise InputError(
+                describe_query_error(err, url=url, query=query, timeout=_QUERY_TIMEOUT_SECONDS)
+            ) from err
+
+    progress = _progress_printer(f"fetching {detector.name}") if show_progress else None
+    with _retry_warnings_muted():
+        fetched = fetch_series(
+            fetch,
+            name=detector.name,
+            source=f"query {query!r} at Prometheus {url!r}",
+            start=start,
+            end=end,
+            step_seconds=step,
+            progress=progress,
+        )
+    if progress is not None:
+        print(file=sys.stderr)
+    return _Input(fetched.series, fetched.labels)
 
 
-def _epoch(text: str) -> float:
+@contextmanager
+def _retry_warnings_muted() -> Iterator[None]:
+    """The transport retries a dropped connection once and urllib3 logs that as a warning; a
+    failure is reported once, as the command's one-line error, so the warning is only noise."""
+    pool_log = logging.getLogger("urllib3.connectionpool")
+    level = pool_log.level
+    pool_log.setLevel(logging.ERROR)
     try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        stamp = pd.Timestamp(text)
-    except ValueError as err:
-        raise InputError(f"not a time: {text!r} (use ISO 8601 or unix seconds)") from err
-    if stamp.tzinfo is None:
-        stamp = stamp.tz_localize("UTC")
-    return stamp.timestamp()
-
-
-def _label_text(labels: dict[str, str]) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "series"
+        yield
+    finally:
+        pool_log.setLevel(level)
 
 
 def _output_paths(output: Path | None, inputs: list[Path]) -> list[Path] | None:
@@ -179,9 +291,9 @@ def _output_paths(output: Path | None, inputs: list[Path]) -> list[Path] | None:
     return [output / f"{Path(name).stem}.scored.csv" for name in names]
 
 
-def _progress_printer(index: int, total: int, name: str) -> Progress:
-    def report(done: int, rows: int) -> None:
-        percent = 100.0 * done / max(rows, 1)
-        print(f"\r[{index}/{total}] {name}: {percent:5.1f}%", end="", file=sys.stderr, flush=True)
+def _progress_printer(label: str) -> Progress:
+    def report(done: int, total: int) -> None:
+        percent = 100.0 * done / max(total, 1)
+        print(f"\r{label}: {percent:5.1f}%", end="", file=sys.stderr, flush=True)
 
     return report

@@ -19,20 +19,35 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "backtest",
         help="replay history through the detector and report alarms (optionally against labels)",
         description=(
-            "Train on the first 15% of rows (at most 750), retrain daily on past data only, write "
-            "anomaly_score, anomaly_tail_probability and alarm per row, and with --labels print "
-            "event-level precision/recall/F1, detection delay, false alarms per week and the NAB "
-            "standard score per file and in total."
+            "Replay CSV files (--input) or a configured detector's series over a time range of a "
+            "Prometheus (--prometheus-url, --detector, --start, --end). Train on the first 15% of rows "
+            "(at most 750), retrain daily on past data only, write anomaly_score, "
+            "anomaly_tail_probability and alarm per row, and with --labels print event-level "
+            "precision/recall/F1, detection delay, false alarms per week and the NAB standard score "
+            "per file (or series) and in total."
         ),
     )
     source = parser.add_argument_group("input (CSV files or a Prometheus range)")
     source.add_argument("--input", nargs="+", type=Path, help="CSV files (timestamp,value[,...]) or folders")
     source.add_argument("--prometheus-url", help="query this Prometheus instead of reading CSV files")
     source.add_argument("--query", help="PromQL for --prometheus-url (default: the --detector's query)")
-    source.add_argument("--start", help="range start for --prometheus-url (ISO 8601 or unix seconds)")
-    source.add_argument("--end", help="range end for --prometheus-url (ISO 8601 or unix seconds)")
-    parser.add_argument("--output", type=Path, help="scored CSV (one input) or folder (several inputs)")
-    parser.add_argument("--labels", type=Path, help="NAB combined_windows.json with the labelled windows")
+    source.add_argument(
+        "--start",
+        help="range start for --prometheus-url: RFC 3339 (UTC if no offset), unix seconds or now-7d",
+    )
+    source.add_argument("--end", help="range end for --prometheus-url, same formats (default: now)")
+    parser.add_argument(
+        "--output",
+        type=Path,
+        help="scored CSV (one input) or folder (several inputs); a Prometheus range gets one row per "
+        "step per series, with the series' labels",
+    )
+    parser.add_argument(
+        "--labels",
+        type=Path,
+        help="NAB combined_windows.json with the labelled windows; for a Prometheus range keyed by "
+        'detector name or NAME{label="value",...}',
+    )
     detector = parser.add_argument_group("detector (defaults: the production detector's)")
     detector.add_argument("--config", type=Path, help="pipeline YAML to take --detector from")
     detector.add_argument("--detector", help="name of a configured detector to replay")
@@ -48,7 +63,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     detector.add_argument("--n-estimators", type=int, help="trees per IsolationForest")
     detector.add_argument("--min-training-samples", type=int, default=100, help="default: %(default)s")
-    detector.add_argument("--step", type=int, help="seconds per sample (default: inferred from the data)")
+    detector.add_argument(
+        "--step",
+        type=int,
+        help="seconds per sample (default: the detector's for --prometheus-url, inferred from CSV data)",
+    )
     rule = parser.add_argument_group("alert rule (must match rules/anomaly.rules.yml)")
     rule.add_argument("--for-steps", type=int, default=_DEFAULT_FOR_STEPS, help="`for:` in steps")
     rule.add_argument("--keep-firing-steps", type=int, default=_DEFAULT_KEEP_STEPS, help="in steps")

@@ -1,17 +1,35 @@
-"""The per-file and total table the backtest prints. Formatting only."""
+"""What the backtest reports: the per-file (or per-series) and total table it prints, and the
+one-row-per-step-per-series frame it writes for a Prometheus range."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from slo_pipeline.backtest.run import FileMetrics
+import numpy as np
+import pandas as pd
 
-_HEADER = ("file", "windows", "hit", "false", "precision", "recall", "F1", "delay_min", "FA/week", "NAB")
+from slo_pipeline.backtest.io import SeriesFile
+from slo_pipeline.backtest.run import BacktestOutcome, FileMetrics
+
+_HEADER = ("windows", "hit", "false", "precision", "recall", "F1", "delay_min", "FA/week", "NAB")
+# Columns of the long frame; a series label with one of these names is written as `label_<name>`.
+_FIXED_COLUMNS = (
+    "timestamp",
+    "series",
+    "value",
+    "anomaly_score",
+    "anomaly_tail_probability",
+    "alarm",
+    "firing",
+    "scored",
+)
 
 
-def metrics_table(rows: Sequence[tuple[str, FileMetrics]]) -> str:
-    """Aligned text table, one line per file plus the total (sums, NAB normalised on sums)."""
+def metrics_table(rows: Sequence[tuple[str, FileMetrics]], name_header: str = "file") -> str:
+    """Aligned text table, one line per file (or series) plus the total (sums, NAB normalised on
+    sums)."""
+    header = (name_header, *_HEADER)
     lines = [_row_cells(name, metrics) for name, metrics in rows]
     if rows:
         total = FileMetrics(
@@ -19,8 +37,8 @@ def metrics_table(rows: Sequence[tuple[str, FileMetrics]]) -> str:
             nab=sum((m.nab for _, m in rows[1:]), rows[0][1].nab),
         )
         lines.append(_row_cells("TOTAL", total))
-    widths = [max(len(h), *(len(cells[i]) for cells in lines)) for i, h in enumerate(_HEADER)]
-    rendered = [_render(_HEADER, widths), _render(tuple("-" * w for w in widths), widths)]
+    widths = [max(len(h), *(len(cells[i]) for cells in lines)) for i, h in enumerate(header)]
+    rendered = [_render(header, widths), _render(tuple("-" * w for w in widths), widths)]
     rendered.extend(_render(cells, widths) for cells in lines)
     if rows:
         rendered.insert(len(rendered) - 1, _render(tuple("-" * w for w in widths), widths))
@@ -51,3 +69,33 @@ def _render(cells: tuple[str, ...], widths: list[int]) -> str:
     first = cells[0].ljust(widths[0])
     rest = (cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True))
     return "  ".join([first, *rest])
+
+
+def series_rows(
+    series: SeriesFile, labels: Sequence[Mapping[str, str]], outcome: BacktestOutcome
+) -> pd.DataFrame:
+    """One row per step per series (series after series): time, the series' selector and labels,
+    its value and what the replay made of it.
+
+    As in the per-file CSV, rows no model could score (warm-up, gaps) get probability 1 and score
+    0 ("no evidence") and `scored` = 0. Times are RFC 3339 UTC, like the range that was asked for.
+    """
+    n_steps, n_series = series.values.shape[:2]
+    scored = np.isfinite(outcome.tail_probability)
+    frame = pd.DataFrame(
+        {
+            "timestamp": np.tile(series.timestamps.strftime("%Y-%m-%dT%H:%M:%SZ").to_numpy(), n_series),
+            "series": np.repeat(np.asarray(series.columns, dtype=object), n_steps),
+        }
+    )
+    for name in sorted({name for label_set in labels for name in label_set}):
+        column = f"label_{name}" if name in _FIXED_COLUMNS else name
+        frame[column] = np.repeat(np.asarray([ls.get(name, "") for ls in labels], dtype=object), n_steps)
+    # Transposed before flattening: [T, N] -> series-major rows.
+    frame["value"] = series.values.T.ravel()
+    frame["anomaly_score"] = np.where(scored, outcome.anomaly_score, 0.0).T.ravel()
+    frame["anomaly_tail_probability"] = np.where(scored, outcome.tail_probability, 1.0).T.ravel()
+    frame["alarm"] = outcome.alarm.T.ravel().astype(int)
+    frame["firing"] = outcome.firing.T.ravel().astype(int)
+    frame["scored"] = scored.T.ravel().astype(int)
+    return frame

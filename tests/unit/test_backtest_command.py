@@ -79,3 +79,60 @@ def test_folder_with_labels_prints_per_file_and_total_table(
 def test_bad_input_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["backtest", "--input", str(tmp_path / "missing.csv"), "--quiet"]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_csv_with_rfc3339_times_is_read_as_utc(corpus: tuple[Path, Path], tmp_path: Path) -> None:
+    data, _ = corpus
+    frame = pd.read_csv(data / "a.csv")
+    # The same instants written with offsets, as a Prometheus export would be.
+    frame["timestamp"] = (
+        pd.to_datetime(frame["timestamp"]).dt.tz_localize("UTC").dt.tz_convert("Europe/Berlin")
+    )
+    frame["timestamp"] = frame["timestamp"].map(lambda t: t.isoformat())
+    frame.to_csv(tmp_path / "offsets.csv", index=False)
+    out_plain, out_offsets = tmp_path / "plain.csv", tmp_path / "offsets.scored.csv"
+    assert main(["backtest", "--input", str(data / "a.csv"), "--output", str(out_plain), *BASE_ARGS]) == 0
+    assert (
+        main(["backtest", "--input", str(tmp_path / "offsets.csv"), "--output", str(out_offsets), *BASE_ARGS])
+        == 0
+    )
+    pd.testing.assert_frame_equal(pd.read_csv(out_plain), pd.read_csv(out_offsets))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--prometheus-url", "http://127.0.0.1:9", "--query", "up"], "needs --start"),
+        (["--prometheus-url", "http://127.0.0.1:9", "--start", "now-1h"], "--query or --detector"),
+        (["--prometheus-url", "http://127.0.0.1:9", "--query", "up", "--start", "last week"], "not a time"),
+        (
+            ["--prometheus-url", "http://127.0.0.1:9", "--query", "up", "--start", "now", "--end", "now-1d"],
+            "empty",
+        ),
+        (["--prometheus-url", "http://127.0.0.1:9", "--input", "x.csv", "--query", "up"], "not both"),
+    ],
+)
+def test_prometheus_mode_argument_errors_are_one_line(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["backtest", *args, "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_label_windows_with_offsets_match_naive_utc_rows(
+    corpus: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, labels = corpus
+    windows = json.loads(labels.read_text())
+    with_offsets = {
+        key: [[f"{pd.Timestamp(t).isoformat()}Z" for t in w] for w in ws] for key, ws in windows.items()
+    }
+    offsets = tmp_path / "windows-z.json"
+    offsets.write_text(json.dumps(with_offsets))
+    tables = []
+    for path in (labels, offsets):
+        assert main(["backtest", "--input", str(data), "--labels", str(path), *BASE_ARGS]) == 0
+        tables.append(capsys.readouterr().out)
+    assert tables[0] == tables[1]
+    assert "TOTAL" in tables[1]
