@@ -15,7 +15,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from slo_pipeline.backtest.io import InputError, SeriesFile, expand_inputs, read_series_csv, write_scored_csv
+from slo_pipeline.backtest.io import (
+    InputError,
+    SeriesFile,
+    as_signals,
+    expand_inputs,
+    read_series_csv,
+    write_scored_csv,
+)
 from slo_pipeline.backtest.onset import AlertRule
 from slo_pipeline.backtest.prometheus_range import (
     describe_query_error,
@@ -28,7 +35,7 @@ from slo_pipeline.backtest.replay import Progress, ReplayPlan
 from slo_pipeline.backtest.report import metrics_table, series_rows
 from slo_pipeline.backtest.run import BacktestOutcome, FileMetrics, run_backtest, score_against_labels
 from slo_pipeline.evaluation.labels import LabelError, load_windows, window_rows, windows_for_file
-from slo_pipeline.prometheus_io import PrometheusQueryError, SeriesBlock, fetch_range
+from slo_pipeline.prometheus_io import PrometheusQueryError, SeriesBlock, fetch_detector_range, fetch_range
 from slo_pipeline.settings import ConfigError, DetectorConfig, FeatureWindows, load_pipeline_config
 
 LOG = logging.getLogger(__name__)
@@ -109,6 +116,7 @@ def _write_output(item: _Input, outcome: BacktestOutcome, path: Path) -> None:
             tail_probability=outcome.tail_probability,
             alarm=outcome.alarm,
             firing=outcome.firing,
+            driver=outcome.driver,
         )
         return
     # A range holds any number of series, each with its labels: one row per step per series.
@@ -186,9 +194,16 @@ def _base_detector(args: argparse.Namespace) -> DetectorConfig:
 
 
 def _detector_for(base: DetectorConfig, args: argparse.Namespace, series: SeriesFile) -> DetectorConfig:
-    """The step is the data's unless given: budgets per week and schedules depend on it."""
+    """The step is the data's unless given: budgets per week and schedules depend on it. A
+    `--multivariate` CSV brings its own signals (its value columns)."""
     step = args.step or (base.step_seconds if args.prometheus_url else series.step_seconds)
-    return DetectorConfig.model_validate({**base.model_dump(), "step_seconds": step})
+    fields: dict[str, object] = {**base.model_dump(), "step_seconds": step}
+    if series.signals and not base.signals:
+        fields.update(query=None, signals=[{"name": name, "query": name} for name in series.signals])
+    elif base.signals and not series.signals:
+        # `--query` overrides a multivariate detector's signals: one query, scored on its own.
+        fields.update(query=args.query or base.query_text, signals=[])
+    return DetectorConfig.model_validate(fields)
 
 
 def _plan(detector: DetectorConfig, n_rows: int, args: argparse.Namespace) -> ReplayPlan:
@@ -211,7 +226,10 @@ def _load_inputs(
         return [_fetch_prometheus(args, detector, now=now, show_progress=show_progress)]
     if not args.input:
         raise InputError("give --input FILE.csv (or folders), or --prometheus-url with --start")
-    return [_Input(_naive_utc_times(read_series_csv(path))) for path in expand_inputs(args.input)]
+    files = [_naive_utc_times(read_series_csv(path)) for path in expand_inputs(args.input)]
+    if args.multivariate:
+        files = [as_signals(series) for series in files]
+    return [_Input(series) for series in files]
 
 
 def _naive_utc_times(series: SeriesFile) -> SeriesFile:
@@ -225,10 +243,9 @@ def _naive_utc_times(series: SeriesFile) -> SeriesFile:
 def _fetch_prometheus(
     args: argparse.Namespace, detector: DetectorConfig, *, now: float, show_progress: bool
 ) -> _Input:
-    if getattr(detector, "signals", None):
-        # A multivariate detector replays [T, N, K]; this mode fetches one query's [T, N].
-        raise InputError(f"detector {detector.name!r} has several signals; mode (b) backtests one query")
-    query = args.query or (detector.query if args.detector else None)
+    # A multivariate detector's signals are fetched and joined as the exporter does, [T, N, K].
+    joined = bool(detector.signals) and not args.query
+    query = args.query or (detector.query_text if args.detector else None)
     if not query or not args.start:
         raise InputError("--prometheus-url needs --start (and --end, default now) and --query or --detector")
     start, end = parse_time(args.start, now=now), parse_time(args.end or "now", now=now)
@@ -236,6 +253,14 @@ def _fetch_prometheus(
 
     def fetch(chunk_start: float, chunk_end: float) -> SeriesBlock:
         try:
+            if joined:
+                return fetch_detector_range(
+                    url,
+                    detector.model_copy(update={"step_seconds": step}),
+                    start=chunk_start,
+                    end=chunk_end,
+                    timeout=_QUERY_TIMEOUT_SECONDS,
+                )
             return fetch_range(
                 url,
                 query,
@@ -262,7 +287,10 @@ def _fetch_prometheus(
         )
     if progress is not None:
         print(file=sys.stderr)
-    return _Input(fetched.series, fetched.labels)
+    series = fetched.series
+    if joined:
+        series = dataclasses.replace(series, signals=detector.signal_names)
+    return _Input(series, fetched.labels)
 
 
 @contextmanager

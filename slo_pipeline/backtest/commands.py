@@ -29,6 +29,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     source = parser.add_argument_group("input (CSV files or a Prometheus range)")
     source.add_argument("--input", nargs="+", type=Path, help="CSV files (timestamp,value[,...]) or folders")
+    source.add_argument(
+        "--multivariate",
+        action="store_true",
+        help="a CSV's value columns are signals of one service, scored together (default: each on its own)",
+    )
     source.add_argument("--prometheus-url", help="query this Prometheus instead of reading CSV files")
     source.add_argument("--query", help="PromQL for --prometheus-url (default: the --detector's query)")
     source.add_argument(

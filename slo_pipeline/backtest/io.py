@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +19,11 @@ class InputError(ValueError):
 class SeriesFile:
     path: Path
     timestamps: pd.DatetimeIndex  # [T], sorted
-    columns: list[str]  # value column names, one series each
-    values: np.ndarray  # [T, N]
+    columns: list[str]  # one name per series (entity)
+    values: np.ndarray  # [T, N], or [T, N, K] with K signals
+    # Multivariate: the K signal names, and (CSV) the file's value columns they were read from.
+    signals: tuple[str, ...] = ()
+    signal_columns: tuple[str, ...] = ()
 
     @property
     def epoch_seconds(self) -> np.ndarray:
@@ -71,6 +76,33 @@ def read_series_csv(path: Path) -> SeriesFile:
     return SeriesFile(path=path, timestamps=timestamps, columns=value_columns, values=values)
 
 
+def as_signals(series: SeriesFile) -> SeriesFile:
+    """A CSV's value columns as the signals of one entity (`--multivariate`): `[T, 1, K]`.
+
+    Column names become signal names (snake_case: lower case, other characters `_`), which name
+    features and drivers (`cpu:level_vs_long`).
+    """
+    if series.signals:
+        return series
+    if len(series.columns) < 2:
+        raise InputError(f"{series.path}: --multivariate needs at least two value columns")
+    names = tuple(_signal_name(column) for column in series.columns)
+    if len(set(names)) != len(names):
+        raise InputError(f"{series.path}: value columns {series.columns} give clashing signal names {names}")
+    return dataclasses.replace(
+        series,
+        columns=[series.path.stem],
+        values=series.values[:, None, :],
+        signals=names,
+        signal_columns=tuple(series.columns),
+    )
+
+
+def _signal_name(column: str) -> str:
+    name = re.sub(r"[^a-z0-9_]", "_", column.strip().lower())
+    return name if re.match(r"^[a-z]", name) else f"s_{name}"
+
+
 def write_scored_csv(
     series: SeriesFile,
     output: Path,
@@ -79,15 +111,22 @@ def write_scored_csv(
     tail_probability: np.ndarray,
     alarm: np.ndarray,
     firing: np.ndarray,
+    driver: np.ndarray | None = None,
 ) -> None:
-    """The input rows plus, per series, anomaly_score, anomaly_tail_probability, alarm, firing.
+    """The input rows plus, per series, anomaly_score, anomaly_tail_probability, alarm, firing,
+    scored and driver (the feature behind an anomalous row, as the exporter names it).
 
-    One series: plain column names; several: suffixed `_<column>`. Rows no model could score
-    (warm-up, gaps) get probability 1 and score 0 ("no evidence"), and `scored` = 0.
+    One series (or one multivariate entity): plain column names; several: suffixed `_<column>`.
+    Rows no model could score (warm-up, gaps) get probability 1 and score 0 ("no evidence"), and
+    `scored` = 0.
     """
     frame = pd.DataFrame({"timestamp": series.timestamps.strftime("%Y-%m-%d %H:%M:%S")})
-    for k, column in enumerate(series.columns):
-        frame[column] = series.values[:, k]
+    if series.signals:
+        for k, column in enumerate(series.signal_columns or series.signals):
+            frame[column] = series.values[:, 0, k]
+    else:
+        for k, column in enumerate(series.columns):
+            frame[column] = series.values[:, k]
     for k, column in enumerate(series.columns):
         suffix = "" if len(series.columns) == 1 else f"_{column}"
         scored = np.isfinite(tail_probability[:, k])
@@ -96,6 +135,8 @@ def write_scored_csv(
         frame[f"alarm{suffix}"] = alarm[:, k].astype(int)
         frame[f"firing{suffix}"] = firing[:, k].astype(int)
         frame[f"scored{suffix}"] = scored.astype(int)
+        if driver is not None:
+            frame[f"driver{suffix}"] = driver[:, k]
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(output, index=False, float_format="%.6g")

@@ -23,6 +23,7 @@ _FIXED_COLUMNS = (
     "alarm",
     "firing",
     "scored",
+    "driver",
 )
 
 
@@ -92,10 +93,16 @@ def series_rows(
         column = f"label_{name}" if name in _FIXED_COLUMNS else name
         frame[column] = np.repeat(np.asarray([ls.get(name, "") for ls in labels], dtype=object), n_steps)
     # Transposed before flattening: [T, N] -> series-major rows.
-    frame["value"] = series.values.T.ravel()
+    if series.signals:
+        for k, signal in enumerate(series.signals):
+            frame[f"value_{signal}"] = series.values[:, :, k].T.ravel()
+    else:
+        frame["value"] = series.values.T.ravel()
     frame["anomaly_score"] = np.where(scored, outcome.anomaly_score, 0.0).T.ravel()
     frame["anomaly_tail_probability"] = np.where(scored, outcome.tail_probability, 1.0).T.ravel()
     frame["alarm"] = outcome.alarm.T.ravel().astype(int)
     frame["firing"] = outcome.firing.T.ravel().astype(int)
     frame["scored"] = scored.T.ravel().astype(int)
+    if outcome.driver is not None:
+        frame["driver"] = outcome.driver.T.ravel()
     return frame

@@ -20,6 +20,7 @@ class BacktestOutcome:
     firing: np.ndarray  # [T, N] bool: the alert is firing
     alarm: np.ndarray  # [T, N] bool: the alert starts firing (one per incident)
     models_trained: int
+    driver: np.ndarray | None = None  # [T, N] the feature behind each anomalous row, "" elsewhere
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ def run_backtest(
         firing=firing,
         alarm=alarm,
         models_trained=result.models_trained,
+        driver=result.driver,
     )
 
 

@@ -136,3 +136,45 @@ def test_label_windows_with_offsets_match_naive_utc_rows(
         tables.append(capsys.readouterr().out)
     assert tables[0] == tables[1]
     assert "TOTAL" in tables[1]
+
+
+def test_multivariate_csv_scores_its_columns_together_and_names_the_driver(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    times = pd.date_range("2024-01-01", periods=1400, freq="5min")
+    cpu = 50 + rng.normal(0, 1, size=1400)
+    errors = 2 + rng.normal(0, 0.1, size=1400)
+    errors[900:930] += 3  # only the error signal moves
+    source = tmp_path / "service.csv"
+    frame = pd.DataFrame({"timestamp": times.strftime("%Y-%m-%d %H:%M:%S"), "CPU %": cpu, "Errors": errors})
+    frame.to_csv(source, index=False)
+    out = tmp_path / "scored.csv"
+    args = ["backtest", "--input", str(source), "--multivariate", "--output", str(out), *BASE_ARGS]
+    assert main(args) == 0
+    scored = pd.read_csv(out, keep_default_na=False, na_values=[""])
+    # The input columns as they were, then one set of results for the one service.
+    assert list(scored.columns) == [
+        "timestamp",
+        "CPU %",
+        "Errors",
+        "anomaly_score",
+        "anomaly_tail_probability",
+        "alarm",
+        "firing",
+        "scored",
+        "driver",
+    ]
+    np.testing.assert_allclose(scored["Errors"], errors, rtol=1e-5)
+    alarms = np.flatnonzero(scored["alarm"].to_numpy())
+    assert any(900 <= a < 930 for a in alarms), alarms
+    anomalous = scored.iloc[900:930]
+    drivers = set(anomalous.loc[anomalous["anomaly_score"] >= 1, "driver"])
+    assert drivers and all(name.startswith("errors:") for name in drivers), drivers
+    assert scored.loc[scored["anomaly_score"] < 1, "driver"].isna().all()  # an empty cell
+
+
+def test_multivariate_needs_two_columns(
+    corpus: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, _ = corpus
+    assert main(["backtest", "--input", str(data / "a.csv"), "--multivariate", "--quiet"]) == 2
+    assert "--multivariate needs at least two value columns" in capsys.readouterr().err
