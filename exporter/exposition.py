@@ -13,6 +13,11 @@ Label rules (the metric contract in docs/metrics.md):
 - label names that are not valid Prometheus names are repaired (invalid characters become `_`);
 - two input series that end up with the same label set keep only the first (a scrape with a
   duplicate series is rejected by Prometheus), and the drop is counted.
+
+`anomaly_driver_info` (slo_pipeline/explanations.py) carries exactly the score's label set plus
+`driver`, and only for series scoring at least 1. A series whose own labels already include
+`driver` gets no driver line: renaming the label there would make its label set differ from the
+score's (the webhook could no longer match it to the alert), keeping it would duplicate the name.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from slo_pipeline.calibration import anomaly_score
+from slo_pipeline.explanations import DRIVER_INFO_METRIC, DRIVER_LABEL, EXPLAINED_SCORE
 from slo_pipeline.settings import DetectorConfig
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -31,12 +37,14 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 SCORE_METRIC = "anomaly_score"
 PROBABILITY_METRIC = "anomaly_tail_probability"
 MODEL_INFO_METRIC = "anomaly_model_info"
+DRIVER_METRIC = DRIVER_INFO_METRIC
 
 _HELP = {
     SCORE_METRIC: "Anomaly score of the latest sample: above 1 means anomalous at the detector's "
     "false-alarm budget (log tail probability / log threshold).",
     PROBABILITY_METRIC: "Calibrated probability that normal data looks at least this unusual (0..1).",
     MODEL_INFO_METRIC: "The registered model version each detector is scoring with (always 1).",
+    DRIVER_METRIC: "The feature that drove the score of each series scoring at least 1 (always 1).",
 }
 
 _VALID_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -55,6 +63,8 @@ class RenderedDetector:
     published: int  # series with a finite score in this cycle
     unscorable: int  # series the model could not score (gaps, warm-up): not published
     dropped: int  # series whose label set duplicated an earlier one after renaming
+    driver_lines: str = ""
+    explained: int = 0  # series published with an anomaly_driver_info line
 
 
 @dataclass(frozen=True)
@@ -113,17 +123,25 @@ def detector_label_text(detector: DetectorConfig) -> str:
     return text
 
 
+def explained_series(scores: np.ndarray) -> np.ndarray:
+    """Indexes of the series that get an explanation: finite score of at least 1."""
+    scores = np.asarray(scores, dtype=np.float64)
+    return np.flatnonzero(np.isfinite(scores) & (scores >= EXPLAINED_SCORE))
+
+
 def render_detector(
     detector: DetectorConfig,
     labels: Sequence[Mapping[str, str]],
     tail_probabilities: np.ndarray,
     scores: np.ndarray | None = None,
+    drivers: Mapping[int, str] | None = None,
 ) -> RenderedDetector:
     """Score and probability lines for every series with a finite tail probability.
 
     `scores` are the model's anomaly scores (its own threshold for the detector's budget, with
     per-series feedback); without them the score is derived from the detector's nominal
-    per-sample threshold.
+    per-sample threshold. `drivers` maps a series index to the feature that drove its score; a
+    driver line is rendered only for a published series that scores at least 1.
     """
     probabilities = np.asarray(tail_probabilities, dtype=np.float64)
     if probabilities.shape != (len(labels),):
@@ -152,6 +170,8 @@ def render_detector(
     seen: set[str] = set()
     score_lines: list[str] = []
     probability_lines: list[str] = []
+    driver_lines: list[str] = []
+    drivers = drivers or {}
     dropped = 0
     for index in np.flatnonzero(finite).tolist():
         series_labels = labels[index]
@@ -166,6 +186,11 @@ def render_detector(
         seen.add(label_text)
         score_lines.append(f"{SCORE_METRIC}{{{label_text}}} {score_values[index]!r}\n")
         probability_lines.append(f"{PROBABILITY_METRIC}{{{label_text}}} {probability_values[index]!r}\n")
+        driver = drivers.get(index)
+        if driver and score_values[index] >= EXPLAINED_SCORE and not _has_label(layout, DRIVER_LABEL):
+            driver_lines.append(
+                f'{DRIVER_METRIC}{{{label_text},{DRIVER_LABEL}="{escape_label_value(driver)}"}} 1\n'
+            )
     return RenderedDetector(
         detector=detector.name,
         score_lines="".join(score_lines),
@@ -173,7 +198,13 @@ def render_detector(
         published=len(score_lines),
         unscorable=int(len(labels) - np.count_nonzero(finite)),
         dropped=dropped,
+        driver_lines="".join(driver_lines),
+        explained=len(driver_lines),
     )
+
+
+def _has_label(layout: tuple[tuple[str, str], ...], name: str) -> bool:
+    return any(exposed == name for exposed, _ in layout)
 
 
 def render_model_info(models: Iterable[ModelInfo]) -> str:
@@ -201,6 +232,8 @@ def assemble_page(rendered: Iterable[RenderedDetector], models: Iterable[ModelIn
             *(r.score_lines for r in rendered),
             _family_header(PROBABILITY_METRIC),
             *(r.probability_lines for r in rendered),
+            _family_header(DRIVER_METRIC),
+            *(r.driver_lines for r in rendered),
             _family_header(MODEL_INFO_METRIC),
             render_model_info(models),
         ]

@@ -66,6 +66,13 @@ class ExporterMetrics:
             ["detector"],
             registry=registry,
         )
+        self.explanation_errors = Counter(
+            "anomaly_exporter_explanation_errors_total",
+            "Cycles in which the anomalous series could not be explained; their scores were published "
+            "without anomaly_driver_info.",
+            ["detector"],
+            registry=registry,
+        )
         self.registry_errors = Counter(
             "anomaly_exporter_registry_errors_total",
             "Champion alias lookups that failed (MLflow unreachable); the loaded model keeps serving.",
@@ -95,6 +102,7 @@ class ExporterMetrics:
                 self.dropped_series,
                 self.query_errors,
                 self.scoring_errors,
+                self.explanation_errors,
                 self.registry_errors,
                 self.model_load_errors,
                 self.model_swaps,

@@ -3,6 +3,9 @@
 Every `exporter_interval_seconds`, for each detector in turn:
   poll `@champion` (hot-swap on a new version) -> one batched `query_range` for all its series
   -> `model.score_latest` -> render that detector's share of the page.
+Series scoring at least 1 are also explained (`model.explain_latest` on their columns only, so
+a calm cycle pays nothing) and get an `anomaly_driver_info` line; an explanation that fails is
+logged and counted, and the scores are published without it.
 Then the page is assembled once and published. A detector whose registry lookup, query, model
 or scoring fails is marked down (`anomaly_exporter_up 0`) and publishes nothing this cycle; the
 other detectors carry on. Stale scores are not kept: a score that cannot be refreshed disappears,
@@ -20,6 +23,8 @@ from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from typing import Protocol
 
+import numpy as np
+
 from exporter.champion import (
     ChampionTracker,
     ModelSource,
@@ -28,7 +33,13 @@ from exporter.champion import (
     RegistryModelSource,
     ServingModel,
 )
-from exporter.exposition import ModelInfo, RenderedDetector, assemble_page, render_detector
+from exporter.exposition import (
+    ModelInfo,
+    RenderedDetector,
+    assemble_page,
+    explained_series,
+    render_detector,
+)
 from exporter.http_server import MetricsPage, start_http_server
 from exporter.self_metrics import ExporterMetrics
 from slo_pipeline.prometheus_io import SeriesBlock, fetch_detector_range, series_keys
@@ -74,6 +85,7 @@ class CycleReport:
     duration_seconds: float = 0.0
     up: dict[str, bool] = field(default_factory=dict)
     published: dict[str, int] = field(default_factory=dict)
+    explained: dict[str, int] = field(default_factory=dict)  # series with an anomaly_driver_info line
     errors: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -102,6 +114,7 @@ class ExporterService:
         self._rendered: dict[str, RenderedDetector] = {}
         self._warned_no_champion: set[str] = set()
         self._last_query_error: dict[str, str] = {}
+        self._last_explanation_error: dict[str, str] = {}
         self._wall_clock = wall_clock
         self._last_cycle_end: float | None = None  # monotonic
         self._stop = threading.Event()
@@ -153,7 +166,8 @@ class ExporterService:
             probabilities = model.score_latest(block.values)
             threshold = model.alarm_threshold(detector.false_alarms_per_week, detector.step_seconds)
             scores = model.anomaly_scores(probabilities, threshold, series_keys(block.labels))
-            rendered = render_detector(detector, block.labels, probabilities, scores)
+            drivers = self._explain(detector, serving, block, scores)
+            rendered = render_detector(detector, block.labels, probabilities, scores, drivers)
         except Exception as err:
             self.metrics.scoring_errors.labels(detector=name).inc()
             log.exception(
@@ -175,6 +189,45 @@ class ExporterService:
         self.metrics.dropped_series.labels(detector=name).set(rendered.dropped)
         report.up[name] = True
         report.published[name] = rendered.published
+        report.explained[name] = rendered.explained
+
+    def _explain(
+        self, detector: DetectorConfig, serving: ServingModel, block: SeriesBlock, scores: np.ndarray
+    ) -> dict[int, str]:
+        """Series index -> driving feature, for the series scoring at least 1. Never raises: an
+        explanation is a convenience, the scores must be published without it."""
+        name = detector.name
+        anomalous = explained_series(scores)
+        if anomalous.size == 0:
+            return {}
+        try:
+            # `values[:, idx]` keeps any trailing signal axis ([T, N] or [T, N, K]).
+            names = serving.model.explain_latest(block.values[:, anomalous])
+            if len(names) != anomalous.size:
+                raise ValueError(f"{len(names)} explanations for {anomalous.size} series")
+        except Exception as err:
+            self.metrics.explanation_errors.labels(detector=name).inc()
+            # A model that cannot explain fails the same way every cycle: one warning, then DEBUG.
+            first = self._last_explanation_error.get(name) != str(err)
+            self._last_explanation_error[name] = str(err)
+            log.log(
+                logging.WARNING if first else logging.DEBUG,
+                "detector %r: model %s v%s could not explain %d anomalous series; publishing their "
+                "scores without anomaly_driver_info: %s",
+                name,
+                serving.ref.model_name,
+                serving.ref.version,
+                anomalous.size,
+                err,
+                exc_info=first,
+            )
+            return {}
+        self._last_explanation_error.pop(name, None)
+        return {
+            index: driver
+            for index, driver in zip(anomalous.tolist(), names, strict=True)
+            if isinstance(driver, str) and driver
+        }
 
     def _refresh_model(self, detector: DetectorConfig) -> tuple[ServingModel | None, RefreshResult]:
         name = detector.name

@@ -30,9 +30,16 @@ TRAINING_EFFECT = {
 }
 
 _COLUMNS = """
-    id, alertname, status, detector, slo, severity, starts_at, ends_at, fingerprint,
+    id, alertname, status, detector, slo, severity, driver, starts_at, ends_at, fingerprint,
     feedback, feedback_by, feedback_at, feedback_note
 """
+# Shown next to an incident's driver: what the name means and what an empty one means.
+DRIVER_HELP = (
+    "The feature that contributed most to the anomaly score when the alert started (largest robust "
+    "z-score), as the exporter published it in `anomaly_driver_info`. `signal:feature` names the SLI "
+    "of a multivariate detector."
+)
+NO_DRIVER = "not recorded (not a per-series anomaly, or Prometheus could not tell when it was stored)"
 
 
 @dataclass(frozen=True)

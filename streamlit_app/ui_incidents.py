@@ -21,6 +21,7 @@ TABLE_COLUMNS = [
     "status",
     "feedback",
     "detector",
+    "driver",
     "slo",
     "severity",
     "starts_at",
@@ -104,6 +105,9 @@ def _details(incident: dict[str, Any]) -> None:
     ends = _timestamp(incident["ends_at"]) if incident["ends_at"] else "still firing"
     cols[2].markdown(f"**Ends**  \n{ends}")
     cols[3].markdown(f"**Severity**  \n{incident['severity'] or '-'}")
+    # Shown as code; a backtick inside the (opaque) name would end the code span early.
+    driver = f"`{incident['driver'].replace('`', chr(39))}`" if incident["driver"] else incidents.NO_DRIVER
+    st.markdown(f"**Driver**  \n{driver}", help=incidents.DRIVER_HELP)
     left, right = st.columns(2)
     with left:
         st.markdown("**Labels**")

@@ -3,6 +3,9 @@
 Status codes are chosen for Alertmanager's retry logic: 2xx only after the commit; 5xx (503)
 when storage fails, so it retries; 4xx for a request that can never succeed, so it does not.
 Malformed input never produces a 500.
+
+After the commit, new anomaly incidents get their driver from Prometheus (webhook/drivers.py):
+bounded in time, and whatever happens there the answer stays the 200 of the stored notification.
 """
 
 from __future__ import annotations
@@ -10,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg2
@@ -20,26 +25,44 @@ from slo_pipeline.settings import Settings
 from webhook.auth import bearer_token_matches
 from webhook.body import BodyTooLarge, read_limited
 from webhook.connections import ConnectionSource
+from webhook.drivers import (
+    FAILED,
+    FOUND,
+    LOOKUP_BUDGET_SECONDS,
+    DriverOutcome,
+    DriverSource,
+    NewIncident,
+    PrometheusDriverSource,
+    find_drivers,
+)
 from webhook.metrics import WebhookMetrics, create_metrics
 from webhook.payload import PayloadError, delivery_key, parse_json, parse_notification
-from webhook.store import RecordResult, record_notification, store_rejected_delivery
+from webhook.store import RecordResult, record_notification, store_drivers, store_rejected_delivery
 
 log = logging.getLogger(__name__)
 
 STORAGE_UNAVAILABLE = "storage unavailable, retry later"
 
 
-def create_app(settings: Settings) -> Flask:
+def create_app(settings: Settings, *, driver_source: DriverSource | None = None) -> Flask:
+    """`driver_source` defaults to instant queries against `settings.prometheus_url`."""
     app = Flask("webhook")
     database = ConnectionSource(
         settings.database_url, connect_timeout=5, application_name="slo-pipeline-webhook"
     )
     metrics = create_metrics()
+    drivers = DriverRecorder(
+        database,
+        driver_source or PrometheusDriverSource(settings.prometheus_url),
+        # The shorter of the two: an operator who lowered the query timeout wants it honoured here.
+        min(LOOKUP_BUDGET_SECONDS, settings.query_timeout_seconds),
+        metrics,
+    )
 
     @app.post("/alerts")
     def receive_alerts() -> Response:
         started = time.perf_counter()
-        response = _receive(settings, database, metrics)
+        response = _receive(settings, database, metrics, drivers)
         metrics.requests.labels(code=str(response.status_code)).inc()
         metrics.request_duration.observe(time.perf_counter() - started)
         return response
@@ -61,7 +84,47 @@ def create_app(settings: Settings) -> Flask:
     return app
 
 
-def _receive(settings: Settings, database: ConnectionSource, metrics: WebhookMetrics) -> Response:
+@dataclass(frozen=True)
+class DriverRecorder:
+    """Looks up and stores the drivers of new anomaly incidents; never raises (best effort)."""
+
+    database: ConnectionSource
+    source: DriverSource
+    budget_seconds: float
+    metrics: WebhookMetrics
+
+    def record(self, incidents: Sequence[NewIncident]) -> None:
+        try:
+            outcomes = find_drivers(self.source, incidents, self.budget_seconds)
+            outcomes = self._store(outcomes)
+        except Exception:  # a bug here must not turn a committed notification into a 500
+            log.exception("looking up the drivers of %d new incident(s) failed", len(incidents))
+            return
+        for outcome in outcomes:
+            self.metrics.driver_lookups.labels(outcome=outcome.outcome).inc()
+            if outcome.outcome != FOUND:
+                level = logging.WARNING if outcome.outcome == FAILED else logging.INFO
+                log.log(level, "incident %d stored without a driver: %s", outcome.incident_id, outcome.reason)
+
+    def _store(self, outcomes: list[DriverOutcome]) -> list[DriverOutcome]:
+        """Write the found drivers; if that fails they count (and log) as failed lookups."""
+        found = {o.incident_id: o.driver for o in outcomes if o.outcome == FOUND and o.driver}
+        if not found:
+            return outcomes
+        try:
+            self.database.run(lambda conn: store_drivers(conn, found))
+        except (DatabaseError, psycopg2.Error) as err:
+            reason = f"storing the driver failed: {_first_line(err)}"
+            return [
+                DriverOutcome(o.incident_id, FAILED, reason=reason) if o.incident_id in found else o
+                for o in outcomes
+            ]
+        return outcomes
+
+
+def _receive(
+    settings: Settings, database: ConnectionSource, metrics: WebhookMetrics, drivers: DriverRecorder
+) -> Response:
     if not bearer_token_matches(request.headers.get("Authorization"), settings.webhook_token):
         response = _json({"error": "missing or wrong bearer token"}, 401)
         response.headers["WWW-Authenticate"] = 'Bearer realm="slo-pipeline-webhook"'
@@ -106,6 +169,9 @@ def _receive(settings: Settings, database: ConnectionSource, metrics: WebhookMet
             metrics.alerts.labels(status=alert.status).inc()
         for detector in result.retrain_jobs:
             metrics.retrain_jobs_enqueued.labels(detector=detector).inc()
+        # After the commit: the incidents are safe whatever Prometheus does now.
+        if result.new_incidents:
+            drivers.record(result.new_incidents)
     return _json(
         {
             "status": "duplicate" if result.duplicate else "stored",

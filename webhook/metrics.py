@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from webhook.drivers import OUTCOMES
+
 # The variable prometheus_client itself reads (at import) to pick its multiprocess value class.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Notifications are small; a storm of them with a slow database is what these buckets must show.
@@ -29,6 +31,7 @@ class WebhookMetrics:
     request_duration: Histogram
     retrain_jobs_enqueued: Counter
     duplicate_deliveries: Counter
+    driver_lookups: Counter
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
@@ -79,4 +82,19 @@ def create_metrics() -> WebhookMetrics:
             "Notifications identical to one already stored (Alertmanager retries), ignored.",
             registry=registry,
         ),
+        driver_lookups=_driver_lookups(registry),
     )
+
+
+def _driver_lookups(registry: CollectorRegistry | None) -> Counter:
+    counter = Counter(
+        "slo_pipeline_webhook_driver_lookups",
+        "New incidents with a detector label whose driver was looked up in Prometheus, by outcome "
+        "(found, no_match, failed: Prometheus unreachable, slow or erroring, or the driver not stored).",
+        ["outcome"],
+        registry=registry,
+    )
+    # Every outcome exists from the start, so rate() and alerts on `failed` work before the first one.
+    for outcome in OUTCOMES:
+        counter.labels(outcome=outcome)
+    return counter

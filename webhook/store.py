@@ -4,7 +4,8 @@ The delivery row is the idempotency key: if an identical notification was alread
 Alertmanager retry after a lost 200, or a duplicate send) the insert does nothing and neither do
 the incident upsert and the enqueue, so a retry can never double-count. Which alerts ask for
 which retraining is decided in webhook/retrain_triggers.py; this module only reads the SLO links
-and writes the jobs, inside the same transaction.
+and writes the jobs, inside the same transaction. Incident drivers (webhook/drivers.py) are
+written afterwards, in a transaction of their own, so a Prometheus lookup never holds row locks.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from datetime import datetime
 import psycopg2.extensions
 import psycopg2.extras
 
+from webhook.drivers import NewIncident
 from webhook.payload import Alert, DeliveryKey, Notification
 from webhook.retrain_triggers import burn_rate_pages, select_retrains
 
@@ -69,6 +71,13 @@ ON CONFLICT (detector) WHERE status IN ('queued', 'running') DO NOTHING
 RETURNING id
 """
 
+# Only fills an empty driver: the driver is the one at the incident's start, set once.
+SET_DRIVERS_SQL = """
+UPDATE incidents AS i SET driver = v.driver
+FROM (VALUES %s) AS v (id, driver)
+WHERE i.id = v.id AND i.driver IS NULL
+"""
+
 # Detectors linked to SLOs: `detectors:` of the single SLO a `slos.spec` document holds (the same
 # path slo_pipeline.slo.store.detectors_for_slo reads). Read here with the notification's own
 # cursor, not through that helper, because its `with conn` would commit the transaction halfway.
@@ -92,6 +101,7 @@ class RecordResult:
     incidents_inserted: int = 0
     incidents_updated: int = 0
     retrain_jobs: dict[str, int] = field(default_factory=dict)  # detector -> new job id
+    new_incidents: tuple[NewIncident, ...] = ()  # rows this notification inserted, with their alerts
 
     @property
     def duplicate(self) -> bool:
@@ -136,12 +146,27 @@ def record_notification(
         alerts = unique_occurrences(notification.alerts)
         incident_ids, inserted = _upsert_incidents(cur, alerts, delivery_id)
         jobs = _enqueue_retrains(cur, alerts, incident_ids, retrain_cooldown_seconds)
+        new_incidents = tuple(
+            NewIncident(incident_ids[key], alert)
+            for alert in alerts
+            if (key := (alert.fingerprint, alert.starts_at)) in inserted
+        )
         return RecordResult(
             delivery_id=delivery_id,
-            incidents_inserted=inserted,
-            incidents_updated=len(alerts) - inserted,
+            incidents_inserted=len(inserted),
+            incidents_updated=len(alerts) - len(inserted),
             retrain_jobs=jobs,
+            new_incidents=new_incidents,
         )
+
+
+def store_drivers(conn: psycopg2.extensions.connection, drivers: dict[int, str]) -> int:
+    """Set the driver of incidents that have none yet; returns the rows changed."""
+    if not drivers:
+        return 0
+    with conn, conn.cursor() as cur:
+        psycopg2.extras.execute_values(cur, SET_DRIVERS_SQL, sorted(drivers.items()), template="(%s, %s)")
+        return cur.rowcount
 
 
 def unique_occurrences(alerts: list[Alert]) -> list[Alert]:
@@ -158,9 +183,10 @@ def unique_occurrences(alerts: list[Alert]) -> list[Alert]:
 
 def _upsert_incidents(
     cur: psycopg2.extensions.cursor, alerts: list[Alert], delivery_id: int
-) -> tuple[dict[tuple[str, datetime], int], int]:
+) -> tuple[dict[tuple[str, datetime], int], set[tuple[str, datetime]]]:
+    """Incident id per (fingerprint, starts_at), and the keys this statement inserted."""
     if not alerts:
-        return {}, 0
+        return {}, set()
     rows = [
         (
             alert.fingerprint,
@@ -183,7 +209,9 @@ def _upsert_incidents(
         cur, UPSERT_INCIDENTS_SQL, rows, template=UPSERT_INCIDENTS_TEMPLATE, page_size=1000, fetch=True
     )
     ids = {(fingerprint, starts_at): incident_id for incident_id, fingerprint, starts_at, _ in returned}
-    inserted = sum(1 for *_, was_inserted in returned if was_inserted)
+    inserted = {
+        (fingerprint, starts_at) for _, fingerprint, starts_at, was_inserted in returned if was_inserted
+    }
     return ids, inserted
 
 

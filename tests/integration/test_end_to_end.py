@@ -21,6 +21,7 @@ import psycopg2.extras
 import pytest
 
 from slo_pipeline.demo import inject_incident
+from slo_pipeline.features import FEATURE_NAMES
 from slo_pipeline.stack import Stack, StackOptions, start_stack
 
 T = TypeVar("T")
@@ -151,6 +152,17 @@ def test_anomaly_becomes_incident_triggers_retraining_and_new_model_serves(stack
     assert incident["labels"]["detector"] == DETECTOR
     assert injected_at - 5 <= incident["starts_at"].timestamp() <= time.time()
     assert incident["ends_at"] is None or incident["status"] == "resolved"
+
+    # The webhook recorded which feature drove it, looked up in the exporter's anomaly_driver_info
+    # at the alert's start (written just after the incident's own commit, hence the short wait).
+    driver = wait_for(
+        "the incident's driver",
+        lambda: query(database_url, "SELECT driver FROM incidents WHERE id = %s", incident["id"])[0][
+            "driver"
+        ],
+        timeout=15,
+    )
+    assert driver in FEATURE_NAMES, driver
 
     # Redelivery is idempotent: the same bytes twice store one delivery, and the alert's
     # incident stays one row (same fingerprint and startsAt). Counts are scoped to this alert,

@@ -31,6 +31,7 @@ import pytest
 import yaml
 
 from slo_pipeline import launch, registry
+from slo_pipeline.features import FEATURE_NAMES
 from slo_pipeline.prometheus_io import fetch_range
 from slo_pipeline.settings import DetectorConfig, FeatureWindows, PipelineConfig, Settings, load_settings
 from slo_pipeline.training import fit_detector_model
@@ -69,6 +70,7 @@ class LatencyTarget:
 
     def __init__(self) -> None:
         self.routes = list(ROUTES)
+        self.factors: dict[str, float] = {}  # route -> multiplier, to cause an anomaly
         self._rng = np.random.default_rng(11)
         self._lock = threading.Lock()
         target = self
@@ -94,8 +96,13 @@ class LatencyTarget:
             lines = [f"# TYPE {METRIC} gauge"]
             for route in self.routes:
                 value = route_level(route) * (1 + 0.02 * self._rng.standard_normal())
+                value *= self.factors.get(route, 1.0)
                 lines.append(f'{METRIC}{{route="{route}"}} {value:.6f}')
         return "\n".join(lines) + "\n"
+
+    def set_factor(self, route: str, factor: float) -> None:
+        with self._lock:
+            self.factors[route] = factor
 
     def drop_route(self, route: str) -> None:
         with self._lock:
@@ -306,6 +313,44 @@ def test_scrape_has_a_score_per_series_and_passes_promtool(stack: Stack) -> None
         [promtool, "check", "metrics"], input=stack.scrape(), capture_output=True, text=True, timeout=30
     )
     assert lint.returncode == 0 and lint.stdout == "" and lint.stderr == "", lint.stdout + lint.stderr
+
+
+def drivers(page: dict[str, float]) -> dict[str, str]:
+    """route -> driver of the latency detector's anomaly_driver_info series."""
+    found = {}
+    for series in page:
+        if series.startswith('anomaly_driver_info{detector="latency"'):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', series))
+            found[labels["route"]] = labels["driver"]
+    return found
+
+
+def test_an_anomalous_series_gets_its_driver_and_the_page_stays_promtool_clean(stack: Stack) -> None:
+    assert "# TYPE anomaly_driver_info gauge" in stack.scrape()
+    stack.target.set_factor("/c", 20.0)
+    try:
+        page = stack.wait_for("a driver for the spiking route", lambda p: "/c" in drivers(p), 60)
+        scrape = stack.scrape()
+    finally:
+        stack.target.set_factor("/c", 1.0)
+    assert drivers(page)["/c"] in FEATURE_NAMES
+    for series, value in page.items():
+        if series.startswith("anomaly_driver_info{"):
+            assert value == 1
+            # Exactly the score's labels (job/instance of the scored series included) plus `driver`,
+            # and only while that score is at least 1.
+            score_series = "anomaly_score{" + series.split("{", 1)[1].rsplit(",driver=", 1)[0] + "}"
+            assert page[score_series] >= 1, (series, page.get(score_series))
+    assert "anomaly_driver_info{" in scrape
+    lint = subprocess.run(
+        [shutil.which("promtool") or "promtool", "check", "metrics"],
+        input=scrape,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert lint.returncode == 0 and lint.stdout == "" and lint.stderr == "", lint.stdout + lint.stderr
+    assert page['anomaly_exporter_explanation_errors_total{detector="latency"}'] == 0
 
 
 def test_a_broken_query_does_not_stop_other_detectors(stack: Stack) -> None:

@@ -43,6 +43,30 @@ def test_migrate_is_idempotent(empty_database_url: str) -> None:
     assert {"schema_migrations", "alert_deliveries", "incidents", "retrain_jobs"} <= tables
 
 
+def test_incident_driver_column_is_added_to_an_existing_schema_without_touching_rows(
+    empty_database_url: str, tmp_path: Path
+) -> None:
+    # A database migrated before 003 existed, holding an incident, is brought up to date.
+    for name in ("001_init.sql", "002_slos.sql"):
+        (tmp_path / name).write_bytes((REPO_ROOT / "sql" / name).read_bytes())
+    assert migrate(empty_database_url, tmp_path) == ["001_init", "002_slos"]
+    execute(
+        empty_database_url,
+        "INSERT INTO alert_deliveries (body_sha256, body) VALUES (repeat('a', 64), '{}');"
+        "INSERT INTO incidents (fingerprint, starts_at, status, first_seen_delivery_id, "
+        "last_seen_delivery_id) SELECT 'old', now(), 'firing', id, id FROM alert_deliveries",
+    )
+    assert migrate(empty_database_url) == REPO_MIGRATIONS[2:]  # only what came after, 003 first
+    assert REPO_MIGRATIONS[2] == "003_incident_driver"
+    assert fetch_all(empty_database_url, "SELECT fingerprint, driver FROM incidents") == [("old", None)]
+    column = fetch_all(
+        empty_database_url,
+        "SELECT data_type, is_nullable FROM information_schema.columns "
+        "WHERE table_name = 'incidents' AND column_name = 'driver'",
+    )
+    assert column == [("text", "YES")]
+
+
 def test_concurrent_migrators_apply_each_file_once(empty_database_url: str) -> None:
     results: list[list[str]] = []
     errors: list[BaseException] = []

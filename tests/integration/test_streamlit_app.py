@@ -51,6 +51,25 @@ def test_incidents_table_lists_seeded_incidents(app_env: str) -> None:
     assert "excluded" in _texts(at)  # the page says what feedback does to training
 
 
+def test_incidents_show_their_driver_in_the_table_and_the_details(app_env: str) -> None:
+    seed_incident(app_env, "fp-old", alertname="AnomalyDetected", starts_at="2024-05-01T09:00:00Z")
+    explained = seed_incident(
+        app_env, "fp-new", alertname="AnomalyThreatensSLO", driver="errors:level_vs_long"
+    )
+
+    at = _app().run()
+
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    table = at.dataframe[0].value
+    assert list(table["alertname"]) == ["AnomalyThreatensSLO", "AnomalyDetected"]  # newest first
+    assert list(table["driver"].fillna("(empty)")) == ["errors:level_vs_long", "(empty)"]
+    assert at.selectbox(key="incident_id").value == explained
+    assert "**Driver**  \n`errors:level_vs_long`" in _texts(at)
+
+    at.selectbox(key="incident_id").set_value(explained - 1).run()
+    assert "**Driver**  \nnot recorded" in _texts(at)
+
+
 def test_filter_by_status_narrows_the_table(app_env: str) -> None:
     seed_incident(app_env, "fp-a", alertname="StillFiring")
     seed_incident(app_env, "fp-b", alertname="AlreadyResolved", status="resolved")

@@ -35,6 +35,7 @@ def seed_incident(
     detector: str | None = "checkout_latency",
     slo: str | None = None,
     starts_at: str = "2024-05-01T10:00:00Z",
+    driver: str | None = None,
 ) -> int:
     """One incident with the delivery it references, as the webhook would have stored them."""
     body = {"fingerprint": fingerprint, "nonce": uuid.uuid4().hex}
@@ -50,9 +51,10 @@ def seed_incident(
         database_url,
         """
         INSERT INTO incidents (fingerprint, starts_at, ends_at, status, alertname, labels, annotations,
-                               detector, slo, severity, first_seen_delivery_id, last_seen_delivery_id)
+                               detector, slo, severity, first_seen_delivery_id, last_seen_delivery_id,
+                               driver)
         VALUES (%s, %s, CASE WHEN %s = 'resolved' THEN %s::timestamptz + interval '10 minutes' END,
-                %s, %s, %s, %s, %s, %s, 'ticket', %s, %s)
+                %s, %s, %s, %s, %s, %s, 'ticket', %s, %s, %s)
         RETURNING id
         """,
         (
@@ -68,6 +70,7 @@ def seed_incident(
             slo,
             delivery,
             delivery,
+            driver,
         ),
     )
 

@@ -19,7 +19,7 @@ from exporter.service import ExporterService
 from slo_pipeline.model import DetectorModel
 from slo_pipeline.prometheus_io import PrometheusQueryError, SeriesBlock
 from slo_pipeline.registry import ModelLoadError, ModelRef, RegistryError
-from slo_pipeline.settings import DetectorConfig, FeatureWindows, PipelineConfig, load_settings
+from slo_pipeline.settings import DetectorConfig, FeatureWindows, PipelineConfig, SignalConfig, load_settings
 from slo_pipeline.training import fit_detector_model
 
 WINDOWS = FeatureWindows(short=3, medium=6, long=12)
@@ -74,12 +74,12 @@ class InMemorySeries:
     requests: list[tuple[str, float, float]] = field(default_factory=list)
 
     def fetch(self, detector: DetectorConfig, *, start: float, end: float) -> SeriesBlock:
-        self.requests.append((detector.query, start, end))
-        if detector.query in self.failing:
+        self.requests.append((detector.query_text, start, end))
+        if detector.query_text in self.failing:
             raise PrometheusQueryError(f"could not run query {detector.query!r}: connection refused")
-        labels, values = self.data[detector.query]
+        labels, values = self.data[detector.query_text]
         timestamps = end - detector.step_seconds * np.arange(len(values))[::-1]
-        return SeriesBlock(labels=labels, timestamps=timestamps, values=values)
+        return SeriesBlock(labels=labels, timestamps=timestamps, values=values, signals=detector.signal_names)
 
 
 def normal_history(n_series: int, seed: int = 1, steps: int = 20) -> np.ndarray:
@@ -380,3 +380,118 @@ def _wait_until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-un
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.05)
+
+
+class ExplainSpy:
+    """The trained model, recording what the exporter asks it to explain (and optionally failing)."""
+
+    def __init__(self, model: DetectorModel, *, fail: bool = False) -> None:
+        self._model = model
+        self._fail = fail
+        self.explained_shapes: list[tuple[int, ...]] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._model, name)
+
+    def explain_latest(self, values: np.ndarray) -> list[str | None]:
+        self.explained_shapes.append(values.shape)
+        if self._fail:
+            raise ValueError("this model has no robust-z signal to explain anomalies with")
+        return self._model.explain_latest(values)
+
+
+def outage_service(model: object, n_series: int = 3) -> tuple[ExporterService, list[dict[str, str]]]:
+    models = InMemoryModels()
+    models.add("latency", "1", model)  # type: ignore[arg-type]
+    history = normal_history(n_series)
+    history[-1, n_series - 1] = 50.0  # an outage on the last series at the latest step
+    labels = [{"__name__": "lat", "route": f"/r{i}"} for i in range(n_series)]
+    return make_service(models, InMemorySeries({"latency_q": (labels, history)}), LATENCY), labels
+
+
+def test_only_anomalous_series_are_explained_and_get_a_driver_line(trained_model: DetectorModel) -> None:
+    spy = ExplainSpy(trained_model)
+    service, _ = outage_service(spy)
+
+    report = service.run_cycle()
+
+    page = samples(service)
+    scores = matching(page, "anomaly_score{")
+    assert scores['anomaly_score{detector="latency",slo="checkout",route="/r2"}'] >= 1
+    assert all(v < 1 for k, v in scores.items() if 'route="/r2"' not in k)
+    # Only the anomalous column went to the model: [T, 1], not [T, N].
+    assert spy.explained_shapes == [(20, 1)]
+    drivers = matching(page, "anomaly_driver_info{")
+    assert len(drivers) == 1 and report.explained == {"latency": 1}
+    ((series, value),) = drivers.items()
+    assert value == 1
+    assert series.startswith('anomaly_driver_info{detector="latency",slo="checkout",route="/r2",driver="')
+    driver = series.rsplit('driver="', 1)[1].rstrip('"}')
+    assert driver in trained_model.feature_names
+    assert page['anomaly_exporter_explanation_errors_total{detector="latency"}'] == 0
+
+
+def test_a_calm_cycle_asks_for_no_explanation(trained_model: DetectorModel) -> None:
+    spy = ExplainSpy(trained_model)
+    models = InMemoryModels()
+    models.add("latency", "1", spy)  # type: ignore[arg-type]
+    service = make_service(models, InMemorySeries({"latency_q": ([{"i": "a"}], normal_history(1))}), LATENCY)
+    report = service.run_cycle()
+    assert spy.explained_shapes == []
+    assert report.explained == {"latency": 0}
+    assert not matching(samples(service), "anomaly_driver_info{")
+    assert "# TYPE anomaly_driver_info gauge" in service.page.body().decode()
+
+
+def test_a_failing_explanation_still_publishes_scores_and_is_counted(
+    trained_model: DetectorModel, caplog: pytest.LogCaptureFixture
+) -> None:
+    spy = ExplainSpy(trained_model, fail=True)
+    service, _ = outage_service(spy)
+    with caplog.at_level("WARNING", logger="exporter.service"):
+        first = service.run_cycle()
+        service.run_cycle()
+
+    assert first.up == {"latency": True} and first.published == {"latency": 3}
+    page = samples(service)
+    assert len(matching(page, "anomaly_score{")) == 3
+    assert not matching(page, "anomaly_driver_info{")
+    assert page['anomaly_exporter_up{detector="latency"}'] == 1
+    assert page['anomaly_exporter_explanation_errors_total{detector="latency"}'] == 2
+    assert page['anomaly_exporter_scoring_errors_total{detector="latency"}'] == 0
+    warnings = [r for r in caplog.records if "could not explain" in r.getMessage()]
+    assert len(warnings) == 1, "one warning per kind of failure, not one per cycle"
+    assert "robust-z" in warnings[0].getMessage() and "latency" in warnings[0].getMessage()
+
+
+def test_a_driver_goes_away_when_its_series_calms_down(trained_model: DetectorModel) -> None:
+    service, labels = outage_service(trained_model)
+    series: InMemorySeries = service._series_source  # type: ignore[assignment]
+    service.run_cycle()
+    assert len(matching(samples(service), "anomaly_driver_info{")) == 1
+    series.data["latency_q"] = (labels, normal_history(3))
+    service.run_cycle()
+    assert not matching(samples(service), "anomaly_driver_info{")
+
+
+def test_a_multivariate_detector_names_the_signal_that_drove_the_anomaly() -> None:
+    detector = DetectorConfig(
+        name="checkout",
+        signals=[SignalConfig(name="latency", query="lat"), SignalConfig(name="errors", query="err")],
+        windows=WINDOWS,
+        n_estimators=20,
+    )
+    rng = np.random.default_rng(5)
+    model, _ = fit_detector_model(1.0 + 0.05 * rng.standard_normal((400, 4, 2)), detector)
+    history = 1.0 + 0.05 * rng.standard_normal((20, 3, 2))
+    history[-1, 1, 1] = 40.0  # the errors signal of the second route explodes; its latency does not
+    models = InMemoryModels()
+    models.add("checkout", "1", model)
+    labels = [{"route": r} for r in ("/a", "/b", "/c")]
+    service = make_service(models, InMemorySeries({detector.query_text: (labels, history)}), detector)
+
+    assert service.run_cycle().explained == {"checkout": 1}
+    ((series, value),) = matching(samples(service), "anomaly_driver_info{").items()
+    assert value == 1 and series.startswith(
+        'anomaly_driver_info{detector="checkout",route="/b",driver="errors:'
+    )

@@ -1,4 +1,4 @@
-"""Rendering of the anomaly exposition: golden page, escaping, label clashes, NaN and duplicates."""
+"""Rendering of the anomaly exposition: golden page, escaping, label clashes, NaN, duplicates, drivers."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from exporter.exposition import (
     ModelInfo,
     assemble_page,
     escape_label_value,
+    explained_series,
     exposed_label_name,
     render_detector,
 )
@@ -38,6 +39,8 @@ def golden_page() -> str:
             {"route": "C:\\temp\nnext", "detector": "upstream", "slo": "other"},
         ],
         np.array([0.5, 1e-6, np.nan, 1.0]),
+        # Only the anomalous /search series (score ~1.5) gets a driver line; /users scores ~0.08.
+        drivers={0: "step_change", 1: 'errors:level_vs_long "quoted"', 2: "level_vs_long"},
     )
     errors = render_detector(ERRORS, [{"route": "/users"}], np.array([0.01]))
     models = [
@@ -148,12 +151,12 @@ def test_series_that_collide_after_dropping_the_name_are_published_once() -> Non
 
 def test_each_family_appears_once_with_help_and_type_even_when_empty() -> None:
     page = golden_page()
-    for metric in ("anomaly_score", "anomaly_tail_probability", "anomaly_model_info"):
+    for metric in ("anomaly_score", "anomaly_tail_probability", "anomaly_driver_info", "anomaly_model_info"):
         assert page.count(f"# TYPE {metric} gauge\n") == 1
         assert page.count(f"# HELP {metric} ") == 1
     empty = assemble_page([], [])
     assert parse_samples(empty) == {}
-    assert empty.count("# TYPE") == 3
+    assert empty.count("# TYPE") == 4
 
 
 def test_samples_of_a_family_are_contiguous_across_detectors() -> None:
@@ -167,3 +170,65 @@ def test_samples_of_a_family_are_contiguous_across_detectors() -> None:
 def test_mismatched_labels_and_probabilities_are_refused_with_context() -> None:
     with pytest.raises(ValueError, match=r"api_errors.*2 label sets"):
         render_detector(ERRORS, [{"i": "a"}, {"i": "b"}], np.array([0.5]))
+
+
+def labels_of(series: str) -> dict[str, str]:
+    return dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', series))
+
+
+def test_driver_lines_only_for_series_scoring_at_least_one_with_the_scores_labels() -> None:
+    labels = [{"__name__": "m", "route": r, "detector": "upstream"} for r in ("calm", "edge", "hot")]
+    scores = np.array([0.99, 1.0, 7.5])
+    rendered = render_detector(
+        ERRORS, labels, np.array([0.3, 0.01, 1e-9]), scores, {0: "step_change", 1: "a:b", 2: "level_vs_long"}
+    )
+    drivers = parse_samples(rendered.driver_lines)
+    assert rendered.explained == 2 and set(drivers.values()) == {1.0}
+    score_labels = {
+        labels_of(series)["route"]: labels_of(series) for series in parse_samples(rendered.score_lines)
+    }
+    for series in drivers:
+        assert series.startswith("anomaly_driver_info{")
+        found = labels_of(series)
+        driver = found.pop("driver")
+        # Exactly the score's label set plus `driver`: what the webhook matches alerts against.
+        assert found == score_labels[found["route"]]
+        assert (found["route"], driver) in {("edge", "a:b"), ("hot", "level_vs_long")}
+    assert found["exported_detector"] == "upstream" and "__name__" not in found
+
+
+def test_driver_values_are_escaped_and_series_without_driver_get_no_line() -> None:
+    rendered = render_detector(
+        ERRORS, [{"i": "a"}, {"i": "b"}], np.array([1e-9, 1e-9]), np.array([5.0, 5.0]), {1: 'x"\\\ny'}
+    )
+    assert (
+        rendered.driver_lines == 'anomaly_driver_info{detector="api_errors",i="b",driver="x\\"\\\\\\ny"} 1\n'
+    )
+
+
+def test_an_input_label_named_driver_gets_no_driver_line_instead_of_a_duplicate_label() -> None:
+    rendered = render_detector(
+        ERRORS, [{"driver": "postgres", "i": "a"}], np.array([1e-9]), np.array([5.0]), {0: "step_change"}
+    )
+    assert rendered.published == 1 and 'driver="postgres"' in rendered.score_lines
+    assert rendered.driver_lines == "" and rendered.explained == 0
+
+
+def test_dropped_duplicate_and_unscorable_series_get_no_driver_line() -> None:
+    labels = [{"__name__": "a", "job": "x"}, {"__name__": "b", "job": "x"}, {"job": "nan"}]
+    rendered = render_detector(
+        ERRORS,
+        labels,
+        np.array([1e-9, 1e-9, np.nan]),
+        np.array([5.0, 6.0, np.nan]),
+        {0: "f0", 1: "f1", 2: "f2"},
+    )
+    assert list(parse_samples(rendered.driver_lines)) == [
+        'anomaly_driver_info{detector="api_errors",job="x",driver="f0"}'
+    ]
+
+
+def test_explained_series_are_those_with_a_finite_score_of_at_least_one() -> None:
+    scores = np.array([0.0, 0.999, 1.0, 3.0, np.nan, np.inf])
+    assert explained_series(scores).tolist() == [2, 3]
+    assert explained_series(np.array([])).tolist() == []
