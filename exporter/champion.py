@@ -62,6 +62,7 @@ class RefreshOutcome(enum.Enum):
     SWAPPED = "swapped"  # a new champion was loaded and now serves
     NO_CHAMPION = "no_champion"  # the registry has no champion for this detector
     REGISTRY_ERROR = "registry_error"  # the alias lookup failed; whatever served keeps serving
+    REGISTRY_SKIPPED = "registry_skipped"  # not asked: the registry failed earlier this cycle
     LOAD_ERROR = "load_error"  # the new champion failed to load; whatever served keeps serving
     LOAD_DEFERRED = "load_deferred"  # the new champion failed recently; not retried yet
 
@@ -94,7 +95,11 @@ class ChampionTracker:
         self._failed_ref: ModelRef | None = None
         self._retry_at = 0.0
 
-    def refresh(self) -> RefreshResult:
+    def refresh(self, registry_down: str | None = None) -> RefreshResult:
+        """`registry_down`: why the registry is known to be failing right now (an earlier lookup
+        of this cycle failed); the lookup is then skipped and whatever serves keeps serving."""
+        if registry_down is not None:
+            return RefreshResult(RefreshOutcome.REGISTRY_SKIPPED, error=registry_down)
         try:
             ref = self._source.champion_ref(self.detector_name)
         except Exception as err:  # any registry failure: keep serving what we have

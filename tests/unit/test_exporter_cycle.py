@@ -46,6 +46,7 @@ class InMemoryModels:
     broken: set[tuple[str, str]] = field(default_factory=set)
     unreachable: bool = False
     loads: list[ModelRef] = field(default_factory=list)
+    lookups: list[str] = field(default_factory=list)
 
     def add(self, detector: str, version: str, model: DetectorModel, *, champion: bool = True) -> None:
         self.versions.setdefault(detector, {})[version] = model
@@ -53,6 +54,7 @@ class InMemoryModels:
             self.champions[detector] = version
 
     def champion_ref(self, detector_name: str) -> ModelRef | None:
+        self.lookups.append(detector_name)
         if self.unreachable:
             raise RegistryError("could not look up champion: connection refused")
         version = self.champions.get(detector_name)
@@ -294,6 +296,46 @@ def test_an_unreachable_registry_keeps_the_loaded_model_serving(trained_model: D
     page = samples(service)
     assert page['anomaly_exporter_registry_errors_total{detector="latency"}'] == 1
     assert len(matching(page, "anomaly_score{")) == 1
+
+
+def test_after_one_failed_lookup_the_rest_of_the_cycle_does_not_ask_the_registry(
+    trained_model: DetectorModel,
+) -> None:
+    """A hanging registry costs one timeout per cycle, not one per detector."""
+    names = ("first", "second", "third")
+    detectors = [DetectorConfig(name=name, query=f"{name}_q", step_seconds=60) for name in names]
+    models = InMemoryModels()
+    series = InMemorySeries()
+    for name in names:
+        models.add(name, "1", trained_model)
+        series.data[f"{name}_q"] = ([{"i": "a"}], normal_history(1))
+    service = make_service(models, series, *detectors)
+    service.run_cycle()
+    models.unreachable, models.lookups = True, []
+    report = service.run_cycle()
+    assert models.lookups == ["first"]
+    assert report.up == dict.fromkeys(names, True)  # every loaded model keeps serving
+    page = samples(service)
+    # Only the lookup that was made counts as an error.
+    assert page['anomaly_exporter_registry_errors_total{detector="first"}'] == 1
+    assert page['anomaly_exporter_registry_errors_total{detector="second"}'] == 0
+    # The next cycle asks again, and once the registry answers every detector is asked.
+    models.unreachable, models.lookups = False, []
+    service.run_cycle()
+    assert models.lookups == list(names)
+
+
+def test_a_detector_with_no_model_yet_is_down_while_the_registry_is_skipped(
+    trained_model: DetectorModel,
+) -> None:
+    models = InMemoryModels(unreachable=True)
+    series = InMemorySeries(
+        {"a_q": ([{"i": "a"}], normal_history(1)), "b_q": ([{"i": "a"}], normal_history(1))}
+    )
+    a, b = (DetectorConfig(name=name, query=f"{name}_q", step_seconds=60) for name in ("a", "b"))
+    report = make_service(models, series, a, b).run_cycle()
+    assert report.up == {"a": False, "b": False}
+    assert "registry unreachable" in report.errors["b"] and "earlier in this cycle" in report.errors["b"]
 
 
 def test_an_empty_answer_is_a_healthy_detector_with_no_series(trained_model: DetectorModel) -> None:
