@@ -218,29 +218,20 @@ def fetch_detector_range(
 ) -> SeriesBlock:
     """A detector's input over `[start, end]` on its step grid: its query's block, or for a
     multivariate detector every signal's block joined by label set (`join_signals`)."""
-    if not detector.signals:
-        assert detector.query is not None  # DetectorConfig guarantees query or signals
-        return fetch_range(
-            prometheus_url,
-            detector.query,
-            start=start,
-            end=end,
-            step_seconds=detector.step_seconds,
-            timeout=timeout,
-            transport=transport,
-        )
     blocks = [
         fetch_range(
             prometheus_url,
-            signal.query,
+            query,
             start=start,
             end=end,
             step_seconds=detector.step_seconds,
             timeout=timeout,
             transport=transport,
         )
-        for signal in detector.signals
+        for _, query in detector.queries
     ]
+    if not detector.signals:
+        return blocks[0]
     return join_signals(blocks, detector.signal_names)
 
 

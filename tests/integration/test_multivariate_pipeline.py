@@ -8,18 +8,17 @@ loaded by the exporter, which publishes one score per route.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from exporter.service import ExporterService
-from slo_pipeline import launch, registry
+from slo_pipeline import registry
 from slo_pipeline.retrain import retrain_detector
-from slo_pipeline.settings import PipelineConfig, Settings, load_settings
-from slo_pipeline.simulator.history import write_history
+from slo_pipeline.settings import Settings
 from slo_pipeline.simulator.model import DEFAULT_ROUTES
+from tests.fixtures.simulated import simulated_service_settings
 
 pytestmark = pytest.mark.integration
 
@@ -41,12 +40,6 @@ SIGNALS = [
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str, prometheus_factory) -> Settings:
-    end = time.time() - 120
-    history = tmp_path / "history.om"
-    write_history(history, start=end - 2.2 * 86400, end=end, step_seconds=60, seed=11)
-    tsdb = tmp_path / "tsdb"
-    launch.backfill_openmetrics(history, tsdb)
-    prometheus = prometheus_factory(data_dir=tsdb)
     pipeline = {
         "detectors": [
             {
@@ -58,14 +51,8 @@ def settings(tmp_path: Path, database_url: str, prometheus_factory) -> Settings:
             }
         ]
     }
-    return load_settings(
-        prometheus_url=prometheus.url,
-        database_url=database_url,
-        mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-        mlflow_artifact_root=str(tmp_path / "artifacts"),
-        data_lake=str(tmp_path / "lake"),
-        config_path=tmp_path / "absent.yml",
-        pipeline=PipelineConfig.model_validate(pipeline),
+    return simulated_service_settings(
+        tmp_path, database_url=database_url, prometheus_factory=prometheus_factory, pipeline=pipeline, seed=11
     )
 
 

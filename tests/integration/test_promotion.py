@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 from exporter.service import ExporterService
-from slo_pipeline import launch, registry
+from slo_pipeline import registry
 from slo_pipeline.retrain import judge_and_register, prepare_training_data, retrain_detector
-from slo_pipeline.settings import PipelineConfig, Settings, load_settings
-from slo_pipeline.simulator.history import write_history
+from slo_pipeline.settings import Settings
 from slo_pipeline.training import fit_detector_model
+from tests.fixtures.simulated import simulated_service_settings
 
 pytestmark = pytest.mark.integration
 
@@ -40,20 +40,8 @@ PIPELINE = {
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str, prometheus_factory) -> Settings:
-    end = time.time() - 120
-    history = tmp_path / "history.om"
-    write_history(history, start=end - 2.2 * 86400, end=end, step_seconds=60, seed=7)
-    tsdb = tmp_path / "tsdb"
-    launch.backfill_openmetrics(history, tsdb)
-    prometheus = prometheus_factory(data_dir=tsdb)
-    return load_settings(
-        prometheus_url=prometheus.url,
-        database_url=database_url,
-        mlflow_tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
-        mlflow_artifact_root=str(tmp_path / "artifacts"),
-        data_lake=str(tmp_path / "lake"),
-        config_path=tmp_path / "absent.yml",
-        pipeline=PipelineConfig.model_validate(PIPELINE),
+    return simulated_service_settings(
+        tmp_path, database_url=database_url, prometheus_factory=prometheus_factory, pipeline=PIPELINE, seed=7
     )
 
 
