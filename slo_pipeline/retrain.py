@@ -24,8 +24,8 @@ from slo_pipeline.incident_history import KnownIncident, incident_history, incid
 from slo_pipeline.model import DetectorModel
 from slo_pipeline.prometheus_io import SeriesBlock, fetch_detector_range, series_keys
 from slo_pipeline.settings import DetectorConfig, Settings
-from slo_pipeline.slo.validation import ValidationPolicy, validate_against_slo
-from slo_pipeline.slo_evidence import fetch_slo_evidence
+from slo_pipeline.slo.validation import ValidationPolicy, episodes, unhealthy_mask, validate_against_slo
+from slo_pipeline.slo_evidence import SloEvidence, fetch_slo_evidence
 from slo_pipeline.training import TrainingReport, fit_detector_model
 from slo_pipeline.validation import ValidationDecision, basic_validation, combine
 
@@ -171,7 +171,25 @@ def judge_and_register(
     block, split = data.block, data.split
     champion_ref = registry.champion_ref(settings, detector.name)
     champion = _load_champion(settings, champion_ref)
+    held_out_times = block.timestamps[split:]
+    evidence = (
+        fetch_slo_evidence(
+            settings,
+            slo=detector.slo,
+            detector=detector.name,
+            timestamps=held_out_times,
+            step_seconds=detector.step_seconds,
+        )
+        if detector.slo is not None
+        else None
+    )
     healthy = ~data.unhealthy[split:]
+    if evidence is not None:
+        # Alarms while the SLO breached (and in its lead/recovery margins) are not false alarms for
+        # the basic gate either; the incident log may lack the breach (pages recorded before the
+        # webhook ran, backfilled history), and then a detector that caught it was rejected for it.
+        slo_episodes = episodes(evidence.breaches, evidence.confirmed_incidents, evidence.page_times)
+        healthy = healthy & ~unhealthy_mask(held_out_times, slo_episodes)[:, None]
     rule = anomaly_alert_rule(detector.step_seconds)
     candidate_scores = held_out_scores(candidate, detector, block.values, split, data.keys)
     champion_scores = (
@@ -188,7 +206,9 @@ def judge_and_register(
     if detector.slo is not None:
         decision = combine(
             decision,
-            slo_validation(settings, detector, block.timestamps[split:], candidate_scores, champion_scores),
+            slo_validation(
+                settings, detector, held_out_times, candidate_scores, champion_scores, evidence=evidence
+            ),
         )
     decision.metrics["excluded_incident_samples"] = float(data.excluded.sum())
     registered = registry.log_and_register(
@@ -242,8 +262,14 @@ def slo_validation(
     timestamps: np.ndarray,
     candidate_scores: np.ndarray,
     champion_scores: np.ndarray | None,
+    *,
+    evidence: SloEvidence | None = None,
 ) -> ValidationDecision:
-    """Judge both models by the alarms the shipped alert rule would have raised for the SLO."""
+    """Judge both models by the alarms the shipped alert rule would have raised for the SLO.
+
+    `evidence` (what judge_and_register already fetched for these `timestamps`) or, without it,
+    fetched here from Prometheus and PostgreSQL.
+    """
     if detector.slo is None:
         raise ValueError(f"detector {detector.name!r} protects no SLO; there is nothing to validate against")
     rule = anomaly_alert_rule(detector.step_seconds)
@@ -253,18 +279,27 @@ def slo_validation(
         return firing.any(axis=1)
 
     scored_series = int(np.isfinite(candidate_scores).any(axis=0).sum())
-    evidence = fetch_slo_evidence(
-        settings,
-        slo=detector.slo,
-        detector=detector.name,
-        timestamps=timestamps,
-        step_seconds=detector.step_seconds,
-    )
+    if evidence is None:
+        evidence = fetch_slo_evidence(
+            settings,
+            slo=detector.slo,
+            detector=detector.name,
+            timestamps=timestamps,
+            step_seconds=detector.step_seconds,
+        )
     window_hours = (timestamps[-1] - timestamps[0]) / 3600.0
     # The policy wants a day of healthy data; shorter histories (the demo keeps three days, so
     # the held-out slice is ~11 h) are judged on at least half of their held-out window instead.
     policy = ValidationPolicy(min_healthy_hours=min(24.0, 0.5 * window_hours))
-    return validate_against_slo(
+    notes: list[str] = []
+    if evidence.recorded_samples == 0:
+        # Not a rejection: first models are trained before any rule has run (the demo, a fresh
+        # install). But "no breach" then means "no evidence", and the run must say so.
+        notes.append(
+            "Prometheus holds no recording-rule history of it in the held-out window "
+            "(are its rules loaded?): breaches and pages not assessed"
+        )
+    decision = validate_against_slo(
         timestamps=timestamps,
         candidate_alarms=alarms(candidate_scores),
         champion_alarms=alarms(champion_scores) if champion_scores is not None else None,
@@ -275,6 +310,12 @@ def slo_validation(
         false_alarms_per_week=detector.false_alarms_per_week * max(1, scored_series),
         page_times=evidence.page_times,
         policy=policy,
+    )
+    # The basic gate's reasons sit next to these on the job and the MLflow version: name the SLO.
+    return ValidationDecision(
+        promote=decision.promote,
+        reasons=[f"SLO {detector.slo!r}: {reason}" for reason in [*notes, *decision.reasons]],
+        metrics={**decision.metrics, "slo_recorded_samples": float(evidence.recorded_samples)},
     )
 
 

@@ -14,9 +14,10 @@ well over the most recent window", judged on the same timestamps for candidate a
 4. Champion: the candidate must not be worse: no lower recall, no more healthy alarms than the
    champion beyond what the budget itself expects, no materially later detection.
 
-Inputs come from Prometheus history (the recording rules: `slo:current_burn_rate:ratio > 1` for
-breaches, the fast burn-rate alert's onsets for pages) and from the incidents table (operator
-feedback `true_positive`); the worker fetches them, this module only decides.
+Inputs come from Prometheus history (breaches: where a paging burn-rate tier's condition held;
+pages: the fast tier's onsets; both evaluated on the recording rules, see slo_evidence.py) and
+from the incidents table (operator feedback `true_positive`); the worker fetches them, this
+module only decides.
 """
 
 from __future__ import annotations
@@ -96,8 +97,8 @@ def validate_against_slo(
         raise ValueError(f"false_alarms_per_week must be > 0, got {false_alarms_per_week}")
     step = float(np.median(np.diff(times)))
     pages = sorted(float(p) for p in page_times)
-    events = merge_intervals([*breaches, *incidents, *(Interval(p, p) for p in pages)])
-    healthy = ~_covered(times, events, before=policy.lead_window_seconds, after=policy.recovery_seconds)
+    events = episodes(breaches, incidents, pages)
+    healthy = ~unhealthy_mask(times, events, policy)
     healthy_hours = float(healthy.sum()) * step / 3600.0
     expected = false_alarms_per_week * healthy_hours * 3600.0 / SECONDS_PER_WEEK * policy.budget_tolerance
     allowed = poisson_quantile(expected, policy.budget_confidence)
@@ -237,6 +238,28 @@ def _report_metrics(prefix: str, report: AlarmReport, n_events: int) -> dict[str
     return metrics
 
 
+def episodes(
+    breaches: Sequence[Interval], incidents: Sequence[Interval], page_times: Sequence[float]
+) -> list[Interval]:
+    """Breaches, confirmed incidents and pages as merged episodes (a page alone is an instant)."""
+    return merge_intervals([*breaches, *incidents, *(Interval(p, p) for p in page_times)])
+
+
+def unhealthy_mask(
+    timestamps: Sequence[float] | np.ndarray,
+    events: Sequence[Interval],
+    policy: ValidationPolicy | None = None,
+) -> np.ndarray:
+    """True where an alarm is not false: inside an episode, `lead_window` before it, `recovery` after.
+
+    Shared with the basic gate (retrain.judge_and_register), so an alarm during an SLO breach
+    that no incident row records is not counted against the false-alarm budget there either.
+    """
+    policy = policy or ValidationPolicy()
+    times = _timestamps(timestamps)
+    return _covered(times, events, before=policy.lead_window_seconds, after=policy.recovery_seconds)
+
+
 def merge_intervals(intervals: Sequence[Interval]) -> list[Interval]:
     """Overlapping or touching intervals as one: a breach that is also an incident is one episode."""
     merged: list[Interval] = []
@@ -253,7 +276,7 @@ def intervals_where(
 ) -> list[Interval]:
     """Runs of True as intervals, each extended by one step (a sample stands for its step).
 
-    E.g. breaches from `slo:current_burn_rate:ratio > 1` fetched with query_range.
+    E.g. breaches from a burn-rate tier's condition fetched with query_range.
     """
     times = _timestamps(timestamps)
     flags = _alarms("mask", mask, len(times))
@@ -272,7 +295,7 @@ def intervals_where(
 
 
 def onset_times(timestamps: Sequence[float] | np.ndarray, mask: Sequence[bool] | np.ndarray) -> list[float]:
-    """Times where `mask` turns True, e.g. page times from the fast burn-rate alert's ALERTS series."""
+    """Times where `mask` turns True, e.g. page times from the fast burn-rate tier's condition."""
     return [interval.start for interval in intervals_where(timestamps, mask)]
 
 

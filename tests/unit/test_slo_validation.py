@@ -8,10 +8,12 @@ import pytest
 from slo_pipeline.slo.validation import (
     Interval,
     ValidationPolicy,
+    episodes,
     intervals_where,
     merge_intervals,
     onset_times,
     poisson_quantile,
+    unhealthy_mask,
     validate_against_slo,
 )
 from slo_pipeline.validation import combine
@@ -198,3 +200,19 @@ def test_intervals_and_onsets_from_a_mask() -> None:
         Interval(0, 9),
         Interval(20, 30),
     ]
+
+
+def test_episodes_merge_breaches_incidents_and_pages() -> None:
+    lone_page = T0 + 6 * DAY
+    merged = episodes([BREACH], [Interval(BREACH.end - 60, BREACH.end + 600), INCIDENT], [PAGE, lone_page])
+    assert merged == [Interval(BREACH.start, BREACH.end + 600), INCIDENT, Interval(lone_page, lone_page)]
+
+
+def test_unhealthy_mask_covers_the_lead_window_and_recovery_around_each_episode() -> None:
+    # The same margins validate_against_slo uses, so the basic gate can share them.
+    covered = TIMES[unhealthy_mask(TIMES, [BREACH])]
+    assert covered[0] == BREACH.start - 3600 and covered[-1] == BREACH.end + 1800
+    assert len(covered) == (BREACH.end - BREACH.start + 3600 + 1800) / STEP + 1
+    narrow = ValidationPolicy(lead_window_seconds=0, recovery_seconds=0)
+    assert TIMES[unhealthy_mask(TIMES, [BREACH], narrow)][0] == BREACH.start
+    assert not unhealthy_mask(TIMES, []).any()
