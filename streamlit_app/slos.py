@@ -111,13 +111,21 @@ def save_edit(database_url: str, original: SLO, edit: SLOEdit, changed_by: str, 
     if edited.to_document() == original.to_document():
         return False
     with pg.connection(database_url) as conn:
-        current = {slo.name: slo for slo in store.load_slos(conn)}.get(original.name)
-        if current is None or current.to_document() != original.to_document():
+        try:
+            # Compare-and-set inside apply_slos' lock: checking first and writing after would let
+            # two editors both pass the check and the later save undo the earlier one.
+            result = store.apply_slos(
+                conn,
+                [edited],
+                changed_by=changed_by,
+                change_note=change_note.strip(),
+                expected={original.name: original.to_document()},
+            )
+        except store.StaleSLOError as err:
             raise ConcurrentEditError(
                 f"SLO {original.name!r} was changed or deleted by someone else meanwhile; "
                 "reload the page and edit again"
-            )
-        result = store.apply_slos(conn, [edited], changed_by=changed_by, change_note=change_note.strip())
+            ) from err
     return bool(result.updated)
 
 

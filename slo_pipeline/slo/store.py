@@ -7,7 +7,7 @@ same file twice, or a file produced by `export`, writes nothing and records no r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,6 +19,10 @@ from slo_pipeline.slo.spec import SLO, slos_from_documents
 
 # One writer of the SLO set at a time, so `--prune` never deletes what a concurrent apply added.
 _APPLY_LOCK = "slo_pipeline:slos"
+
+
+class StaleSLOError(ValueError):
+    """An SLO is no longer what the caller last read: someone else changed or deleted it."""
 
 
 @dataclass(frozen=True)
@@ -61,8 +65,15 @@ def apply_slos(
     changed_by: str,
     change_note: str = "",
     prune: bool = False,
+    expected: Mapping[str, dict[str, Any]] | None = None,
 ) -> ApplyResult:
-    """Upsert validated SLOs in one transaction; with `prune`, delete SLOs not in `slos`."""
+    """Upsert validated SLOs in one transaction; with `prune`, delete SLOs not in `slos`.
+
+    `expected` (name -> the stored document the caller based its change on) makes the write a
+    compare-and-set: if any of those SLOs was changed or deleted meanwhile, nothing is written
+    and StaleSLOError is raised. The comparison runs under the same lock as the write, so two
+    concurrent editors cannot both pass it.
+    """
     result = ApplyResult()
     wanted = {slo.name: slo for slo in slos}
     with conn, conn.cursor() as cur:
@@ -70,6 +81,9 @@ def apply_slos(
         _who(cur, changed_by, change_note)
         cur.execute("SELECT name, spec FROM slos FOR UPDATE")
         current: dict[str, dict[str, Any]] = dict(cur.fetchall())
+        stale = sorted(name for name, document in (expected or {}).items() if current.get(name) != document)
+        if stale:
+            raise StaleSLOError(f"SLO(s) {stale} were changed or deleted by someone else meanwhile")
         for name, slo in sorted(wanted.items()):
             document = slo.to_document()
             values = (slo.service, slo.block.objective, slo.block.time_period, Json(document), changed_by)

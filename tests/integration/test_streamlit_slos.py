@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -88,6 +90,40 @@ def test_an_edit_of_a_stale_version_is_refused(database_url: str) -> None:
         slos.save_edit(database_url, original, slos.SLOEdit(99.9, "30d"), "erin", "")
 
     assert _stored(database_url) == [(99.0, "30d", "frank")]
+
+
+def test_two_concurrent_saves_of_the_same_version_cannot_both_win(database_url: str) -> None:
+    """Both editors opened version 1. While a third session holds the store's lock, both saves
+    start and wait; when it is released exactly one may win. A check made outside the lock would
+    let both pass and the second silently undo the first."""
+    seed_slos(database_url)
+    (original,) = slos.load_slos(database_url)
+    holder = connect(database_url)
+    outcomes: dict[str, str] = {}
+
+    def save(who: str, objective: float) -> None:
+        try:
+            slos.save_edit(database_url, original, slos.SLOEdit(objective, "30d"), who, "")
+            outcomes[who] = "saved"
+        except slos.ConcurrentEditError:
+            outcomes[who] = "refused"
+
+    try:
+        with holder.cursor() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (store._APPLY_LOCK,))
+            editors = [threading.Thread(target=save, args=args) for args in (("gina", 99.0), ("hugo", 99.9))]
+            for editor in editors:
+                editor.start()
+            time.sleep(1.0)  # both are now waiting on the lock (or past any check made without it)
+        holder.rollback()  # releases the transaction-scoped lock
+        for editor in editors:
+            editor.join(timeout=30)
+    finally:
+        holder.close()
+    assert sorted(outcomes.values()) == ["refused", "saved"], outcomes
+    winner = next(who for who, outcome in outcomes.items() if outcome == "saved")
+    assert _stored(database_url) == [(99.0 if winner == "gina" else 99.9, "30d", winner)]
+    assert len(slos.revision_rows(database_url, "checkout-availability")) == 2
 
 
 def test_slo_page_edits_through_the_form_and_shows_the_history(
