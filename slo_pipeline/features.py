@@ -144,7 +144,8 @@ def trailing_features(values: np.ndarray, windows: FeatureWindows, rows: int = 1
     columns, n_signals = _columns(values)
     if columns.shape[0] == 0:
         n_entities = columns.shape[1] // n_signals
-        return np.full((rows, n_entities, n_signals * len(feature_names(windows))), np.nan)
+        width = len(feature_names(windows, [str(k) for k in range(n_signals)] if n_signals > 1 else ()))
+        return np.full((rows, n_entities, width), np.nan)
     tail = columns[-history_rows_needed(windows, rows) :]
     features = _per_entity(
         _assemble(trailing_stats(clean(tail, max_gap=windows.short), windows, rows)), n_signals

@@ -79,6 +79,12 @@ def test_trailing_features_equal_the_full_computation() -> None:
     )
 
 
+def test_no_history_gives_undefined_rows_of_the_full_width() -> None:
+    empty = trailing_features(np.empty((0, 3, 2)), WINDOWS, rows=2)
+    assert empty.shape == (2, 3, len(feature_names(WINDOWS, ("a", "b"))))
+    assert np.isnan(empty).all()
+
+
 def _block(labels: list[dict[str, str]], values: list[float]) -> SeriesBlock:
     return SeriesBlock(labels=labels, timestamps=np.array([0.0]), values=np.array([values]))
 
