@@ -15,8 +15,11 @@ COPY slo-pipeline.yml ./
 COPY examples ./examples
 # Editable install: the code finds sql/ and rules/ next to the package, as in a checkout.
 RUN pip install --no-cache-dir -e .
+# promtool checks SLO PromQL (`slo apply`) and every rule file before install (`rules sync`);
+# a static binary, taken from the Prometheus image compose runs.
+COPY --from=prom/prometheus:v2.42.0 /bin/promtool /usr/local/bin/promtool
 # Named volumes are created with the mount point's owner: make the writable ones nobody's.
-RUN mkdir -p /lake /mlartifacts /tmp/webhook-metrics \
-    && chown nobody /lake /mlartifacts /tmp/webhook-metrics
+RUN mkdir -p /lake /mlartifacts /tmp/webhook-metrics /slo-rules \
+    && chown nobody /lake /mlartifacts /tmp/webhook-metrics /slo-rules
 USER nobody
 ENTRYPOINT ["slo-pipeline"]

@@ -41,6 +41,8 @@ def run_demo(*, data_dir: str | None, days: float, incident_every: float, with_u
         alertmanager_group_wait="5s",
         alertmanager_group_interval="30s",
         retrain_cooldown_seconds=900.0,
+        # SLO edits in the UI reach the demo's Prometheus within one sync interval.
+        slo_sync=True,
     )
     stopping = False
 
@@ -57,6 +59,10 @@ def run_demo(*, data_dir: str | None, days: float, incident_every: float, with_u
         for name, url in stack.urls.items():
             print(f"  {name:<12} {url}")
         print(f"  logs         {options.data_dir / 'logs'}")
+        print(
+            f"  rules sync   every {options.slo_sync_interval_seconds:g}s: SLO edits (UI or CLI) reach "
+            "Prometheus without `rules render`"
+        )
         print("Ctrl-C stops everything.\n", flush=True)
         kinds = itertools.cycle(INCIDENT_KINDS)
         next_incident = time.monotonic() + incident_every if incident_every > 0 else float("inf")

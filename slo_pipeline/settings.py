@@ -286,6 +286,14 @@ class Settings(BaseSettings):
         description="the webhook's prometheus_client multiprocess folder; its *.db files are removed "
         "at start and the webhook sets PROMETHEUS_MULTIPROC_DIR to it for its gunicorn workers only",
     )
+    slo_sync_interval_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        validation_alias=AliasChoices("SLO_PIPELINE_SLO_SYNC_INTERVAL", "slo_sync_interval_seconds"),
+        description="how often `slo-pipeline rules sync` looks for changed SLOs in the database "
+        "(one small query when nothing changed); an SLO edit reaches Prometheus within about this "
+        "long, and Prometheus is reloaded at most once per interval",
+    )
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig, exclude=True)
 
 

@@ -1,9 +1,9 @@
 """Bring the whole stack up on loopback: the demo and the end-to-end test share this one path.
 
 Order matters and mirrors production: PostgreSQL (migrated) -> history backfill -> Prometheus
-(repo rules) -> simulated service -> Alertmanager (repo routes) -> first models -> webhook,
-worker, exporter, UI. Every process runs in its own process group and `stop()` ends them all,
-newest first.
+(repo rules) -> SLO rules sync (optional) -> simulated service -> Alertmanager (repo routes) ->
+first models -> webhook, worker, exporter, UI. Every process runs in its own process group and
+`stop()` ends them all, newest first.
 """
 
 from __future__ import annotations
@@ -47,6 +47,18 @@ class StackOptions:
     webhook_token: str = "demo-token"
     with_ui: bool = True
     train_first_models: bool = True
+    # `slo-pipeline rules sync` re-renders the SLO rules Prometheus loads whenever the stored SLOs
+    # change (e.g. a UI edit). Off by default: it writes production-timed rules, which would undo
+    # the time compression of `rules_time_scale`, so only the demo turns it on.
+    slo_sync: bool = False
+    slo_sync_interval_seconds: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.slo_sync and self.rules_time_scale != 1.0:
+            raise ValueError(
+                "slo_sync renders rules at production timings, so it cannot be combined with "
+                f"rules_time_scale={self.rules_time_scale}: it would overwrite the compressed SLO rules"
+            )
 
 
 @dataclass
@@ -164,6 +176,10 @@ def _start(stack: Stack) -> None:
     history.unlink()
 
     rules = launch.write_rules(data / "rules", time_scale=options.rules_time_scale)
+    slo_rules_dir = data / "rules" / "slo"
+    if options.slo_sync:
+        # A glob, not the copied files: the sync adds a file when an SLO of a new service appears.
+        rules = [path for path in rules if path.parent != slo_rules_dir] + [slo_rules_dir / "*.yml"]
     alertmanager_port = launch.free_port()
     prometheus_config = launch.write_prometheus_config(
         data / "prometheus.yml",
@@ -195,6 +211,8 @@ def _start(stack: Stack) -> None:
         "SLO_PIPELINE_WEBHOOK_METRICS_DIR": str(data / "webhook-metrics"),
         "MLFLOW_ALLOW_FILE_STORE": "true",
     }
+    if options.slo_sync:
+        stack.env["SLO_PIPELINE_SLO_SYNC_INTERVAL"] = str(options.slo_sync_interval_seconds)
     stack.settings = load_settings(
         prometheus_url=stack.env["PROMETHEUS_URL"],
         database_url=database_url,
@@ -219,6 +237,11 @@ def _start(stack: Stack) -> None:
 
         stack._starters[name] = start
         return start
+
+    if options.slo_sync:
+        stack.processes["slo-sync"] = service(
+            "slo-sync", _cli_argv("rules", "sync", "--out", str(slo_rules_dir)), None, None
+        )()
 
     listen = "127.0.0.1:{}".format
     stack.processes["simulator"] = service(

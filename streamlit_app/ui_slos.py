@@ -14,8 +14,9 @@ def render(settings: Settings) -> None:
     st.header("SLOs")
     st.caption(
         "Every change is recorded in `slo_revisions` with who made it, when, why, and the old and new "
-        "values. Prometheus follows once the rules are re-rendered: "
-        "`slo-pipeline rules render --reload`."
+        f"values. Prometheus evaluates a saved edit within about {settings.slo_sync_interval_seconds:g} s "
+        "where `slo-pipeline rules sync` runs (docker-compose's `slo-sync` service, `make demo`); "
+        "without it, run `slo-pipeline rules render --reload`."
     )
     show_flashes()
     with show_errors("The SLO store"):

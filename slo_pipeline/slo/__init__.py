@@ -7,5 +7,6 @@
 - `store`: `slos` / `slo_revisions` in PostgreSQL (the audit trail is a trigger, sql/002_slos.sql).
 - `links`: consistency between SLO specs and the detector config. Pure.
 - `validation`: may a candidate model replace the champion, judged against the SLOs. Pure.
-- `commands`: `slo apply|export|validate|history` and `rules render`.
+- `sync`: the `rules sync` loop that re-renders and reloads when stored SLOs change.
+- `commands`: `slo apply|export|validate|history` and `rules render|sync`.
 """

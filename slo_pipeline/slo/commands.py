@@ -1,4 +1,4 @@
-"""Subcommands `slo apply|export|validate|history` and `rules render`.
+"""Subcommands `slo apply|export|validate|history` and `rules render|sync`.
 
 Only argparse is imported here; specs, PostgreSQL and promtool are imported inside the handlers.
 Exit codes: 0 done, 1 an I/O step failed (database, promtool, Prometheus), 2 the spec is invalid.
@@ -71,6 +71,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     _render_options(render)
     render.set_defaults(handler=_render)
+
+    # A subcommand of its own rather than `render --watch`: it never exits on a failure (it logs
+    # once and retries), reads only the database (a spec file would not change under it) and
+    # always reloads, so most of `render`'s options and exit codes would not apply.
+    sync = rules_actions.add_parser(
+        "sync",
+        help="keep the rules in step with the stored SLOs (runs until SIGTERM/SIGINT)",
+        description="Every SLO_PIPELINE_SLO_SYNC_INTERVAL seconds, check whether the stored SLOs (or "
+        "the generated files in --out) changed; if so render, check with promtool, atomically "
+        "install, and reload Prometheus. A database or Prometheus outage is logged once and retried; "
+        "rules promtool refuses are not installed and the old files stay.",
+    )
+    sync.add_argument("--out", type=Path, default=None, help="rule folder (default: rules/slo in the repo)")
+    sync.add_argument("--promtool", default="promtool", help="promtool binary (default: from PATH)")
+    sync.add_argument("--prometheus-url", default=None, help="Prometheus to reload (default: PROMETHEUS_URL)")
+    sync.set_defaults(handler=_sync)
 
 
 def _render_options(parser: argparse.ArgumentParser) -> None:
@@ -236,6 +252,46 @@ def _render(args: argparse.Namespace) -> int:
         print(f"reading SLOs from {db.describe_dsn(settings.database_url)} failed: {err}", file=sys.stderr)
         return EXIT_FAILED
     return _install(slos, args, settings)
+
+
+def _sync(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from slo_pipeline.settings import REPO_ROOT, load_settings
+    from slo_pipeline.slo.promcheck import PromtoolError, promtool_path
+    from slo_pipeline.slo.render import DebouncedReloader
+    from slo_pipeline.slo.sync import DatabaseSLOSource, RuleFolder, run_sync
+
+    settings = load_settings()
+    try:
+        promtool = promtool_path(args.promtool)  # missing for good: say so now, not every tick
+    except PromtoolError as err:
+        print(err, file=sys.stderr)
+        return EXIT_FAILED
+    interval = settings.slo_sync_interval_seconds
+    # At most one reload per tick: the loop itself is the debounce for a burst of UI edits.
+    reloader = DebouncedReloader(
+        args.prometheus_url or settings.prometheus_url, min_interval_seconds=interval
+    )
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: object) -> None:
+        stop.set()  # only set a flag: the current tick finishes, its install is atomic anyway
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        run_sync(
+            DatabaseSLOSource(settings.database_url),
+            RuleFolder(args.out or REPO_ROOT / "rules" / "slo", promtool=promtool),
+            reloader,
+            interval_seconds=interval,
+            stop=stop,
+        )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
 
 
 def _read_spec(path: Path) -> list[SLO]:

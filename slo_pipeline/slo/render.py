@@ -190,6 +190,15 @@ class DebouncedReloader:
         if error is not None:
             raise error
 
+    def take_error(self) -> Exception | None:
+        """The error of a trailing reload that failed since the last call, without waiting.
+
+        For a loop that must not block on the timer (the rules sync): it retries on its next tick.
+        """
+        with self._lock:
+            error, self._last_error = self._last_error, None
+        return error
+
     def _trailing(self) -> None:
         with self._lock:
             self._timer = None

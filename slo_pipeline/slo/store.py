@@ -38,6 +38,14 @@ class ApplyResult:
 
 
 @dataclass(frozen=True)
+class StoredVersion:
+    """A cheap summary of the stored SLOs: equal digests mean equal specs, hence equal rules."""
+
+    digest: str
+    latest_revision: int | None  # for logs: which audited change the rules correspond to
+
+
+@dataclass(frozen=True)
 class Revision:
     slo_name: str
     revision: int
@@ -128,6 +136,22 @@ def load_slos(conn: psycopg2.extensions.connection) -> list[SLO]:
     if not documents:
         return []
     return slos_from_documents(documents, source="table slos")
+
+
+def stored_version(conn: psycopg2.extensions.connection) -> StoredVersion:
+    """Digest of every stored spec, computed in the database so an idle poll transfers one row.
+
+    The digest is over the specs themselves, not only the newest revision id: a TRUNCATE, a
+    restored backup or a disabled trigger changes the rules without writing a revision.
+    """
+    with conn, conn.cursor() as cur:
+        cur.execute(
+            "SELECT md5(coalesce(string_agg(name || E'\\t' || spec::text, E'\\n' ORDER BY name), '')),"
+            " (SELECT max(id) FROM slo_revisions)"
+            " FROM slos"
+        )
+        digest, latest = cur.fetchone()
+    return StoredVersion(digest=digest, latest_revision=latest)
 
 
 def list_revisions(conn: psycopg2.extensions.connection, slo_name: str | None = None) -> list[Revision]:
