@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from slo_pipeline.backtest.commands import CSV_DEFAULT_BUDGET
 from slo_pipeline.backtest.io import (
     InputError,
     SeriesFile,
@@ -166,7 +167,7 @@ def _base_detector(args: argparse.Namespace) -> DetectorConfig:
             pipeline = load_settings().pipeline
         detector = pipeline.detector(args.detector)
     else:
-        detector = DetectorConfig(name="backtest", query="csv")
+        detector = DetectorConfig(name="backtest", query="csv", false_alarms_per_week=CSV_DEFAULT_BUDGET)
     windows = detector.windows.model_dump()
     if args.windows:
         try:

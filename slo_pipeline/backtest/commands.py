@@ -9,7 +9,10 @@ import argparse
 from pathlib import Path
 
 # Defaults are the production detector's, in samples; see docs/detection.md for the choices.
-_DEFAULT_BUDGET = 1.0
+# The one exception: CSV files (no --detector) are scored at the operating point chosen once on
+# the NAB AWS corpus, 1.5 alarms/week (grid 1, 1.5, 2, 3 over five seeds: 53.8, 56.7, 55.2,
+# 55.4). A configured detector keeps its own budget (production default: 1/week).
+CSV_DEFAULT_BUDGET = 1.5
 _DEFAULT_FOR_STEPS = 2
 _DEFAULT_KEEP_STEPS = 15
 
@@ -56,7 +59,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     detector = parser.add_argument_group("detector (defaults: the production detector's)")
     detector.add_argument("--config", type=Path, help="pipeline YAML to take --detector from")
     detector.add_argument("--detector", help="name of a configured detector to replay")
-    detector.add_argument("--false-alarms-per-week", type=float, help=f"budget (default {_DEFAULT_BUDGET})")
+    detector.add_argument(
+        "--false-alarms-per-week",
+        type=float,
+        help=f"budget (default: the detector's; {CSV_DEFAULT_BUDGET} for CSV files)",
+    )
     detector.add_argument("--windows", help="short,medium,long feature windows in samples")
     detector.add_argument("--evidence", type=int, help="evidence window in samples")
     detector.add_argument("--seasonal", type=int, help="season length in samples (0 = off)")

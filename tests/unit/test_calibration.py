@@ -52,7 +52,20 @@ def test_onset_factor_is_one_for_isolated_exceedances_and_small_for_clusters() -
     for start in range(0, 1000, 100):
         clustered[start : start + 10] = 0.001
     assert onset_factor(isolated, rule, 0.01) == pytest.approx(1.0)
-    assert onset_factor(clustered, rule, 0.01) == pytest.approx(0.1)
+    # 10 onsets over 100 exceedances, estimated as (10 + 1) / 100.
+    assert onset_factor(clustered, rule, 0.01) == pytest.approx(0.11)
+
+
+def test_one_long_cluster_does_not_collapse_the_onset_factor() -> None:
+    """p* is proportional to 1 / factor. One training week puts ~3 onsets among the reference's
+    ~30 exceedances; when one long run holds them all, onsets / exceedances = 1/30 made p* four
+    times looser than the typical estimate. (onsets + 1) / exceedances halves that swing: for
+    Poisson onset counts X of mean m, E[m / (X + 1)] = 1 - exp(-m) <= 1, where E[m / max(X, 1)]
+    is about 1.4 at m = 3."""
+    rule = AlertRule(for_steps=0, keep_firing_steps=0)
+    one_run = np.ones((1000, 1))
+    one_run[100:130] = 0.001
+    assert onset_factor(one_run, rule, 0.01) == pytest.approx(2 / 30)
 
 
 def test_alarm_rate_on_clean_data_matches_the_budget() -> None:
