@@ -4,10 +4,15 @@ Run: `.venv/bin/python benchmarks/bench_exporter.py [--series 1000 10000] [--ren
 
 For each size: backfill a synthetic history with promtool, start Prometheus on a free port, then
 time one detector's cycle split into stages (HTTP fetch, JSON decode, grid alignment, features,
-IsolationForest scoring, exposition rendering) for both transports of `fetch_range`, plus the
-end-to-end `ExporterService.run_cycle`. Finally `/metrics` is served at `--render-series` series
-(no Prometheus needed: the exposition is pre-rendered, which is the point) and timed over HTTP.
-Prints one table; every figure is the median of `--repeat` runs.
+IsolationForest scoring, exposition rendering) for both transports of `fetch_range`, the
+incremental path's own stages (the newest steps only, merged onto the cached matrix), and the
+end-to-end `ExporterService.run_cycle` twice: fetching the whole window every cycle (v1) and
+incrementally in steady state. The service runs on a simulated clock that advances 60 s per cycle
+over the backfilled history, so every steady cycle asks for a new step as it would in production.
+Wall time, the exporter's CPU time and Prometheus' CPU time (from /proc) are reported per cycle.
+Finally `/metrics` is served at `--render-series` series (no Prometheus needed: the exposition is
+pre-rendered, which is the point) and timed over HTTP.
+Prints one table; every figure is the median of `--repeat` runs (`--cycles` steady cycles).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from slo_pipeline import launch
-from slo_pipeline.prometheus_io import TRANSPORTS, align_matrix, fetch_range, step_grid
+from slo_pipeline.prometheus_io import TRANSPORTS, align_matrix, fetch_range, fetch_range_answer, step_grid
 from slo_pipeline.settings import DetectorConfig, PipelineConfig, load_settings
 from slo_pipeline.training import fit_detector_model
 
@@ -36,18 +41,26 @@ METRIC = "bench_latency_seconds"
 STEP_SECONDS = 60
 
 
+def synthetic_values(n_series: int, times: np.ndarray, seed: int) -> np.ndarray:
+    """`[T, N]` gauges with a daily-ish wave plus noise: what the benchmark serves and trains on."""
+    rng = np.random.default_rng(seed)
+    columns = []
+    for i in range(n_series):
+        base = 0.05 + 0.2 * rng.random()
+        wave = base * (1 + 0.3 * np.sin(2 * np.pi * times / 86_400 + i))
+        columns.append(np.round(wave + rng.normal(0, base * 0.05, len(times)), 4))
+    return np.stack(columns, axis=1)
+
+
 def write_openmetrics(path: Path, n_series: int, n_points: int, end: int, step: int = STEP_SECONDS) -> None:
-    """`n_series` gauges with a daily-ish wave plus noise, one sample per `step`, ending at `end`."""
-    rng = np.random.default_rng(7)
+    """`n_series` synthetic gauges, one sample per `step`, ending at `end`."""
     times = end - step * np.arange(n_points - 1, -1, -1)
+    values = synthetic_values(n_series, times, seed=7)
     with path.open("w", encoding="utf-8") as out:
         out.write(f"# HELP {METRIC} Synthetic latency for the exporter benchmark.\n# TYPE {METRIC} gauge\n")
         for i in range(n_series):
-            base = 0.05 + 0.2 * rng.random()
-            wave = base * (1 + 0.3 * np.sin(2 * np.pi * times / 86_400 + i))
-            values = np.round(wave + rng.normal(0, base * 0.05, n_points), 4)
             labels = f'{METRIC}{{instance="host-{i:05d}:9100",service="svc-{i % 50:02d}"}}'
-            rows = zip(values.tolist(), times.tolist(), strict=True)
+            rows = zip(values[:, i].tolist(), times.tolist(), strict=True)
             out.writelines(f"{labels} {v} {t}\n" for v, t in rows)
         out.write("# EOF\n")
 
@@ -76,11 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--series", type=int, nargs="+", default=[1000, 10_000])
     parser.add_argument("--render-series", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--cycles", type=int, default=5, help="steady-state service cycles per mode")
     args = parser.parse_args(argv)
 
     rows: list[tuple[str, str, float]] = []
     for n_series in args.series:
-        rows.extend(bench_cycle(n_series, args.repeat))
+        rows.extend(bench_cycle(n_series, args.repeat, args.cycles))
     rows.extend(bench_metrics_endpoint(args.render_series, args.repeat))
 
     print(f"\n{'series':>8}  {'stage':<58} {'seconds':>9}")
@@ -89,11 +103,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def bench_cycle(n_series: int, repeat: int) -> list[tuple[str, str, float]]:
+def bench_cycle(n_series: int, repeat: int, cycles: int) -> list[tuple[str, str, float]]:
     import orjson
 
     detector = DetectorConfig(name="bench", query=METRIC, step_seconds=STEP_SECONDS)
-    n_points = int(detector.scoring_window_seconds / STEP_SECONDS) + 20
+    # The window, plus room for the simulated clock of the service cycles to advance over.
+    n_points = int(detector.scoring_window_seconds / STEP_SECONDS) + 20 + cycles + 2
     end = int(time.time()) // STEP_SECONDS * STEP_SECONDS
     rows: list[tuple[str, str, float]] = []
     size = str(n_series)
@@ -137,12 +152,39 @@ def bench_cycle(n_series: int, repeat: int) -> list[tuple[str, str, float]]:
                 )
                 rows.append((size, f"fetch_range total ({transport})", seconds))
             block = fetch_range(prometheus.url, METRIC, start=start, end=end, step_seconds=STEP_SECONDS)
+            rows.extend(bench_incremental_stages(size, prometheus.url, start, end, repeat))
             rows.extend(bench_model_stages(size, detector, block.values, repeat))
             rows.extend(bench_render(size, detector, block.labels, repeat))
-            rows.extend(bench_service_cycle(size, detector, prometheus.url, block.values, repeat))
+            for incremental in (False, True):
+                rows.extend(bench_service_cycles(size, detector, prometheus, end, cycles, incremental))
         finally:
             prometheus.stop()
     return rows
+
+
+def bench_incremental_stages(
+    size: str, url: str, start: float, end: float, repeat: int
+) -> list[tuple[str, str, float]]:
+    """The incremental path's own stages: the newest steps only, merged onto the cached matrix."""
+    from exporter.series_cache import CachedMatrix, merge
+
+    # The previous cycle's window, and this cycle's newest 3 steps (2 re-read + 1 new).
+    previous = fetch_range_answer(
+        url, METRIC, start=start - STEP_SECONDS, end=end - STEP_SECONDS, step_seconds=STEP_SECONDS
+    )
+    newest_start = end - 2 * STEP_SECONDS
+    newest = fetch_range_answer(url, METRIC, start=newest_start, end=end, step_seconds=STEP_SECONDS)
+    fetch_seconds = median_seconds(
+        lambda: fetch_range_answer(url, METRIC, start=newest_start, end=end, step_seconds=STEP_SECONDS),
+        repeat,
+    )
+    cached = CachedMatrix.from_answer(previous)
+    window = step_grid(start, end, STEP_SECONDS)
+    merge_seconds = median_seconds(lambda: merge(cached, newest, window, STEP_SECONDS), repeat)
+    return [
+        (size, "incremental: fetch the newest 3 steps (2 re-read + 1 new)", fetch_seconds),
+        (size, "incremental: merge them onto the cached matrix", merge_seconds),
+    ]
 
 
 def bench_model_stages(
@@ -154,9 +196,11 @@ def bench_model_stages(
     features = latest_features(values, model.windows)
     features_seconds = median_seconds(lambda: latest_features(values, model.windows), repeat)
     scoring_seconds = median_seconds(lambda: model.tail_probability(features), repeat)
+    score_latest_seconds = median_seconds(lambda: model.score_latest(values), repeat)
     return [
         (size, "features (latest row, all series)", features_seconds),
-        (size, "IsolationForest + calibration", scoring_seconds),
+        (size, "IsolationForest + calibration (latest row)", scoring_seconds),
+        (size, "score_latest (features + forest over the evidence rows)", score_latest_seconds),
     ]
 
 
@@ -164,10 +208,11 @@ _MODELS: dict[str, object] = {}
 
 
 def trained_model(detector: DetectorConfig):  # type: ignore[no-untyped-def]
-    """A model trained once on synthetic history (the same for every size)."""
+    """A model trained once (the same for every size) on history like the served series', so a
+    steady cycle sees what production does: few anomalous series, hence few explanations."""
     if detector.name not in _MODELS:
-        rng = np.random.default_rng(3)
-        history = 1 + 0.1 * rng.standard_normal((2000, 20))
+        times = 1_600_000_000 + STEP_SECONDS * np.arange(2000, dtype=np.float64)
+        history = synthetic_values(200, times, seed=3)
         _MODELS[detector.name] = fit_detector_model(history, detector)[0]
     return _MODELS[detector.name]
 
@@ -204,21 +249,69 @@ class FixedModelSource:
         return self.model
 
 
-def bench_service_cycle(
-    size: str, detector: DetectorConfig, url: str, values: np.ndarray, repeat: int
-) -> list[tuple[str, str, float]]:
-    from exporter.service import ExporterService
+class SimulatedClock:
+    """The service's wall clock: moved by the benchmark, one interval per cycle."""
 
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """utime + stime of another process (Prometheus), from /proc."""
+    import os
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def bench_service_cycles(
+    size: str,
+    detector: DetectorConfig,
+    prometheus: launch.ManagedProcess,
+    end: float,
+    cycles: int,
+    incremental: bool,
+) -> list[tuple[str, str, float]]:
+    """`run_cycle` in steady state: the clock advances 60 s per cycle over the backfilled history,
+    ending on its last step; the first cycle (model load, first full fetch) is not timed."""
+    from exporter.service import ExporterService, PrometheusSeriesSource
+
+    url, pid = prometheus.url, prometheus.pid
     settings = load_settings(prometheus_url=url, pipeline=PipelineConfig(detectors=[detector]))
-    service = ExporterService(settings, model_source=FixedModelSource(trained_model(detector)))
-    service.run_cycle()  # loads the model
-    cpu_began = time.process_time()
-    seconds = median_seconds(service.run_cycle, repeat)
-    cpu_per_cycle = (time.process_time() - cpu_began) / repeat
-    rows = [(size, "ExporterService.run_cycle end to end (wall)", seconds)]
-    rows.append((size, "ExporterService.run_cycle CPU", cpu_per_cycle))
-    rows.append((size, "  = % of one core at a 60 s interval", 100 * cpu_per_cycle / 60))
-    return rows
+    clock = SimulatedClock(end + 17 - cycles * STEP_SECONDS)  # a clock off the grid, like a real one
+    source = PrometheusSeriesSource(settings, incremental=incremental)
+    service = ExporterService(
+        settings,
+        model_source=FixedModelSource(trained_model(detector)),
+        series_source=source,
+        wall_clock=clock,
+    )
+    service.run_cycle()
+    walls, cpus, prometheus_cpus, steps, explained = [], [], [], [], []
+    for _ in range(cycles):
+        clock.now += STEP_SECONDS
+        wall, cpu, prometheus_cpu = time.perf_counter(), time.process_time(), process_cpu_seconds(pid)
+        report = service.run_cycle()
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+        prometheus_cpus.append(process_cpu_seconds(pid) - prometheus_cpu)
+        stats = source.last_fetch(detector.name)
+        assert report.all_up and stats is not None, report.errors
+        steps.append(stats.steps)
+        explained.append(report.explained[detector.name])
+    mode = "incremental, steady state" if incremental else "whole window every cycle (v1 fetch)"
+    cpu = statistics.median(cpus)
+    return [
+        (size, f"run_cycle, {mode}: wall", statistics.median(walls)),
+        (size, f"run_cycle, {mode}: exporter CPU", cpu),
+        (size, "  = % of one core at a 60 s interval", 100 * cpu / 60),
+        (size, "  Prometheus CPU answering the cycle's query", statistics.median(prometheus_cpus)),
+        (size, "  grid steps fetched per cycle", statistics.median(steps)),
+        (size, "  series scoring >= 1 (explained) per cycle", statistics.median(explained)),
+    ]
 
 
 def bench_metrics_endpoint(n_series: int, repeat: int) -> list[tuple[str, str, float]]:

@@ -91,6 +91,19 @@ class ExporterMetrics:
             ["detector"],
             registry=registry,
         )
+        self.full_fetches = Counter(
+            "anomaly_exporter_full_fetches_total",
+            "Fetches that asked Prometheus for the detector's whole window instead of only its newest "
+            "steps (first cycle, changed query or window, after an error, hourly refresh).",
+            ["detector"],
+            registry=registry,
+        )
+        self.fetched_steps = Gauge(
+            "anomaly_exporter_fetched_steps",
+            "Grid steps per query the detector's last fetch asked Prometheus for.",
+            ["detector"],
+            registry=registry,
+        )
         # Every labelled series exists from the start, so rate() and absent() work from the first
         # scrape instead of after the first error.
         for name in detector_names:
@@ -106,6 +119,8 @@ class ExporterMetrics:
                 self.registry_errors,
                 self.model_load_errors,
                 self.model_swaps,
+                self.full_fetches,
+                self.fetched_steps,
             ):
                 metric.labels(detector=name)
 

@@ -2,7 +2,8 @@
 
 Every `exporter_interval_seconds`, for each detector in turn:
   poll `@champion` (hot-swap on a new version) -> one batched `query_range` for all its series
-  -> `model.score_latest` -> render that detector's share of the page.
+  (only the newest steps once its matrix is cached: exporter/series_cache.py) ->
+  `model.score_latest` -> render that detector's share of the page.
 Series scoring at least 1 are also explained (`model.explain_latest` on their columns only, so
 a calm cycle pays nothing) and get an `anomaly_driver_info` line; an explanation that fails is
 logged and counted, and the scores are published without it.
@@ -21,7 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -42,7 +43,8 @@ from exporter.exposition import (
 )
 from exporter.http_server import MetricsPage, start_http_server
 from exporter.self_metrics import ExporterMetrics
-from slo_pipeline.prometheus_io import SeriesBlock, fetch_detector_range, series_keys
+from exporter.series_cache import DEFAULT_REREAD_SECONDS, CachingSeriesSource, FetchStats
+from slo_pipeline.prometheus_io import RangeAnswer, SeriesBlock, fetch_range_answer, series_keys
 from slo_pipeline.settings import DetectorConfig, Settings
 
 log = logging.getLogger(__name__)
@@ -67,15 +69,32 @@ class SeriesSource(Protocol):
         ...
 
 
-class PrometheusSeriesSource:
-    """`query_range` against the configured Prometheus-API endpoint."""
+@runtime_checkable
+class CachingSource(Protocol):
+    """A `SeriesSource` that keeps state between fetches (exporter/series_cache.py)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self._url = settings.prometheus_url
-        self._timeout = settings.query_timeout_seconds
+    def last_fetch(self, detector_name: str) -> FetchStats | None:
+        """What the detector's last fetch asked for (None before the first)."""
+        ...
 
-    def fetch(self, detector: DetectorConfig, *, start: float, end: float) -> SeriesBlock:
-        return fetch_detector_range(self._url, detector, start=start, end=end, timeout=self._timeout)
+    def invalidate(self, detector_name: str, reason: str) -> None:
+        """Forget what was kept for the detector: its next fetch asks for the whole window."""
+        ...
+
+
+class PrometheusSeriesSource(CachingSeriesSource):
+    """`query_range` against the configured Prometheus-API endpoint, fetching only the newest
+    steps once a detector's matrix is cached (`incremental=False`: the whole window every time)."""
+
+    def __init__(
+        self, settings: Settings, *, incremental: bool = True, reread_seconds: float = DEFAULT_REREAD_SECONDS
+    ) -> None:
+        url, timeout = settings.prometheus_url, settings.query_timeout_seconds
+
+        def fetch_answer(query: str, start: float, end: float, step: int) -> RangeAnswer:
+            return fetch_range_answer(url, query, start=start, end=end, step_seconds=step, timeout=timeout)
+
+        super().__init__(fetch_answer, incremental=incremental, reread_seconds=reread_seconds)
 
 
 @dataclass
@@ -161,6 +180,7 @@ class ExporterService:
         try:
             block = self._series_source.fetch(detector, start=now - window, end=now)
         except Exception as err:
+            self._invalidate(name, "the previous query failed")
             self.metrics.query_errors.labels(detector=name).inc()
             # Repeats of the same failure go to DEBUG: one line per outage, not one per cycle.
             level = logging.DEBUG if self._last_query_error.get(name) == str(err) else logging.WARNING
@@ -168,13 +188,19 @@ class ExporterService:
             log.log(level, "detector %r: query failed, publishing no scores until it recovers: %s", name, err)
             self._mark_down(detector, report, f"query failed: {err}")
             return
+        self._count_fetch(name)
         try:
             probabilities = model.score_latest(block.values)
             threshold = model.alarm_threshold(detector.false_alarms_per_week, detector.step_seconds)
-            scores = model.anomaly_scores(probabilities, threshold, series_keys(block.labels))
+            # Series keys (a JSON text per series, ~50 ms at 10k) only matter for per-series
+            # feedback thresholds; most models have none.
+            keys = series_keys(block.labels) if model.series_threshold_factors else None
+            scores = model.anomaly_scores(probabilities, threshold, keys)
             drivers = self._explain(detector, serving, block, scores)
             rendered = render_detector(detector, block.labels, probabilities, scores, drivers)
         except Exception as err:
+            # The block may be what is wrong (a cache bug must not fail every cycle): refetch it.
+            self._invalidate(name, "scoring the previous block failed")
             self.metrics.scoring_errors.labels(detector=name).inc()
             log.exception(
                 "detector %r: model %s v%s failed on %d series",
@@ -278,6 +304,20 @@ class ExporterService:
                 result.error,
             )
         return tracker.serving, result
+
+    def _count_fetch(self, name: str) -> None:
+        if not isinstance(self._series_source, CachingSource):
+            return
+        stats = self._series_source.last_fetch(name)
+        if stats is None:
+            return
+        self.metrics.fetched_steps.labels(detector=name).set(stats.steps)
+        if stats.full:
+            self.metrics.full_fetches.labels(detector=name).inc()
+
+    def _invalidate(self, name: str, reason: str) -> None:
+        if isinstance(self._series_source, CachingSource):
+            self._series_source.invalidate(name, reason)
 
     def _mark_down(self, detector: DetectorConfig, report: CycleReport, reason: str) -> None:
         self._rendered.pop(detector.name, None)

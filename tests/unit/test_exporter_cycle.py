@@ -15,12 +15,14 @@ import numpy as np
 import pytest
 
 from exporter.champion import ChampionTracker, RefreshOutcome
+from exporter.series_cache import CachingSeriesSource
 from exporter.service import ExporterService
 from slo_pipeline.model import DetectorModel
 from slo_pipeline.prometheus_io import PrometheusQueryError, SeriesBlock
 from slo_pipeline.registry import ModelLoadError, ModelRef, RegistryError
 from slo_pipeline.settings import DetectorConfig, FeatureWindows, PipelineConfig, SignalConfig, load_settings
 from slo_pipeline.training import fit_detector_model
+from tests.unit.fake_prometheus import STALE, FakePrometheus
 
 WINDOWS = FeatureWindows(short=3, medium=6, long=12)
 LATENCY = DetectorConfig(
@@ -537,3 +539,197 @@ def test_a_multivariate_detector_names_the_signal_that_drove_the_anomaly() -> No
     assert value == 1 and series.startswith(
         'anomaly_driver_info{detector="checkout",route="/b",driver="errors:'
     )
+
+
+# --- incremental fetching (exporter/series_cache.py) through the service ----------------------
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def steady_world(routes: list[str], *, start: float, end: float, seed: int = 2) -> FakePrometheus:
+    """`latency_q` series of `routes`, one normal sample per minute over [start, end]."""
+    prometheus = FakePrometheus()
+    rng = np.random.default_rng(seed)
+    for time in np.arange(start, end + 1, 60.0):
+        for route in routes:
+            value = 1 + 0.05 * rng.standard_normal()
+            prometheus.add({"__name__": "latency_q", "route": route}, float(time), value)
+    return prometheus
+
+
+def caching_service(
+    models: InMemoryModels, source: CachingSeriesSource, clock: Clock, *detectors: DetectorConfig
+) -> ExporterService:
+    settings = load_settings(pipeline=PipelineConfig(detectors=list(detectors)), exporter_interval_seconds=60)
+    return ExporterService(settings, model_source=models, series_source=source, wall_clock=clock)
+
+
+def run_at(service: ExporterService, clock: Clock, prometheus: FakePrometheus, now: float) -> None:
+    clock.now = prometheus.now = now
+    service.run_cycle()
+
+
+def anomaly_lines(service: ExporterService) -> dict[str, float]:
+    """The page without what differs between fetch modes by design (fetch counts, timings)."""
+    differ = ("anomaly_exporter_full_fetches", "anomaly_exporter_fetched_steps", "anomaly_exporter_cycle_")
+    return {k: v for k, v in samples(service).items() if not k.startswith(differ) and "_created{" not in k}
+
+
+def test_plain_series_sources_still_work_and_count_no_fetches(trained_model: DetectorModel) -> None:
+    models = InMemoryModels()
+    models.add("latency", "1", trained_model)
+    service = make_service(models, InMemorySeries({"latency_q": ([{"i": "a"}], normal_history(1))}), LATENCY)
+    service.run_cycle()
+    page = samples(service)
+    assert page['anomaly_exporter_full_fetches_total{detector="latency"}'] == 0
+    assert page['anomaly_exporter_fetched_steps{detector="latency"}'] == 0
+
+
+def test_after_the_first_cycle_only_the_newest_steps_are_fetched(trained_model: DetectorModel) -> None:
+    models = InMemoryModels()
+    models.add("latency", "1", trained_model)
+    prometheus = steady_world(["/a", "/b"], start=NOW - 3600, end=NOW + 3600)
+    clock = Clock(NOW)
+    service = caching_service(models, CachingSeriesSource(prometheus.answer), clock, LATENCY)
+    window_steps = trained_model.scoring_rows
+    run_at(service, clock, prometheus, NOW)
+    page = samples(service)
+    assert page['anomaly_exporter_full_fetches_total{detector="latency"}'] == 1
+    assert page['anomaly_exporter_fetched_steps{detector="latency"}'] in (window_steps, window_steps + 1)
+    for k in range(1, 4):
+        run_at(service, clock, prometheus, NOW + 60 * k)
+    page = samples(service)
+    assert page['anomaly_exporter_full_fetches_total{detector="latency"}'] == 1
+    assert page['anomaly_exporter_fetched_steps{detector="latency"}'] == 3  # 2 re-read + the new one
+    assert len(matching(page, "anomaly_score{")) == 2
+
+
+def test_incremental_and_full_fetching_publish_the_same_scores(trained_model: DetectorModel) -> None:
+    """Over cycles in which a series vanishes (staleness marker), one appears and one has a gap."""
+    models = InMemoryModels()
+    models.add("latency", "1", trained_model)
+    rng = np.random.default_rng(4)
+    prometheus = FakePrometheus()
+    for step in range(-60, 40):
+        time = NOW + 60 * step
+        for route in ("/a", "/vanishing", "/new", "/gap"):
+            labels = {"__name__": "latency_q", "route": route}
+            if route == "/vanishing" and step >= 5:
+                if step == 5:
+                    prometheus.add(labels, time, STALE)
+                continue
+            if (route == "/new" and step < 8) or (route == "/gap" and 2 <= step < 10):
+                continue
+            value = 1 + 0.05 * rng.standard_normal() + (3.0 if route == "/a" and step == 12 else 0.0)
+            prometheus.add(labels, time + 3, value, visible_at=time + 40)  # a late scrape
+    clocks = Clock(NOW), Clock(NOW)
+    incremental = caching_service(models, CachingSeriesSource(prometheus.answer), clocks[0], LATENCY)
+    whole = CachingSeriesSource(prometheus.answer, incremental=False)
+    full = caching_service(models, whole, clocks[1], LATENCY)
+    published_vanishing = []
+    for k in range(30):
+        now = NOW + 60 * k + 17
+        run_at(incremental, clocks[0], prometheus, now)
+        run_at(full, clocks[1], prometheus, now)
+        page = anomaly_lines(incremental)
+        assert page == anomaly_lines(full), f"cycle {k}"
+        published_vanishing.append(any('route="/vanishing"' in key for key in page))
+    assert samples(incremental)['anomaly_exporter_full_fetches_total{detector="latency"}'] == 1
+    assert samples(full)['anomaly_exporter_full_fetches_total{detector="latency"}'] == 30
+    # Cycle 5 is the last whose newest instant has a point (the staleness marker follows); then the
+    # features bridge windows.short missing steps with the last value, and the score goes. Its
+    # points leave the window later, which ends it as an unscorable series too.
+    last_point_cycle = 5
+    assert published_vanishing.index(False) == last_point_cycle + 1 + WINDOWS.short
+    assert not any(published_vanishing[last_point_cycle + 1 + WINDOWS.short :])
+
+
+class FailingOnce:
+    """The trained model, whose `score_latest` raises once when `fail_next` is set."""
+
+    def __init__(self, model: DetectorModel) -> None:
+        self._model = model
+        self.fail_next = False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._model, name)
+
+    def score_latest(self, values: np.ndarray) -> np.ndarray:
+        if self.fail_next:
+            self.fail_next = False
+            raise ValueError("scoring broke")
+        return self._model.score_latest(values)
+
+
+def test_a_failed_scoring_or_query_drops_the_cached_matrix(trained_model: DetectorModel) -> None:
+    model = FailingOnce(trained_model)
+    models = InMemoryModels()
+    models.add("latency", "1", model)  # type: ignore[arg-type]
+    prometheus = steady_world(["/a"], start=NOW - 3600, end=NOW + 3600)
+    source = CachingSeriesSource(prometheus.answer)
+    clock = Clock(NOW)
+    service = caching_service(models, source, clock, LATENCY)
+    run_at(service, clock, prometheus, NOW)
+    model.fail_next = True
+    run_at(service, clock, prometheus, NOW + 60)  # fetched incrementally, then scoring failed
+    run_at(service, clock, prometheus, NOW + 120)
+    stats = source.last_fetch("latency")
+    assert stats is not None and stats.full and stats.reason == "scoring the previous block failed"
+    prometheus.failing = True
+    run_at(service, clock, prometheus, NOW + 180)
+    prometheus.failing = False
+    run_at(service, clock, prometheus, NOW + 240)
+    stats = source.last_fetch("latency")
+    assert stats is not None and stats.full and "previous fetch failed" in stats.reason
+    page = samples(service)
+    assert page['anomaly_exporter_full_fetches_total{detector="latency"}'] == 3
+    assert page['anomaly_exporter_up{detector="latency"}'] == 1
+
+
+def test_a_champion_with_longer_windows_gets_the_whole_window(trained_model: DetectorModel) -> None:
+    longer = LATENCY.model_copy(update={"windows": FeatureWindows(short=3, medium=6, long=30)})
+    history = 1.0 + 0.05 * np.random.default_rng(0).standard_normal((400, 4))
+    longer_model, _ = fit_detector_model(history, longer)
+    models = InMemoryModels()
+    models.add("latency", "1", trained_model)
+    prometheus = steady_world(["/a"], start=NOW - 7200, end=NOW + 3600)
+    source = CachingSeriesSource(prometheus.answer)
+    clock = Clock(NOW)
+    service = caching_service(models, source, clock, LATENCY)
+    run_at(service, clock, prometheus, NOW)
+    run_at(service, clock, prometheus, NOW + 60)
+    models.add("latency", "2", longer_model)
+    run_at(service, clock, prometheus, NOW + 120)
+    stats = source.last_fetch("latency")
+    assert stats is not None and stats.full and stats.steps >= longer_model.scoring_rows
+    assert stats.reason == "the window starts before the cached rows"
+    run_at(service, clock, prometheus, NOW + 180)
+    stats = source.last_fetch("latency")
+    assert stats is not None and not stats.full
+
+
+def test_per_series_feedback_thresholds_still_apply(trained_model: DetectorModel) -> None:
+    """Series keys are computed only for models with feedback factors; those must still use them."""
+    import dataclasses
+
+    from slo_pipeline.prometheus_io import series_keys
+
+    labels = [{"route": "/a"}, {"route": "/b"}]
+    tightened = dataclasses.replace(trained_model, series_threshold_factors={series_keys(labels)[1]: 100.0})
+    pages = []
+    for model in (trained_model, tightened):
+        models = InMemoryModels()
+        models.add("latency", "1", model)
+        service = make_service(models, InMemorySeries({"latency_q": (labels, normal_history(2))}), LATENCY)
+        service.run_cycle()
+        pages.append(matching(samples(service), "anomaly_score{"))
+    a = 'anomaly_score{detector="latency",slo="checkout",route="/a"}'
+    b = 'anomaly_score{detector="latency",slo="checkout",route="/b"}'
+    assert pages[1][a] == pages[0][a]
+    assert pages[1][b] < pages[0][b]  # a tighter threshold (p* / 100) after false positives
