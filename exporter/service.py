@@ -135,6 +135,7 @@ class ExporterService:
         self._warned_no_champion: set[str] = set()
         self._last_query_error: dict[str, str] = {}
         self._registry_down: str | None = None  # set by the first failed lookup of a cycle
+        self._cycles = 0
         self._last_explanation_error: dict[str, str] = {}
         self._wall_clock = wall_clock
         self._last_cycle_end: float | None = None  # monotonic
@@ -151,9 +152,13 @@ class ExporterService:
         report = CycleReport(started_at=self._wall_clock())
         # One failed champion lookup per cycle is enough: a hanging registry would otherwise cost
         # the MLflow client's timeout and retries once per detector (measured: ~36 s each), and
-        # the loaded models serve on regardless. The next cycle asks again.
+        # the loaded models serve on regardless. The next cycle asks again, starting one detector
+        # further on, so an error that concerns one model only cannot keep the detectors after it
+        # from ever seeing a new champion; a detector with no model yet is always asked.
         self._registry_down = None
-        for detector in self.detectors:
+        start = self._cycles % len(self.detectors) if self.detectors else 0
+        self._cycles += 1
+        for detector in self.detectors[start:] + self.detectors[:start]:
             try:
                 self._run_detector(detector, report)
             except Exception as err:  # a bug for one detector must not silence the others
@@ -265,7 +270,9 @@ class ExporterService:
         name = detector.name
         tracker = self._trackers[name]
         previous = tracker.serving
-        result = tracker.refresh(registry_down=self._registry_down)
+        # Nothing to lose by asking when there is no model to serve: the detector is down anyway.
+        skip = self._registry_down if previous is not None else None
+        result = tracker.refresh(registry_down=skip)
         outcome, ref = result.outcome, result.ref
         if outcome is RefreshOutcome.REGISTRY_ERROR and self._registry_down is None:
             self._registry_down = f"the registry failed for {name!r} earlier in this cycle"

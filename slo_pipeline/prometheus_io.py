@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from itertools import pairwise
 from typing import Any, Literal
 
 import numpy as np
@@ -418,7 +419,9 @@ def align_answer(results: Iterable[Sequence[Mapping[str, Any]]], timestamps: np.
     columns: dict[LabelKey, int] = {}
     labels: list[dict[str, str]] = []
     pieces: list[tuple[int, Sequence[Sequence[Any]]]] = []
+    requests = 0
     for result in results:
+        requests += 1
         for series in result:
             metric = dict(series.get("metric") or {})
             key = label_key(metric)
@@ -451,8 +454,21 @@ def align_answer(results: Iterable[Sequence[Mapping[str, Any]]], timestamps: np.
             rows, usable = _grid_rows(points, timestamps)
             by_series[column, rows[usable]] = chunk[usable]
             present[column, rows[usable]] = True
+    keys = list(columns)
+    if requests > 1 and not _is_sorted(keys):
+        # Each request's answer is sorted, but a window split into several requests lists a series
+        # that first appears in a later request after the others: restore one sorted order, so the
+        # exporter's cache (which relies on it) does not fall back to full fetches for a week. A
+        # single answer is left as the backend sent it: the cache checks that order itself.
+        order = sorted(range(len(keys)), key=keys.__getitem__)
+        labels, keys = [labels[i] for i in order], [keys[i] for i in order]
+        by_series, present = by_series[order], present[order]
     block = SeriesBlock(labels=labels, timestamps=timestamps, values=by_series.T)
-    return RangeAnswer(block=block, present=present.T, keys=list(columns))
+    return RangeAnswer(block=block, present=present.T, keys=keys)
+
+
+def _is_sorted(keys: Sequence[LabelKey]) -> bool:
+    return all(before <= after for before, after in pairwise(keys))
 
 
 def fetch_range_answer(

@@ -49,6 +49,7 @@ class InMemoryModels:
     unreachable: bool = False
     loads: list[ModelRef] = field(default_factory=list)
     lookups: list[str] = field(default_factory=list)
+    failing_lookups: set[str] = field(default_factory=set)  # lookups that fail for one model only
 
     def add(self, detector: str, version: str, model: DetectorModel, *, champion: bool = True) -> None:
         self.versions.setdefault(detector, {})[version] = model
@@ -57,6 +58,8 @@ class InMemoryModels:
 
     def champion_ref(self, detector_name: str) -> ModelRef | None:
         self.lookups.append(detector_name)
+        if detector_name in self.failing_lookups:
+            raise RegistryError(f"could not look up {detector_name}@champion: permission denied")
         if self.unreachable:
             raise RegistryError("could not look up champion: connection refused")
         version = self.champions.get(detector_name)
@@ -300,44 +303,66 @@ def test_an_unreachable_registry_keeps_the_loaded_model_serving(trained_model: D
     assert len(matching(page, "anomaly_score{")) == 1
 
 
-def test_after_one_failed_lookup_the_rest_of_the_cycle_does_not_ask_the_registry(
-    trained_model: DetectorModel,
-) -> None:
-    """A hanging registry costs one timeout per cycle, not one per detector."""
+def _three_detectors(model: DetectorModel) -> tuple[InMemoryModels, ExporterService]:
     names = ("first", "second", "third")
     detectors = [DetectorConfig(name=name, query=f"{name}_q", step_seconds=60) for name in names]
     models = InMemoryModels()
     series = InMemorySeries()
     for name in names:
-        models.add(name, "1", trained_model)
+        models.add(name, "1", model)
         series.data[f"{name}_q"] = ([{"i": "a"}], normal_history(1))
-    service = make_service(models, series, *detectors)
-    service.run_cycle()
+    return models, make_service(models, series, *detectors)
+
+
+def test_after_one_failed_lookup_the_rest_of_the_cycle_does_not_ask_the_registry(
+    trained_model: DetectorModel,
+) -> None:
+    """A hanging registry costs one timeout per cycle, not one per detector."""
+    models, service = _three_detectors(trained_model)
+    service.run_cycle()  # cycle 0 asks first, second, third
     models.unreachable, models.lookups = True, []
-    report = service.run_cycle()
-    assert models.lookups == ["first"]
-    assert report.up == dict.fromkeys(names, True)  # every loaded model keeps serving
+    report = service.run_cycle()  # cycle 1 starts one detector further on
+    assert models.lookups == ["second"]
+    assert report.up == dict.fromkeys(("first", "second", "third"), True)  # loaded models serve on
     page = samples(service)
     # Only the lookup that was made counts as an error.
-    assert page['anomaly_exporter_registry_errors_total{detector="first"}'] == 1
-    assert page['anomaly_exporter_registry_errors_total{detector="second"}'] == 0
+    assert page['anomaly_exporter_registry_errors_total{detector="second"}'] == 1
+    assert page['anomaly_exporter_registry_errors_total{detector="third"}'] == 0
     # The next cycle asks again, and once the registry answers every detector is asked.
     models.unreachable, models.lookups = False, []
     service.run_cycle()
-    assert models.lookups == list(names)
+    assert models.lookups == ["third", "first", "second"]
 
 
-def test_a_detector_with_no_model_yet_is_down_while_the_registry_is_skipped(
-    trained_model: DetectorModel,
-) -> None:
+def test_a_lookup_that_fails_for_one_model_does_not_freeze_the_others(trained_model: DetectorModel) -> None:
+    """The rotating start gives every detector its lookup within as many cycles as there are
+    detectors, so a new champion of `second` is served although `first` always fails."""
+    models, service = _three_detectors(trained_model)
+    service.run_cycle()
+    models.failing_lookups = {"first"}
+    models.add("second", "2", trained_model)
+    served = set()
+    for _ in range(3):
+        service.run_cycle()
+        served |= {line for line in service.page.body().decode().splitlines() if 'model_version="2"' in line}
+    assert any('detector="second"' in line for line in served)
+
+
+def test_a_detector_with_no_model_yet_is_always_asked(trained_model: DetectorModel) -> None:
     models = InMemoryModels(unreachable=True)
     series = InMemorySeries(
         {"a_q": ([{"i": "a"}], normal_history(1)), "b_q": ([{"i": "a"}], normal_history(1))}
     )
     a, b = (DetectorConfig(name=name, query=f"{name}_q", step_seconds=60) for name in ("a", "b"))
-    report = make_service(models, series, a, b).run_cycle()
+    service = make_service(models, series, a, b)
+    report = service.run_cycle()
     assert report.up == {"a": False, "b": False}
-    assert "registry unreachable" in report.errors["b"] and "earlier in this cycle" in report.errors["b"]
+    assert models.lookups == ["a", "b"]  # nothing is served, so nothing is saved by skipping
+    assert "registry unreachable" in report.errors["b"]
+    models.unreachable = False
+    models.add("a", "1", trained_model)
+    models.add("b", "1", trained_model)
+    assert service.run_cycle().up == {"a": True, "b": True}
 
 
 def test_an_empty_answer_is_a_healthy_detector_with_no_series(trained_model: DetectorModel) -> None:

@@ -18,6 +18,7 @@ from slo_pipeline.prometheus_io import (
     TRANSPORTS,
     PrometheusQueryError,
     SeriesBlock,
+    align_answer,
     align_matrix,
     fetch_range,
     step_grid,
@@ -139,3 +140,21 @@ def test_unknown_transport_and_fractional_step_with_the_api_client_are_refused()
         fetch_range("http://127.0.0.1:1", "up", start=0, end=60, step_seconds=60, transport="grpc")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="whole-second step"):
         fetch_range("http://127.0.0.1:1", "up", start=0, end=60, step_seconds=0.5)
+
+
+def test_an_answer_split_into_requests_comes_back_sorted_by_label_set() -> None:
+    """Each request's answer is sorted, but a series first seen in a later request would land
+    after the others; the exporter's cache needs one sorted order (or it re-fetches everything)."""
+    grid = step_grid(0, 180, 60)
+    first = [matrix_series({"i": "a"}, [(0, "1"), (60, "2")]), matrix_series({"i": "c"}, [(0, "30")])]
+    second = [
+        matrix_series({"i": "a"}, [(120, "3"), (180, "4")]),
+        matrix_series({"i": "b"}, [(120, "20"), (180, "21")]),
+        matrix_series({"i": "c"}, [(180, "31")]),
+    ]
+    answer = align_answer([first, second], grid)
+    assert answer.block.labels == [{"i": "a"}, {"i": "b"}, {"i": "c"}]
+    assert answer.keys == [(("i", "a"),), (("i", "b"),), (("i", "c"),)]
+    np.testing.assert_array_equal(answer.block.values[:, 1], [np.nan, np.nan, 20, 21])
+    np.testing.assert_array_equal(answer.block.values[:, 2], [30, np.nan, np.nan, 31])
+    np.testing.assert_array_equal(answer.present[:, 2], [True, False, False, True])
