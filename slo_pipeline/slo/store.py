@@ -15,7 +15,7 @@ from typing import Any
 import psycopg2.extensions
 from psycopg2.extras import Json
 
-from slo_pipeline.slo.spec import SLO, slos_from_documents
+from slo_pipeline.slo.spec import SLO, SpecError, slos_from_documents
 
 # One writer of the SLO set at a time, so `--prune` never deletes what a concurrent apply added.
 _APPLY_LOCK = "slo_pipeline:slos"
@@ -89,7 +89,9 @@ def apply_slos(
         _who(cur, changed_by, change_note)
         cur.execute("SELECT name, spec FROM slos FOR UPDATE")
         current: dict[str, dict[str, Any]] = dict(cur.fetchall())
-        stale = sorted(name for name, document in (expected or {}).items() if current.get(name) != document)
+        stale = sorted(
+            name for name, document in (expected or {}).items() if _canonical(current.get(name)) != document
+        )
         if stale:
             raise StaleSLOError(f"SLO(s) {stale} were changed or deleted by someone else meanwhile")
         for name, slo in sorted(wanted.items()):
@@ -116,6 +118,18 @@ def apply_slos(
                 cur.execute("DELETE FROM slos WHERE name = %s", (name,))
                 result.deleted.append(name)
     return result
+
+
+def _canonical(document: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A stored document as this code would write it (what callers read through `load_slos`), so
+    a row typed by hand or written by an older version compares equal to the SLO it loads as."""
+    if document is None:
+        return None
+    try:
+        (slo,) = slos_from_documents([document], source="table slos")
+    except (SpecError, ValueError):
+        return document  # unreadable: it cannot equal anything a caller loaded
+    return slo.to_document()
 
 
 def delete_slo(

@@ -92,6 +92,20 @@ def test_an_edit_of_a_stale_version_is_refused(database_url: str) -> None:
     assert _stored(database_url) == [(99.0, "30d", "frank")]
 
 
+def test_a_row_written_by_hand_in_its_own_form_can_still_be_edited(database_url: str) -> None:
+    """The stored JSON of a hand-typed row (no defaults spelled out) differs from what the code
+    writes; the compare-and-set must compare what it loads as, or the row could never be saved."""
+    seed_slos(database_url)
+    fetch_all(
+        database_url,
+        "UPDATE slos SET spec = spec - 'labels' #- '{slos,0,description}' #- '{slos,0,min_events}' "
+        "RETURNING name",
+    )
+    (original,) = slos.load_slos(database_url)
+    assert slos.save_edit(database_url, original, slos.SLOEdit(99.9, "30d"), "ivan", "")
+    assert _stored(database_url) == [(99.9, "30d", "ivan")]
+
+
 def test_two_concurrent_saves_of_the_same_version_cannot_both_win(database_url: str) -> None:
     """Both editors opened version 1. While a third session holds the store's lock, both saves
     start and wait; when it is released exactly one may win. A check made outside the lock would
