@@ -75,7 +75,9 @@ def run_command(args: argparse.Namespace) -> int:
                 _write_output(item, outcome, outputs[index - 1])
             if labels is not None:
                 table_rows.extend(_scored_rows(item, outcome, labels, args, base.name))
-    except (InputError, LabelError) as err:  # an unwritable output, labels that fit no series
+    # An unwritable output, labels that fit no series, or data the detector cannot take (e.g. a
+    # series layout that does not match its signals): one line, not a traceback.
+    except (InputError, LabelError, ValueError) as err:
         return _fail(err)
     if labels is not None:
         name_header = "series" if args.prometheus_url else "file"
@@ -167,7 +169,9 @@ def _base_detector(args: argparse.Namespace) -> DetectorConfig:
             pipeline = load_settings().pipeline
         detector = pipeline.detector(args.detector)
     else:
-        detector = DetectorConfig(name="backtest", query="csv", false_alarms_per_week=CSV_DEFAULT_BUDGET)
+        # The operating point chosen on NAB is for files; a raw --query keeps the production default.
+        budget = {} if args.prometheus_url else {"false_alarms_per_week": CSV_DEFAULT_BUDGET}
+        detector = DetectorConfig(name="backtest", query="csv", **budget)
     windows = detector.windows.model_dump()
     if args.windows:
         try:
@@ -199,6 +203,11 @@ def _detector_for(base: DetectorConfig, args: argparse.Namespace, series: Series
     `--multivariate` CSV brings its own signals (its value columns)."""
     step = args.step or (base.step_seconds if args.prometheus_url else series.step_seconds)
     fields: dict[str, object] = {**base.model_dump(), "step_seconds": step}
+    if series.signals and base.signals and series.signals != base.signal_names:
+        raise InputError(
+            f"{series.path}: its columns give signals {list(series.signals)}, but detector {base.name!r} "
+            f"scores {list(base.signal_names)}; name the CSV columns after them, in that order"
+        )
     if series.signals and not base.signals:
         fields.update(query=None, signals=[{"name": name, "query": name} for name in series.signals])
     elif base.signals and not series.signals:
@@ -224,6 +233,8 @@ def _load_inputs(
     if args.prometheus_url:
         if args.input:
             raise InputError("give either --input or --prometheus-url, not both")
+        if args.multivariate:
+            raise InputError("--multivariate is for CSV files; a Prometheus range takes a detector's signals")
         return [_fetch_prometheus(args, detector, now=now, show_progress=show_progress)]
     if not args.input:
         raise InputError("give --input FILE.csv (or folders), or --prometheus-url with --start")

@@ -178,3 +178,33 @@ def test_multivariate_needs_two_columns(
     data, _ = corpus
     assert main(["backtest", "--input", str(data / "a.csv"), "--multivariate", "--quiet"]) == 2
     assert "--multivariate needs at least two value columns" in capsys.readouterr().err
+
+
+def test_multivariate_columns_must_match_a_configured_detectors_signals(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "pipeline.yml"
+    config.write_text(
+        "detectors:\n  - name: svc\n    signals:\n"
+        "      - {name: cpu, query: cpu}\n      - {name: errors, query: errors}\n",
+        encoding="utf-8",
+    )
+    times = pd.date_range("2024-01-01", periods=300, freq="5min").strftime("%Y-%m-%d %H:%M:%S")
+    source = tmp_path / "svc.csv"
+    pd.DataFrame({"timestamp": times, "errors": 1.0, "cpu": 2.0}).to_csv(source, index=False)
+    args = [
+        "backtest",
+        "--input",
+        str(source),
+        "--multivariate",
+        "--config",
+        str(config),
+        "--detector",
+        "svc",
+    ]
+    assert main([*args, "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "its columns give signals ['errors', 'cpu'], but detector 'svc' scores ['cpu', 'errors']" in err
+    assert "Traceback" not in err
+    assert main(["backtest", "--prometheus-url", "http://127.0.0.1:1", "--multivariate", "--quiet"]) == 2
+    assert "--multivariate is for CSV files" in capsys.readouterr().err
