@@ -14,6 +14,7 @@ per notification; Prometheus down, slow or without a matching series leaves the 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -22,6 +23,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 import requests
+import urllib3
 
 from slo_pipeline.explanations import DRIVER_INFO_METRIC, DRIVER_LABEL
 from webhook.payload import Alert
@@ -142,16 +144,28 @@ class PrometheusDriverSource:
     def driver_series(self, detector: str, at: datetime, timeout: float) -> list[dict[str, str]]:
         query = driver_query(detector)
         context = f"driver query {query!r} at {at.isoformat()} to {self._url}"
+        deadline = time.monotonic() + timeout
         try:
-            response = requests.get(
+            # `timeout` bounds the connect and each socket read, not the whole answer; reading the
+            # body in chunks against a deadline keeps a server that drips its answer from holding
+            # the request for long (at most one more read past the budget).
+            with requests.get(
                 self._url,
                 params={"query": query, "time": f"{at.timestamp():.3f}", "timeout": f"{timeout:.3f}"},
                 timeout=timeout,
-            )
-        except requests.RequestException as err:
+                stream=True,
+            ) as response:
+                content = bytearray()
+                # read1: whatever one socket read returns (read(n) would wait for all n bytes).
+                while chunk := response.raw.read1(65536, decode_content=True):
+                    content.extend(chunk)
+                    if time.monotonic() > deadline:
+                        raise DriverLookupError(f"{context}: no complete answer within {timeout:.1f}s")
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as err:
+            # Errors while reading the body come from urllib3 itself (read1 is below requests).
             raise DriverLookupError(f"{context} failed: {_first_line(err)}") from err
         try:
-            body: Any = response.json()
+            body: Any = json.loads(content)
         except ValueError as err:
             raise DriverLookupError(f"{context}: HTTP {response.status_code}, not JSON") from err
         if not response.ok or not isinstance(body, dict) or body.get("status") != "success":

@@ -217,3 +217,40 @@ def test_a_prometheus_that_never_answers_times_out_within_the_budget() -> None:
         assert time.monotonic() - started < 2.0
     finally:
         listener.close()
+
+
+class _DripHandler(BaseHTTPRequestHandler):
+    """Answers at once, then sends its body a byte every 0.2 s: each read is quick, the whole is not."""
+
+    def do_GET(self) -> None:
+        body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": []}}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            for byte in body:
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.2)
+        except OSError:
+            pass  # the client gave up, as it should
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_an_answer_dripped_slowly_is_cut_off_near_the_budget() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _DripHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        started = time.monotonic()
+        with pytest.raises(DriverLookupError, match=r"no complete answer within 1\.0s"):
+            PrometheusDriverSource(url).driver_series("d", STARTS, 1.0)
+        # The whole body would take ~14 s; the deadline allows one read (0.2 s here) past 1 s.
+        assert time.monotonic() - started < 2.0
+    finally:
+        server.shutdown()
+        server.server_close()
