@@ -322,11 +322,20 @@ def run_sync(
         interval_seconds,
         reloader.prometheus_url,
     )
+    last_unexpected: str | None = None
     while not stop.is_set():
         try:
             run_tick(state, source, target, reloader, outages)
-        except Exception:  # a bug must not end the loop: the files on disk are still consistent
-            log.exception("unexpected error in the SLO rules sync; retrying next tick")
+            last_unexpected = None
+        except Exception as err:  # a bug must not end the loop: the files on disk are still consistent
+            # The traceback once per kind of failure, then one line per tick at DEBUG: a failure that
+            # repeats every 10 s must not flood the log.
+            kind = f"{type(err).__name__}: {err}"
+            if kind != last_unexpected:
+                log.exception("unexpected error in the SLO rules sync; retrying every tick")
+            else:
+                log.debug("the SLO rules sync still fails: %s", kind)
+            last_unexpected = kind
         stop.wait(interval_seconds)
     _finish(reloader)
 

@@ -385,3 +385,26 @@ def test_rule_folder_digest_follows_the_yml_files_only(tmp_path: Path) -> None:
     assert folder.digest() == first
     (tmp_path / "shop.rules.yml").write_text("groups: [] # edited\n")
     assert folder.digest() != first
+
+
+def test_a_repeating_unexpected_error_is_logged_once_with_its_traceback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    source = FakeSource(slos_with(99.5))
+    stop = threading.Event()
+    calls = 0
+
+    def version() -> StoredVersion:
+        nonlocal calls
+        calls += 1
+        if calls == 5:
+            stop.set()
+        raise KeyError("the same bug")
+
+    source.version = version  # type: ignore[method-assign]
+    reloader = DebouncedReloader("http://prom:9090", min_interval_seconds=0, post=Prometheus())
+    with caplog.at_level("DEBUG", logger="slo_pipeline.slo.sync"):
+        run_sync(source, FakeFolder(tmp_path), reloader, interval_seconds=0.01, stop=stop)
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert calls == 5 and len(errors) == 1 and errors[0].exc_info is not None
+    assert sum("still fails" in r.getMessage() for r in caplog.records) == 4
