@@ -246,7 +246,8 @@ def _start(stack: Stack) -> None:
     listen = "127.0.0.1:{}".format
     stack.processes["simulator"] = service(
         "simulator",
-        _cli_argv("simulator", "serve", "--listen", listen(ports["simulator"])),
+        # Counting from the history's end: no gap (and so no fake traffic dip) at the seam.
+        _cli_argv("simulator", "serve", "--listen", listen(ports["simulator"]), "--counting-since", f"{end}"),
         ports["simulator"],
         "/healthz",
     )()

@@ -44,6 +44,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="start a random incident this often (each lasts half of it)",
     )
     serve.add_argument("--seed", type=int, default=None, help="random seed (default: unpredictable)")
+    serve.add_argument(
+        "--counting-since",
+        type=float,
+        default=None,
+        metavar="UNIX_SECONDS",
+        help="count traffic from this time (the end of a backfilled history), not from start-up",
+    )
     serve.set_defaults(handler=run_serve)
 
     history = commands.add_parser("history", help="write past metrics as OpenMetrics for backfilling")
@@ -71,7 +78,11 @@ def run_serve(args: argparse.Namespace) -> int:
 
     logger = logging.getLogger("slo_pipeline.simulator")
     host, port = args.listen
-    service = SimulatedService(seed=args.seed)
+    try:
+        service = SimulatedService(seed=args.seed, counting_since=args.counting_since)
+    except ValueError as err:
+        logger.error("%s", err)
+        return 2
     try:
         server = make_server(service, host, port)
     except OSError as err:

@@ -44,6 +44,18 @@ def test_counters_advance_with_time_at_the_model_rate() -> None:
     assert _value(service.metrics_text(), "demo_http_requests_total") == first  # no time, no traffic
 
 
+def test_counting_since_the_history_end_leaves_no_gap_at_the_seam() -> None:
+    """The first scrape after start-up holds the traffic since the backfilled history ended, so
+    rate() over the seam does not dip."""
+    clock = FakeClock()
+    service = SimulatedService(seed=1, clock=clock, counting_since=clock.now - 600)
+    assert _value(service.metrics_text(), "demo_http_requests_total") == pytest.approx(
+        24 * 1.6 * 600, rel=0.05
+    )
+    with pytest.raises(ValueError, match="must not be in the future"):
+        SimulatedService(seed=1, clock=clock, counting_since=clock.now + 1)
+
+
 def test_incident_changes_the_live_signal_and_is_listed() -> None:
     clock = FakeClock()
     service = SimulatedService(seed=1, clock=clock)
