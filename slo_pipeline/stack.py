@@ -163,7 +163,11 @@ def _start(stack: Stack) -> None:
     shutil.rmtree(tsdb, ignore_errors=True)
     tsdb.mkdir(parents=True)
     history = data / "history.om"
-    end = time.time() - 60
+    # As recent as possible: no sample exists between the history's end and the first live scrape,
+    # and rate() does not extrapolate across a gap longer than ~1.1 samples, so every second of
+    # it shows as a dip of the request rate that the detectors rightly flag (measured: a 80 s gap
+    # read 22 % low and raised request-rate anomalies on every route for minutes).
+    end = time.time() - 1
     write_history(
         history,
         start=end - options.history_days * 86400,
