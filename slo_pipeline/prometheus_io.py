@@ -95,50 +95,12 @@ def align_matrix(results: Iterable[Sequence[Mapping[str, Any]]], timestamps: np.
     """Place Prometheus `matrix` results (one list per query chunk) onto the grid `timestamps`.
 
     Series are matched across chunks by their full label set, so a series present in only some
-    chunks gets NaN elsewhere. Points off the grid are ignored; values Prometheus sends as
-    "NaN"/"+Inf"/"-Inf" keep their float meaning (features treat them as gaps), and a value that
-    is not a number at all becomes NaN without touching other points.
+    chunks gets NaN elsewhere; an answer of several chunks comes back sorted by label set. Points
+    off the grid are ignored; values Prometheus sends as "NaN"/"+Inf"/"-Inf" keep their float
+    meaning (features treat them as gaps), and a value that is not a number at all becomes NaN
+    without touching other points.
     """
-    columns: dict[tuple[tuple[str, str], ...], int] = {}
-    labels: list[dict[str, str]] = []
-    pieces: list[tuple[int, Sequence[Sequence[Any]]]] = []
-    for result in results:
-        for series in result:
-            metric = dict(series.get("metric") or {})
-            key = tuple(sorted(metric.items()))
-            column = columns.get(key)
-            if column is None:
-                column = columns[key] = len(labels)
-                labels.append(metric)
-            pieces.append((column, series.get("values") or ()))
-
-    n_steps = len(timestamps)
-    # Filled series-major (one contiguous row per series) and returned transposed: [T, N] as a
-    # view, which is also the column layout pandas uses for the rolling features.
-    by_series = np.full((len(labels), n_steps), np.nan)
-    if n_steps:
-        # The string-to-float conversion is the costly part at 10k series x 180 steps; doing it
-        # once for every point of every series keeps the per-point Python work to one list.
-        flat = _to_floats([point[1] for _, points in pieces for point in points])
-        offset = 0
-        for column, points in pieces:
-            count = len(points)
-            chunk = flat[offset : offset + count]
-            offset += count
-            if count == 0:
-                continue
-            if (
-                count == n_steps
-                and _on_grid(points[0][0], timestamps[0])
-                and _on_grid(points[-1][0], timestamps[-1])
-            ):
-                # Prometheus returns at most one increasing point per grid instant, so a series
-                # with every instant spanning first..last is the whole grid: skip per-point times.
-                by_series[column] = chunk
-                continue
-            rows, usable = _grid_rows(points, timestamps)
-            by_series[column, rows[usable]] = chunk[usable]
-    return SeriesBlock(labels=labels, timestamps=timestamps, values=by_series.T)
+    return align_answer(results, timestamps).block
 
 
 def _on_grid(point_time: Any, grid_time: float) -> bool:
@@ -411,10 +373,11 @@ class RangeAnswer:
 
 
 def align_answer(results: Iterable[Sequence[Mapping[str, Any]]], timestamps: np.ndarray) -> RangeAnswer:
-    """`align_matrix` plus which grid instants each series had a point at, and its label key.
+    """The aligned block (`align_matrix` is this without the extras) plus which grid instants each
+    series had a point at, and its label key.
 
-    The same placement as `align_matrix` (tested equal), in one pass that also fills the presence
-    mask: the exporter runs this every cycle, so the per-series Python work is done once.
+    One pass places the values and fills the presence mask: the exporter runs this every cycle,
+    so the per-series Python work is done once.
     """
     columns: dict[LabelKey, int] = {}
     labels: list[dict[str, str]] = []

@@ -25,7 +25,6 @@ from slo_pipeline.prometheus_io import (
     RangeAnswer,
     SeriesBlock,
     align_answer,
-    align_matrix,
     label_key,
     step_grid,
 )
@@ -361,8 +360,9 @@ def test_align_answer_tells_nan_points_from_missing_ones() -> None:
         ]
     ]
     aligned = align_answer(results, grid)
-    assert aligned.block.labels == align_matrix(results, grid).labels
-    np.testing.assert_array_equal(aligned.block.values, align_matrix(results, grid).values)
+    assert aligned.block.labels == [{"route": "/a", "__name__": "m"}, {"route": "/b"}]
+    np.testing.assert_array_equal(aligned.block.values[:, 0], [np.nan, 1, np.nan, np.inf])
+    np.testing.assert_array_equal(aligned.block.values[:, 1], [2, 2, 2, 2])
     np.testing.assert_array_equal(aligned.present[:, 0], [True, True, False, True])
     assert aligned.present[:, 1].all()
     assert aligned.keys == [label_key({"__name__": "m", "route": "/a"}), label_key({"route": "/b"})]
