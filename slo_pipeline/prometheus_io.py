@@ -152,22 +152,16 @@ def fetch_range(
     Raises `PrometheusQueryError` (naming the query and the URL) when Prometheus cannot be
     reached, times out, or rejects the query; `ValueError` for an empty range or bad step.
     """
-    if transport not in TRANSPORTS:
-        raise ValueError(f"unknown transport {transport!r}, expected one of {TRANSPORTS}")
-    timestamps = step_grid(start, end, step_seconds)
-    if transport == "prometheus-api-client" and step_seconds != int(step_seconds):
-        # custom_query_range rounds start/end to whole seconds, which would shift a fractional grid.
-        raise ValueError(f"the prometheus-api-client transport needs a whole-second step, got {step_seconds}")
-    base_url = prometheus_url.rstrip("/")
-    open_fetcher = _api_client_fetcher if transport == "prometheus-api-client" else _direct_fetcher
-    # Decoding allocates millions of small container objects (one list per point); pausing the
-    # cyclic GC meanwhile spares repeated collections that can find nothing to free.
-    with open_fetcher(base_url, timeout) as fetch_chunk, _gc_paused():
-        results = [
-            fetch_chunk(query, float(chunk[0]), float(chunk[-1]), step_seconds)
-            for chunk in _chunks(timestamps, MAX_POINTS_PER_QUERY)
-        ]
-        return align_matrix(results, timestamps)
+    answer = fetch_range_answer(
+        prometheus_url,
+        query,
+        start=start,
+        end=end,
+        step_seconds=step_seconds,
+        timeout=timeout,
+        transport=transport,
+    )
+    return answer.block
 
 
 def fetch_detector_range(
@@ -452,9 +446,12 @@ def fetch_range_answer(
         raise ValueError(f"unknown transport {transport!r}, expected one of {TRANSPORTS}")
     timestamps = step_grid(start, end, step_seconds)
     if transport == "prometheus-api-client" and step_seconds != int(step_seconds):
+        # custom_query_range rounds start/end to whole seconds, which would shift a fractional grid.
         raise ValueError(f"the prometheus-api-client transport needs a whole-second step, got {step_seconds}")
     base_url = prometheus_url.rstrip("/")
     open_fetcher = _api_client_fetcher if transport == "prometheus-api-client" else _direct_fetcher
+    # Decoding allocates millions of small container objects (one list per point); pausing the
+    # cyclic GC meanwhile spares repeated collections that can find nothing to free.
     with open_fetcher(base_url, timeout) as fetch_chunk, _gc_paused():
         results = [
             fetch_chunk(query, float(chunk[0]), float(chunk[-1]), step_seconds)
