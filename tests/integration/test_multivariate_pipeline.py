@@ -16,9 +16,8 @@ import pytest
 from exporter.service import ExporterService
 from slo_pipeline import registry
 from slo_pipeline.retrain import retrain_detector
-from slo_pipeline.settings import Settings
 from slo_pipeline.simulator.model import DEFAULT_ROUTES
-from tests.fixtures.simulated import simulated_service_settings
+from tests.fixtures.simulated import SimulatedService, simulated_service
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +38,7 @@ SIGNALS = [
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str, prometheus_factory) -> Settings:
+def service(tmp_path: Path, database_url: str, prometheus_factory) -> SimulatedService:
     pipeline = {
         "detectors": [
             {
@@ -51,13 +50,16 @@ def settings(tmp_path: Path, database_url: str, prometheus_factory) -> Settings:
             }
         ]
     }
-    return simulated_service_settings(
+    return simulated_service(
         tmp_path, database_url=database_url, prometheus_factory=prometheus_factory, pipeline=pipeline, seed=11
     )
 
 
-def test_multivariate_detector_trains_registers_and_serves_one_score_per_route(settings: Settings) -> None:
-    outcome = retrain_detector(settings, DETECTOR)
+def test_multivariate_detector_trains_registers_and_serves_one_score_per_route(
+    service: SimulatedService,
+) -> None:
+    settings = service.settings
+    outcome = retrain_detector(settings, DETECTOR, now=service.anchor)
     assert outcome.promoted, outcome.reasons
 
     model = registry.load_model(settings, registry.champion_ref(settings, DETECTOR))

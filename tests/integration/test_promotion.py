@@ -9,7 +9,6 @@ real held-out data it alarms constantly.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,7 @@ from slo_pipeline import registry
 from slo_pipeline.retrain import judge_and_register, prepare_training_data, retrain_detector
 from slo_pipeline.settings import Settings
 from slo_pipeline.training import fit_detector_model
-from tests.fixtures.simulated import simulated_service_settings
+from tests.fixtures.simulated import SimulatedService, simulated_service
 
 pytestmark = pytest.mark.integration
 
@@ -39,8 +38,8 @@ PIPELINE = {
 
 
 @pytest.fixture
-def settings(tmp_path: Path, database_url: str, prometheus_factory) -> Settings:
-    return simulated_service_settings(
+def service(tmp_path: Path, database_url: str, prometheus_factory) -> SimulatedService:
+    return simulated_service(
         tmp_path, database_url=database_url, prometheus_factory=prometheus_factory, pipeline=PIPELINE, seed=7
     )
 
@@ -54,15 +53,16 @@ def served_version(settings: Settings) -> str:
     return lines[0].split('model_version="')[1].split('"')[0]
 
 
-def test_bad_candidate_rejected_good_promoted_rollback_serves_previous(settings: Settings) -> None:
+def test_bad_candidate_rejected_good_promoted_rollback_serves_previous(service: SimulatedService) -> None:
+    settings, anchor = service.settings, service.anchor
     detector = settings.pipeline.detector(DETECTOR)
 
-    first = retrain_detector(settings, DETECTOR)
+    first = retrain_detector(settings, DETECTOR, now=anchor)
     assert first.promoted, first.reasons
     assert served_version(settings) == first.model_version
 
     # A candidate trained on a flat-lined window: same shape of data, no variation at all.
-    data = prepare_training_data(settings, detector, end=time.time())
+    data = prepare_training_data(settings, detector, end=anchor)
     history = data.block.values[: data.split]
     levels = np.nanmedian(history, axis=0)
     flat = np.broadcast_to(levels, history.shape) * (
@@ -81,7 +81,7 @@ def test_bad_candidate_rejected_good_promoted_rollback_serves_previous(settings:
     assert served_version(settings) == first.model_version
 
     # A good candidate (clean training on the same history) is promoted; the old one is kept.
-    good = retrain_detector(settings, DETECTOR)
+    good = retrain_detector(settings, DETECTOR, now=anchor)
     assert good.promoted, good.reasons
     assert versions[first.model_version]["tags"]["slo_pipeline.decision"] == "promoted"
     assert registry.champion_ref(settings, DETECTOR).version == good.model_version

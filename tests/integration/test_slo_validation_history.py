@@ -54,6 +54,7 @@ from slo_pipeline.slo.validation import onset_times
 from slo_pipeline.slo_evidence import fetch_slo_evidence, tier_condition_query
 from slo_pipeline.training import fit_detector_model
 from tests.fixtures.services import prometheus_query
+from tests.fixtures.simulated import last_anchor
 
 pytestmark = pytest.mark.integration
 
@@ -99,7 +100,8 @@ def render_slo_rules(out: Path) -> Path:
 @pytest.fixture(scope="module")
 def history(tmp_path_factory: pytest.TempPathFactory) -> History:
     folder = tmp_path_factory.mktemp("slo-history")
-    end = time.time() // STEP * STEP - 2 * STEP
+    # Pinned to a time of day, so the verdicts below are judged on the same series every run.
+    end = last_anchor(time.time() - 2 * STEP)
     start = end - HISTORY_SECONDS
     burst = Incident("error_burst", end - BURST_BEFORE_END, BURST_SECONDS, BURST_MAGNITUDE)
     openmetrics = folder / "history.om"

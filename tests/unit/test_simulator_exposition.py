@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pytest
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
 from slo_pipeline.simulator.exposition import Totals, render_text
@@ -168,3 +169,32 @@ def test_three_days_of_history_generate_in_a_few_seconds(tmp_path: Path) -> None
     elapsed = time.perf_counter() - began
     # ~1 s on the 2-core reference machine; generous so a busy CI box does not flake.
     assert elapsed < 8, f"3 days took {elapsed:.1f}s"
+
+
+def test_history_written_until_is_a_prefix_of_the_longer_history(tmp_path: Path) -> None:
+    start, end = 1_000_000.0, 1_000_000.0 + 7200
+    whole, prefix = tmp_path / "whole.om", tmp_path / "prefix.om"
+    write_history(whole, start=start, end=end, step_seconds=60, seed=3, labels={"job": "demo"})
+    write_history(
+        prefix,
+        start=start,
+        end=end,
+        step_seconds=60,
+        seed=3,
+        labels={"job": "demo"},
+        written_until=start + 1830,
+    )
+
+    def points(path: Path) -> set[tuple[str, tuple[tuple[str, str], ...], float, float]]:
+        return {
+            (name, tuple(sorted(s.labels.items())), s.timestamp, s.value)
+            for name, samples in _history_points(path.read_text()).items()
+            for s in samples
+        }
+
+    kept = points(prefix)
+    assert {timestamp for _, _, timestamp, _ in kept} == {start + 60 * i for i in range(1, 31)}
+    # The same draws as the two-hour history, not a new half-hour realisation.
+    assert kept == {point for point in points(whole) if point[2] <= start + 1830}
+    with pytest.raises(ValueError, match="at or before"):
+        write_history(prefix, start=start, end=end, step_seconds=60, written_until=start + 30)
