@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from slo_pipeline.backtest.commands import CSV_DEFAULT_BUDGET
+from slo_pipeline.backtest.commands import CSV_DEFAULT_BUDGET, CSV_DEFAULT_MIN_TRAINING_SAMPLES
 from slo_pipeline.backtest.io import (
     InputError,
     SeriesFile,
@@ -169,9 +169,13 @@ def _base_detector(args: argparse.Namespace) -> DetectorConfig:
             pipeline = load_settings().pipeline
         detector = pipeline.detector(args.detector)
     else:
-        # The operating point chosen on NAB is for files; a raw --query keeps the production default.
-        budget = {} if args.prometheus_url else {"false_alarms_per_week": CSV_DEFAULT_BUDGET}
-        detector = DetectorConfig(name="backtest", query="csv", **budget)
+        # The operating point chosen on NAB is for files; a raw --query keeps the production defaults.
+        file_defaults = {
+            "false_alarms_per_week": CSV_DEFAULT_BUDGET,
+            "min_training_samples": CSV_DEFAULT_MIN_TRAINING_SAMPLES,
+        }
+        overrides = {} if args.prometheus_url else file_defaults
+        detector = DetectorConfig(name="backtest", query="csv", **overrides)
     windows = detector.windows.model_dump()
     if args.windows:
         try:
@@ -183,10 +187,9 @@ def _base_detector(args: argparse.Namespace) -> DetectorConfig:
         windows["evidence"] = args.evidence
     if args.seasonal is not None:
         windows["seasonal"] = args.seasonal
-    updates: dict[str, object] = {
-        "windows": FeatureWindows.model_validate(windows),
-        "min_training_samples": args.min_training_samples,
-    }
+    updates: dict[str, object] = {"windows": FeatureWindows.model_validate(windows)}
+    if args.min_training_samples is not None:
+        updates["min_training_samples"] = args.min_training_samples
     if args.false_alarms_per_week is not None:
         updates["false_alarms_per_week"] = args.false_alarms_per_week
     if args.combine_robust_z is not None:

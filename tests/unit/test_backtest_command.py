@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
@@ -9,7 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from slo_pipeline.backtest.cli_run import _base_detector
+from slo_pipeline.backtest.commands import CSV_DEFAULT_BUDGET, CSV_DEFAULT_MIN_TRAINING_SAMPLES, register
 from slo_pipeline.cli import main
+from slo_pipeline.settings import DetectorConfig
 
 
 def _write_series(path: Path, anomaly_at: int | None, rows: int = 1400, seed: int = 0) -> pd.DatetimeIndex:
@@ -208,3 +212,24 @@ def test_multivariate_columns_must_match_a_configured_detectors_signals(
     assert "Traceback" not in err
     assert main(["backtest", "--prometheus-url", "http://127.0.0.1:1", "--multivariate", "--quiet"]) == 2
     assert "--multivariate is for CSV files" in capsys.readouterr().err
+
+
+def _parsed(*argv: str) -> argparse.Namespace:
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    return parser.parse_args(["backtest", *argv])
+
+
+def test_training_minimum_is_the_detectors_own_unless_given(tmp_path: Path) -> None:
+    config = tmp_path / "pipeline.yml"
+    config.write_text("detectors:\n  - {name: svc, query: up, min_training_samples: 321}\n", encoding="utf-8")
+    configured = ["--prometheus-url", "http://127.0.0.1:1", "--config", str(config), "--detector", "svc"]
+
+    assert _base_detector(_parsed(*configured)).min_training_samples == 321
+    assert _base_detector(_parsed(*configured, "--min-training-samples", "50")).min_training_samples == 50
+    # Files start cold: NAB's shortest file could not train with the production minimum.
+    csv = _base_detector(_parsed("--input", "x.csv"))
+    assert csv.min_training_samples == CSV_DEFAULT_MIN_TRAINING_SAMPLES
+    assert csv.false_alarms_per_week == CSV_DEFAULT_BUDGET
+    raw_query = _base_detector(_parsed("--prometheus-url", "http://127.0.0.1:1", "--query", "up"))
+    assert raw_query.min_training_samples == DetectorConfig(name="x", query="up").min_training_samples
