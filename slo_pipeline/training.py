@@ -121,7 +121,7 @@ def fit_detector_model(
     )
     # Per-sample probabilities laid out in time for the evidence stage and the onset count.
     p = np.full(usable.shape, np.nan)
-    p[usable] = per_sample.sample_tail_probability(calibration_rows)
+    p[usable] = per_sample.probability_of_raw_scores(raw, calibration_rows)
     evidence = None
     if detector.windows.evidence > 1:
         accumulated = accumulate(p, detector.windows.evidence)

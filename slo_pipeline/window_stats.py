@@ -1,7 +1,9 @@
 """Trailing-window statistics behind the features, computed two ways with identical results.
 
 - `rolling_stats`: every row of a history (training, backtests): pandas' rolling C loops,
-  O(T) per series.
+  O(T) per series, and bottleneck's moving median (a double heap over the whole [T, N] array in
+  C, ~5x faster than pandas' skip list: 0.13-0.16 s instead of 0.63-0.82 s for 1,000 series x
+  2,016 rows).
 - `trailing_stats`: only the last few rows (the exporter, every cycle, 10k series): numpy over the
   window slices, vectorised across series. Rolling over all fetched rows would cost ~4.5 s at 10k
   series because pandas loops over columns; slicing costs one partition per statistic.
@@ -17,6 +19,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import bottleneck
 import numpy as np
 import pandas as pd
 
@@ -65,7 +68,7 @@ def rolling_stats(cleaned: np.ndarray, windows: FeatureWindows) -> WindowStats:
     return WindowStats(
         value=cleaned,
         previous=_lag(cleaned, 1),
-        median_long=long_roll.median().to_numpy(),
+        median_long=moving_median(cleaned, windows.long, long_min_periods(windows)),
         iqr_long=(long_roll.quantile(0.75) - long_roll.quantile(0.25)).to_numpy(),
         mean_abs_long=frame.abs()
         .rolling(windows.long, min_periods=long_min_periods(windows))
@@ -75,7 +78,7 @@ def rolling_stats(cleaned: np.ndarray, windows: FeatureWindows) -> WindowStats:
         mean_short=short_roll.mean().to_numpy(),
         std_short=short_roll.std().to_numpy(),
         mean_medium=medium_roll.mean().to_numpy(),
-        median_medium=medium_roll.median().to_numpy(),
+        median_medium=moving_median(cleaned, windows.medium, medium_min_periods(windows)),
         season_lower=lower,
         season_upper=upper,
     )
@@ -111,6 +114,18 @@ def trailing_stats(cleaned: np.ndarray, windows: FeatureWindows, rows: int) -> W
             parts["season_upper"].append(_extreme(span, np.nanmax, n_series))
     stacked = {name: np.stack(values) for name, values in parts.items() if values}
     return WindowStats(**{name: stacked.get(name) for name in WindowStats.__dataclass_fields__})  # type: ignore[arg-type]
+
+
+def moving_median(cleaned: np.ndarray, window: int, min_periods: int) -> np.ndarray:
+    """Trailing median down each column, NaN skipped, NaN until `min_periods` finite values: the
+    result of pandas' `rolling(window, min_periods).median()`. `cleaned` holds no +-Inf (bottleneck
+    would carry one on as NaN after it leaves the window); `clean` turned them into gaps."""
+    cleaned = np.asarray(cleaned, dtype=np.float64)
+    rows = cleaned.shape[0]
+    if min_periods > rows:
+        return np.full_like(cleaned, np.nan)
+    # bottleneck wants window <= rows; a trailing window longer than the data is the whole prefix.
+    return bottleneck.move_median(cleaned, min(window, rows), min_count=min_periods, axis=0)
 
 
 def _lag(x: np.ndarray, rows: int) -> np.ndarray:

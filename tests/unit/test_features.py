@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from slo_pipeline.features import (
@@ -15,6 +16,7 @@ from slo_pipeline.features import (
     trailing_features,
 )
 from slo_pipeline.settings import FeatureWindows
+from slo_pipeline.window_stats import moving_median
 
 WINDOWS = FeatureWindows(short=3, medium=8, long=30, evidence=3)
 
@@ -110,3 +112,15 @@ def test_fast_trailing_path_matches_rolling_path_with_gaps_and_flat_series(seaso
 
 def test_trailing_features_of_an_empty_history_are_undefined() -> None:
     assert np.isnan(trailing_features(np.empty((0, 2)), WINDOWS, 3)).all()
+
+
+@pytest.mark.parametrize("rows", [0, 5, 20, 250])
+def testmoving_median_is_pandas_rolling_median_with_gaps(rows: int) -> None:
+    values = _series(rows=250, n=5, seed=9)[:rows]
+    values[np.random.default_rng(2).random(values.shape) < 0.1] = np.nan
+    values[10:60, 1] = np.nan  # an outage longer than the window's minimum
+    if rows:
+        values[:, 2] = 3.0  # flat
+    for window, min_periods in ((30, 15), (8, 4), (400, 2)):
+        expected = pd.DataFrame(values).rolling(window, min_periods=min_periods).median().to_numpy()
+        np.testing.assert_array_equal(moving_median(values, window, min_periods), expected)
