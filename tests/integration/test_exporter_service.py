@@ -155,8 +155,12 @@ class Stack:
                 return page
             if time.monotonic() > deadline:
                 tail = self.exporter_log.read_text()[-3000:]
+                # The last page's scores and up series: what the exporter published when we gave up.
+                wanted = ("anomaly_score", "anomaly_exporter_up")
+                shown = {k: v for k, v in page.items() if k.startswith(wanted)}
                 raise AssertionError(
-                    f"timed out after {timeout:.0f}s waiting for {what}\nexporter log:\n{tail}"
+                    f"timed out after {timeout:.0f}s waiting for {what}\nlast page: {shown}\n"
+                    f"exporter log:\n{tail}"
                 )
             time.sleep(0.2)
 
