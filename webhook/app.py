@@ -37,7 +37,7 @@ from webhook.drivers import (
 )
 from webhook.metrics import WebhookMetrics, create_metrics
 from webhook.payload import PayloadError, delivery_key, parse_json, parse_notification
-from webhook.store import RecordResult, record_notification, store_drivers, store_rejected_delivery
+from webhook.store import RecordResult, record_driver_lookups, record_notification, store_rejected_delivery
 
 log = logging.getLogger(__name__)
 
@@ -107,16 +107,16 @@ class DriverRecorder:
                 log.log(level, "incident %d stored without a driver: %s", outcome.incident_id, outcome.reason)
 
     def _store(self, outcomes: list[DriverOutcome]) -> list[DriverOutcome]:
-        """Write the found drivers; if that fails they count (and log) as failed lookups."""
-        found = {o.incident_id: o.driver for o in outcomes if o.outcome == FOUND and o.driver}
-        if not found:
+        """Record every outcome (a found driver with it); if that fails, found drivers count (and
+        log) as failed lookups, and the incidents, left unrecorded, are the worker's to retry."""
+        if not outcomes:
             return outcomes
         try:
-            self.database.run(lambda conn: store_drivers(conn, found))
+            self.database.run(lambda conn: record_driver_lookups(conn, outcomes))
         except (DatabaseError, psycopg2.Error) as err:
             reason = f"storing the driver failed: {_first_line(err)}"
             return [
-                DriverOutcome(o.incident_id, FAILED, reason=reason) if o.incident_id in found else o
+                DriverOutcome(o.incident_id, FAILED, reason=reason) if o.outcome == FOUND else o
                 for o in outcomes
             ]
         return outcomes

@@ -16,7 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     webhook.set_defaults(handler=_run_webhook)
 
     worker = subparsers.add_parser(
-        "worker", help="claim and run retrain jobs", description=_run_worker.__doc__
+        "worker",
+        help="claim and run retrain jobs; retry failed incident driver lookups",
+        description=_run_worker.__doc__,
     )
     worker.add_argument("--once", action="store_true", help="process at most one job, then exit")
     worker.add_argument(

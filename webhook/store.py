@@ -10,13 +10,14 @@ written afterwards, in a transaction of their own, so a Prometheus lookup never 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import psycopg2.extensions
 import psycopg2.extras
 
-from webhook.drivers import NewIncident
+from webhook.drivers import DriverOutcome, NewIncident
 from webhook.payload import Alert, DeliveryKey, Notification
 from webhook.retrain_triggers import burn_rate_pages, select_retrains
 
@@ -71,10 +72,14 @@ ON CONFLICT (detector) WHERE status IN ('queued', 'running') DO NOTHING
 RETURNING id
 """
 
-# Only fills an empty driver: the driver is the one at the incident's start, set once.
-SET_DRIVERS_SQL = """
-UPDATE incidents AS i SET driver = v.driver
-FROM (VALUES %s) AS v (id, driver)
+# Only touches incidents without a driver: the driver is the one at the incident's start, set
+# once. Every outcome is recorded with its attempt, so the worker knows which lookups to retry.
+RECORD_DRIVER_LOOKUPS_SQL = """
+UPDATE incidents AS i
+SET driver = v.driver,
+    driver_lookup = v.outcome,
+    driver_lookup_attempts = i.driver_lookup_attempts + 1
+FROM (VALUES %s) AS v (id, outcome, driver)
 WHERE i.id = v.id AND i.driver IS NULL
 """
 
@@ -160,12 +165,14 @@ def record_notification(
         )
 
 
-def store_drivers(conn: psycopg2.extensions.connection, drivers: dict[int, str]) -> int:
-    """Set the driver of incidents that have none yet; returns the rows changed."""
-    if not drivers:
+def record_driver_lookups(conn: psycopg2.extensions.connection, outcomes: Sequence[DriverOutcome]) -> int:
+    """Store each lookup's outcome (and a found driver) on incidents that have no driver yet;
+    returns the rows changed."""
+    rows = sorted({o.incident_id: (o.incident_id, o.outcome, o.driver) for o in outcomes}.values())
+    if not rows:
         return 0
     with conn, conn.cursor() as cur:
-        psycopg2.extras.execute_values(cur, SET_DRIVERS_SQL, sorted(drivers.items()), template="(%s, %s)")
+        psycopg2.extras.execute_values(cur, RECORD_DRIVER_LOOKUPS_SQL, rows, template="(%s, %s, %s::text)")
         return cur.rowcount
 
 

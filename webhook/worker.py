@@ -1,5 +1,8 @@
 """The retrain worker: claim a job, keep its lease alive while training, record the outcome.
 
+When there is no job, at most once a minute it also retries incident driver lookups that failed
+while the webhook was answering Alertmanager (webhook/driver_retry.py).
+
 The training itself is a function `train(settings, detector_name) -> outcome` (by default
 `slo_pipeline.retrain.retrain_detector`, imported lazily because it pulls in MLflow and
 scikit-learn); tests pass a small real function instead. A failed training is recorded on the
@@ -23,12 +26,17 @@ import psycopg2
 
 from slo_pipeline.db import DatabaseError, connect
 from slo_pipeline.settings import Settings
+from webhook.driver_retry import retry_driver_lookups
+from webhook.drivers import DriverOutcome, DriverSource, PrometheusDriverSource
 from webhook.jobs import ClaimedJob, JobResult, claim_job, extend_lease, finish_job
 
 log = logging.getLogger(__name__)
 
 # Heartbeats per lease period: a couple can be lost to a slow database before the lease runs out.
 HEARTBEATS_PER_LEASE = 3
+# Between driver-retry passes (only run while no job is waiting): failed lookups are rare, and
+# each pass is one small indexed query when there is nothing to retry.
+DRIVER_RETRY_INTERVAL_SECONDS = 60.0
 ERROR_TEXT_LIMIT = 4000
 
 
@@ -110,10 +118,14 @@ class RetrainWorker:
         *,
         worker_id: str | None = None,
         train: TrainFunction | None = None,
+        driver_source: DriverSource | None = None,
     ) -> None:
+        """`driver_source` defaults to instant queries against `settings.prometheus_url`."""
         self.settings = settings
         self.worker_id = worker_id or default_worker_id()
         self._train = train
+        self._driver_source = driver_source
+        self._next_driver_retry = 0.0  # time.monotonic() of the next pass
         self.stop_requested = threading.Event()
 
     def _train_function(self) -> TrainFunction:
@@ -148,7 +160,28 @@ class RetrainWorker:
                 log.warning("worker %s: database unavailable, retrying: %s", self.worker_id, err)
                 processed = None
             if processed is None:
+                if time.monotonic() >= self._next_driver_retry:
+                    self.retry_drivers()
+                    self._next_driver_retry = time.monotonic() + DRIVER_RETRY_INTERVAL_SECONDS
                 self.stop_requested.wait(self.settings.worker_poll_seconds)
+
+    def retry_drivers(self) -> list[DriverOutcome]:
+        """One pass over incidents whose driver lookup failed; never raises (logs instead)."""
+        source = self._driver_source or PrometheusDriverSource(self.settings.prometheus_url)
+        try:
+            conn = connect(self.settings.database_url, application_name="slo-pipeline-worker-drivers")
+            try:
+                return retry_driver_lookups(conn, source)
+            finally:
+                conn.close()
+        except Exception as err:  # a database outage or a bug here must not stop retraining
+            log.warning(
+                "worker %s: driver retry pass failed, next in %.0fs: %s",
+                self.worker_id,
+                DRIVER_RETRY_INTERVAL_SECONDS,
+                err,
+            )
+            return []
 
     def _claim(self) -> ClaimedJob | None:
         conn = connect(self.settings.database_url, application_name="slo-pipeline-worker")

@@ -8,6 +8,7 @@ the external label `monitor`), exactly as Alertmanager would deliver them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import time
@@ -21,9 +22,14 @@ import requests
 
 from exporter.exposition import render_detector
 from slo_pipeline import launch
-from slo_pipeline.settings import DetectorConfig
+from slo_pipeline.db import connect
+from slo_pipeline.settings import DetectorConfig, load_settings
 from tests.fixtures.database import WEBHOOK_TOKEN, fetch_all, make_alert, make_notification
 from tests.fixtures.services import prometheus_query
+from webhook.driver_retry import MAX_ATTEMPTS
+from webhook.payload import parse_notification
+from webhook.store import record_notification
+from webhook.worker import RetrainWorker
 
 pytestmark = pytest.mark.integration
 
@@ -187,3 +193,66 @@ def test_a_prometheus_that_hangs_costs_the_budget_not_the_delivery(
     assert 1.5 <= elapsed < 6.0, f"one 2 s budget for the whole notification, took {elapsed:.1f}s"
     assert drivers(database_url) == {"pay": None, "cart": None}
     assert lookup_counts(webhook)["failed"] == 2.0
+
+
+def lookups(database_url: str) -> dict[str, tuple[object, ...]]:
+    rows = fetch_all(
+        database_url, "SELECT fingerprint, driver, driver_lookup, driver_lookup_attempts FROM incidents"
+    )
+    return {str(row[0]): row[1:] for row in rows}
+
+
+def settle(database_url: str) -> None:
+    """Age the incidents past the pause the retry pass leaves the webhook's own lookup."""
+    fetch_all(database_url, "UPDATE incidents SET created_at = now() - interval '2 minutes' RETURNING id")
+
+
+def test_a_failed_lookup_is_retried_by_the_worker_until_prometheus_answers(
+    prometheus: launch.ManagedProcess,
+    database_url: str,
+    webhook_factory: Callable[..., launch.ManagedProcess],
+) -> None:
+    webhook = webhook_factory(database_url)  # Prometheus unreachable while the incidents are new
+    assert post(webhook, make_notification(anomaly_alert("pay", PAY), anomaly_alert("cart", CART))).ok
+    assert lookups(database_url) == {"pay": (None, "failed", 1), "cart": (None, "failed", 1)}
+
+    worker = RetrainWorker(load_settings(database_url=database_url, prometheus_url=prometheus.url))
+    assert worker.retry_drivers() == [], "the webhook's own lookup just ran: not retried yet"
+    settle(database_url)
+    outcomes = worker.retry_drivers()
+
+    assert sorted(o.outcome for o in outcomes) == ["found", "no_match"]
+    assert lookups(database_url) == {
+        "pay": ("errors:level_vs_long", "found", 2),
+        "cart": (None, "no_match", 2),  # Prometheus answered: asking again would not help
+    }
+    assert worker.retry_drivers() == []
+
+
+def test_retries_are_bounded_by_attempts_and_age(database_url: str) -> None:
+    body = json.dumps(make_notification(anomaly_alert("pay", PAY), anomaly_alert("old", CART)))
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        down = f"http://127.0.0.1:{unused.getsockname()[1]}"
+    # Stored by the webhook's own code, but no lookup outcome recorded (as when writing it failed).
+    conn = connect(database_url)
+    try:
+        sha = hashlib.sha256(body.encode()).hexdigest()
+        result = record_notification(conn, body, sha, parse_notification(json.loads(body)), 0)
+    finally:
+        conn.close()
+    assert len(result.new_incidents) == 2
+    fetch_all(
+        database_url,
+        "UPDATE incidents SET starts_at = now() - interval '2 days' WHERE fingerprint = 'old' RETURNING id",
+    )
+    settle(database_url)
+
+    worker = RetrainWorker(load_settings(database_url=database_url, prometheus_url=down))
+    pay = next(i.id for i in result.new_incidents if i.alert.fingerprint == "pay")
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        outcomes = worker.retry_drivers()
+        assert [(o.incident_id, o.outcome) for o in outcomes] == [(pay, "failed")]
+        assert lookups(database_url)["pay"] == (None, "failed", attempt)
+    assert worker.retry_drivers() == []  # attempts spent
+    assert lookups(database_url)["old"] == (None, None, 0)  # older than a day: never retried

@@ -65,6 +65,9 @@ def test_incident_driver_column_is_added_to_an_existing_schema_without_touching_
         "WHERE table_name = 'incidents' AND column_name = 'driver'",
     )
     assert column == [("text", "YES")]
+    # 004: the existing incident has no recorded lookup, so the worker's retry pass may take it.
+    lookup = fetch_all(empty_database_url, "SELECT driver_lookup, driver_lookup_attempts FROM incidents")
+    assert lookup == [(None, 0)]
 
 
 def test_concurrent_migrators_apply_each_file_once(empty_database_url: str) -> None:

@@ -1,0 +1,15 @@
+-- 004_incident_driver_lookup: what the driver lookup of an incident last gave, so the worker can
+-- retry the ones that failed (webhook/driver_retry.py, docs/webhook.md "Incident drivers").
+-- Forward-only: a later change is a new numbered file, never an edit of this one.
+
+-- 'found', 'no_match' (Prometheus answered; no series matched, so asking again would not help)
+-- or 'failed' (Prometheus down, slow or erroring). NULL: never recorded, because the incident
+-- predates this column, carries no detector, or the webhook could not write the outcome.
+ALTER TABLE incidents ADD COLUMN driver_lookup text
+    CHECK (driver_lookup IN ('found', 'no_match', 'failed'));
+-- A constant default: PostgreSQL 11+ adds it without rewriting the table.
+ALTER TABLE incidents ADD COLUMN driver_lookup_attempts integer NOT NULL DEFAULT 0;
+
+-- The retry pass reads the newest incidents still missing a driver.
+CREATE INDEX incidents_driver_missing_idx ON incidents (starts_at DESC)
+    WHERE driver IS NULL AND detector IS NOT NULL;
