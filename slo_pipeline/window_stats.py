@@ -118,8 +118,8 @@ def trailing_stats(cleaned: np.ndarray, windows: FeatureWindows, rows: int) -> W
 
 def moving_median(cleaned: np.ndarray, window: int, min_periods: int) -> np.ndarray:
     """Trailing median down each column, NaN skipped, NaN until `min_periods` finite values: the
-    result of pandas' `rolling(window, min_periods).median()`. `cleaned` holds no +-Inf (bottleneck
-    would carry one on as NaN after it leaves the window); `clean` turned them into gaps."""
+    result of pandas' `rolling(window, min_periods).median()` for data without +-Inf, which
+    `clean` has turned into gaps (bottleneck ranks an Inf as a value where pandas skips it)."""
     cleaned = np.asarray(cleaned, dtype=np.float64)
     rows = cleaned.shape[0]
     if min_periods > rows:

@@ -7,8 +7,11 @@
 -- predates this column, carries no detector, or the webhook could not write the outcome.
 ALTER TABLE incidents ADD COLUMN driver_lookup text
     CHECK (driver_lookup IN ('found', 'no_match', 'failed'));
--- A constant default: PostgreSQL 11+ adds it without rewriting the table.
+-- Lookups that reached Prometheus (or ran out of budget asking it); a constant default, which
+-- PostgreSQL 11+ adds without rewriting the table.
 ALTER TABLE incidents ADD COLUMN driver_lookup_attempts integer NOT NULL DEFAULT 0;
+-- When the last of them ran (database clock): retries back off from it.
+ALTER TABLE incidents ADD COLUMN driver_lookup_at timestamptz;
 
 -- The retry pass reads the newest incidents still missing a driver.
 CREATE INDEX incidents_driver_missing_idx ON incidents (starts_at DESC)

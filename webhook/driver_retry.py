@@ -4,10 +4,15 @@ The webhook looks a new anomaly incident's driver up once, within a 2-second bud
 Alertmanager waits (webhook/drivers.py). When Prometheus was down or slow then, the incident is
 stored with `driver_lookup = 'failed'` (or with no outcome at all if even that could not be
 written). The driver is the one at `startsAt`, which Prometheus still holds later, so asking again
-is worth it: this pass re-runs the same lookup for such incidents, newest first, with a larger
-budget, and records the outcome the same way. `no_match` is final (Prometheus answered; no series
-matched). Each incident is tried at most MAX_ATTEMPTS times in all and only while it is younger
-than MAX_AGE_SECONDS, so a detector whose drivers never resolve costs a bounded amount of work.
+is worth it: this pass re-runs the same lookup for such incidents, newest first, and records the
+outcome the same way. `no_match` is final (Prometheus answered; no series matched).
+
+Retries back off: after the n-th lookup that reached Prometheus the next waits
+SETTLE_SECONDS x 4^(n-1) (1, 4, 16, 64, 256 minutes), so MAX_ATTEMPTS lookups in all span ~5.7 h
+of outage; an incident older than MAX_AGE_SECONDS is not retried. Incidents a pass did not get
+to ask about (an earlier query failed, the budget ran out) keep their attempts. Times are the
+database's clock, so workers with skewed clocks agree; one pass runs at a time across workers
+(an advisory lock), so several workers do not spend an incident's attempts N times faster.
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg2.extensions
@@ -26,13 +30,18 @@ from webhook.store import record_driver_lookups
 
 log = logging.getLogger(__name__)
 
-MAX_ATTEMPTS = 5
+MAX_ATTEMPTS = 6  # the webhook's own lookup and five retries
 # Drivers matter while an incident is being handled, and Prometheus keeps 15 days by default.
 MAX_AGE_SECONDS = 24 * 3600
-# The webhook's own lookup runs right after it commits; leave it that long before retrying.
+# The first retry waits this long after the webhook's lookup (or the incident's creation, when no
+# lookup was recorded); each later one four times longer than the one before.
 SETTLE_SECONDS = 60
+BACKOFF_FACTOR = 4
 BATCH_SIZE = 50
-BUDGET_SECONDS = 10.0
+# Small enough that a worker asked to stop is not held up long by a pass (it runs between jobs).
+BUDGET_SECONDS = 5.0
+# pg_try_advisory_lock key of the pass ("slopdriv"), so one worker runs it at a time.
+LOCK_KEY = 0x736C6F7064726976
 
 PENDING_SQL = """
 SELECT id, status, labels, annotations, starts_at, ends_at, generator_url, fingerprint
@@ -40,8 +49,9 @@ FROM incidents
 WHERE driver IS NULL AND detector IS NOT NULL
   AND (driver_lookup IS NULL OR driver_lookup = 'failed')
   AND driver_lookup_attempts < %(max_attempts)s
-  AND starts_at >= %(oldest)s
-  AND created_at <= %(settled)s
+  AND starts_at >= now() - make_interval(secs => %(max_age)s)
+  AND COALESCE(driver_lookup_at, created_at) <= now() - make_interval(
+        secs => %(settle)s * power(%(factor)s, GREATEST(driver_lookup_attempts - 1, 0)))
 ORDER BY starts_at DESC, id DESC
 LIMIT %(limit)s
 """
@@ -52,18 +62,18 @@ class RetryPolicy:
     max_attempts: int = MAX_ATTEMPTS
     max_age_seconds: float = MAX_AGE_SECONDS
     settle_seconds: float = SETTLE_SECONDS
+    backoff_factor: float = BACKOFF_FACTOR
     batch_size: int = BATCH_SIZE
     budget_seconds: float = BUDGET_SECONDS
 
 
-def pending_lookups(
-    conn: psycopg2.extensions.connection, now: datetime, policy: RetryPolicy
-) -> list[NewIncident]:
-    """Incidents whose driver is missing and worth asking for again, newest first."""
+def pending_lookups(conn: psycopg2.extensions.connection, policy: RetryPolicy) -> list[NewIncident]:
+    """Incidents whose driver is missing and whose next retry is due, newest first."""
     params = {
         "max_attempts": policy.max_attempts,
-        "oldest": now - timedelta(seconds=policy.max_age_seconds),
-        "settled": now - timedelta(seconds=policy.settle_seconds),
+        "max_age": float(policy.max_age_seconds),
+        "settle": float(policy.settle_seconds),
+        "factor": float(policy.backoff_factor),
         "limit": policy.batch_size,
     }
     with conn, conn.cursor() as cur:
@@ -73,23 +83,30 @@ def pending_lookups(
 
 
 def retry_driver_lookups(
-    conn: psycopg2.extensions.connection,
-    source: DriverSource,
-    *,
-    now: datetime | None = None,
-    policy: RetryPolicy | None = None,
+    conn: psycopg2.extensions.connection, source: DriverSource, *, policy: RetryPolicy | None = None
 ) -> list[DriverOutcome]:
-    """One pass: look the pending incidents' drivers up again and record every outcome.
+    """One pass: look the due incidents' drivers up again and record every outcome. Returns []
+    at once while another worker's pass holds the lock.
 
     Database errors propagate (the caller's loop logs and retries them); Prometheus errors are
     outcomes (`failed`), as in the webhook.
     """
     policy = policy or RetryPolicy()
-    incidents = pending_lookups(conn, now or datetime.now(UTC), policy)
-    if not incidents:
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT pg_try_advisory_lock(%s)", (LOCK_KEY,))
+        (locked,) = cur.fetchone()
+    if not locked:
         return []
-    outcomes = find_drivers(source, incidents, policy.budget_seconds)
-    record_driver_lookups(conn, outcomes)
+    try:
+        incidents = pending_lookups(conn, policy)
+        if not incidents:
+            return []
+        outcomes = find_drivers(source, incidents, policy.budget_seconds)
+        record_driver_lookups(conn, outcomes)
+    finally:
+        if not conn.closed:
+            with conn, conn.cursor() as cur:
+                cur.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
     found = sum(o.outcome == FOUND for o in outcomes)
     log.info("driver retry: %d of %d incident(s) now have a driver", found, len(outcomes))
     for outcome in outcomes:

@@ -60,6 +60,9 @@ class DriverOutcome:
     outcome: str  # one of OUTCOMES
     driver: str | None = None
     reason: str = ""  # why there is no driver, for the log
+    # False: not asked, because an earlier query of the same batch failed or the budget ran out.
+    # Such an incident is `failed` but has not used up an attempt.
+    queried: bool = True
 
 
 def promql_string(value: str) -> str:
@@ -114,17 +117,20 @@ def find_drivers(
         if detector is None:
             continue
         key = (detector, incident.alert.starts_at)
+        queried = False
         if key not in answers and failure is None:
             remaining = deadline - clock()
             if remaining <= 0:
                 failure = f"lookup budget of {budget_seconds:g}s per notification spent"
             else:
+                queried = True
                 try:
                     answers[key] = source.driver_series(detector, incident.alert.starts_at, remaining)
                 except DriverLookupError as err:
                     failure = str(err)
         if key not in answers:
-            outcomes.append(DriverOutcome(incident.id, FAILED, reason=failure or "not looked up"))
+            reason = failure if queried else f"not looked up: {failure or 'no answer'}"
+            outcomes.append(DriverOutcome(incident.id, FAILED, reason=reason, queried=queried))
             continue
         driver = match_driver(incident.alert.labels, answers[key])
         if driver is None:

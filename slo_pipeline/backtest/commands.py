@@ -80,7 +80,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     detector.add_argument(
         "--min-training-samples",
         type=int,
-        help=f"default: the detector's; {CSV_DEFAULT_MIN_TRAINING_SAMPLES} for CSV files",
+        help=f"default: the --detector's, else the production default (500); "
+        f"{CSV_DEFAULT_MIN_TRAINING_SAMPLES} for CSV files",
     )
     detector.add_argument(
         "--step",

@@ -202,9 +202,33 @@ def lookups(database_url: str) -> dict[str, tuple[object, ...]]:
     return {str(row[0]): row[1:] for row in rows}
 
 
-def settle(database_url: str) -> None:
-    """Age the incidents past the pause the retry pass leaves the webhook's own lookup."""
-    fetch_all(database_url, "UPDATE incidents SET created_at = now() - interval '2 minutes' RETURNING id")
+def age(database_url: str, minutes: int) -> None:
+    """Move the incidents' creation and last lookup `minutes` into the past (starts_at stays)."""
+    fetch_all(
+        database_url,
+        "UPDATE incidents SET created_at = created_at - make_interval(mins => %s),"
+        " driver_lookup_at = driver_lookup_at - make_interval(mins => %s) RETURNING id",
+        (minutes, minutes),
+    )
+
+
+def store_without_lookup(database_url: str, *alerts: dict[str, object]) -> dict[str, int]:
+    """Incidents stored by the webhook's own code with no lookup outcome recorded (as when writing
+    it failed); returns their ids by fingerprint."""
+    body = json.dumps(make_notification(*alerts))
+    conn = connect(database_url)
+    try:
+        sha = hashlib.sha256(body.encode()).hexdigest()
+        result = record_notification(conn, body, sha, parse_notification(json.loads(body)), 0)
+    finally:
+        conn.close()
+    return {incident.alert.fingerprint: incident.id for incident in result.new_incidents}
+
+
+def unreachable_url() -> str:
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{unused.getsockname()[1]}"
 
 
 def test_a_failed_lookup_is_retried_by_the_worker_until_prometheus_answers(
@@ -214,45 +238,62 @@ def test_a_failed_lookup_is_retried_by_the_worker_until_prometheus_answers(
 ) -> None:
     webhook = webhook_factory(database_url)  # Prometheus unreachable while the incidents are new
     assert post(webhook, make_notification(anomaly_alert("pay", PAY), anomaly_alert("cart", CART))).ok
-    assert lookups(database_url) == {"pay": (None, "failed", 1), "cart": (None, "failed", 1)}
+    # One refused query (the webhook takes incidents in fingerprint order); the other incident,
+    # of the same detector and start, was not asked about.
+    assert lookups(database_url) == {"cart": (None, "failed", 1), "pay": (None, "failed", 0)}
 
     worker = RetrainWorker(load_settings(database_url=database_url, prometheus_url=prometheus.url))
     assert worker.retry_drivers() == [], "the webhook's own lookup just ran: not retried yet"
-    settle(database_url)
+    age(database_url, 2)
     outcomes = worker.retry_drivers()
 
     assert sorted(o.outcome for o in outcomes) == ["found", "no_match"]
     assert lookups(database_url) == {
-        "pay": ("errors:level_vs_long", "found", 2),
+        "pay": ("errors:level_vs_long", "found", 1),
         "cart": (None, "no_match", 2),  # Prometheus answered: asking again would not help
     }
+    age(database_url, 600)
+    assert worker.retry_drivers() == []
+
+
+def test_a_pass_charges_only_the_incident_it_asked_about_then_backs_off(database_url: str) -> None:
+    ids = store_without_lookup(database_url, anomaly_alert("pay", PAY), anomaly_alert("search", SEARCH))
+    age(database_url, 2)
+    worker = RetrainWorker(load_settings(database_url=database_url, prometheus_url=unreachable_url()))
+
+    first = worker.retry_drivers()
+    # Newest first (same start: highest id); after its refused query the other is not asked.
+    assert [(o.incident_id, o.outcome, o.queried) for o in first] == [
+        (ids["search"], "failed", True),
+        (ids["pay"], "failed", False),
+    ]
+    assert lookups(database_url) == {"search": (None, "failed", 1), "pay": (None, "failed", 0)}
+    # `search` now waits a minute; `pay` was never asked, so it is still due.
+    assert [(o.incident_id, o.queried) for o in worker.retry_drivers()] == [(ids["pay"], True)]
+    assert worker.retry_drivers() == []
+    age(database_url, 2)  # the first retry's minute has passed for both: the same again
+    assert [(o.incident_id, o.queried) for o in worker.retry_drivers()] == [
+        (ids["search"], True),
+        (ids["pay"], False),
+    ]
+    assert [(o.incident_id, o.queried) for o in worker.retry_drivers()] == [(ids["pay"], True)]
+    assert lookups(database_url) == {"search": (None, "failed", 2), "pay": (None, "failed", 2)}
+    age(database_url, 2)  # after a second lookup the next waits 4 minutes: 2 are not enough
     assert worker.retry_drivers() == []
 
 
 def test_retries_are_bounded_by_attempts_and_age(database_url: str) -> None:
-    body = json.dumps(make_notification(anomaly_alert("pay", PAY), anomaly_alert("old", CART)))
-    with socket.socket() as unused:
-        unused.bind(("127.0.0.1", 0))
-        down = f"http://127.0.0.1:{unused.getsockname()[1]}"
-    # Stored by the webhook's own code, but no lookup outcome recorded (as when writing it failed).
-    conn = connect(database_url)
-    try:
-        sha = hashlib.sha256(body.encode()).hexdigest()
-        result = record_notification(conn, body, sha, parse_notification(json.loads(body)), 0)
-    finally:
-        conn.close()
-    assert len(result.new_incidents) == 2
+    ids = store_without_lookup(database_url, anomaly_alert("pay", PAY), anomaly_alert("old", CART))
     fetch_all(
         database_url,
         "UPDATE incidents SET starts_at = now() - interval '2 days' WHERE fingerprint = 'old' RETURNING id",
     )
-    settle(database_url)
-
-    worker = RetrainWorker(load_settings(database_url=database_url, prometheus_url=down))
-    pay = next(i.id for i in result.new_incidents if i.alert.fingerprint == "pay")
+    worker = RetrainWorker(load_settings(database_url=database_url, prometheus_url=unreachable_url()))
     for attempt in range(1, MAX_ATTEMPTS + 1):
+        age(database_url, 300)  # longer than the longest back-off (256 min)
         outcomes = worker.retry_drivers()
-        assert [(o.incident_id, o.outcome) for o in outcomes] == [(pay, "failed")]
+        assert [(o.incident_id, o.outcome) for o in outcomes] == [(ids["pay"], "failed")]
         assert lookups(database_url)["pay"] == (None, "failed", attempt)
+    age(database_url, 300)
     assert worker.retry_drivers() == []  # attempts spent
     assert lookups(database_url)["old"] == (None, None, 0)  # older than a day: never retried

@@ -115,7 +115,7 @@ def test_trailing_features_of_an_empty_history_are_undefined() -> None:
 
 
 @pytest.mark.parametrize("rows", [0, 5, 20, 250])
-def testmoving_median_is_pandas_rolling_median_with_gaps(rows: int) -> None:
+def test_moving_median_is_pandas_rolling_median_with_gaps(rows: int) -> None:
     values = _series(rows=250, n=5, seed=9)[:rows]
     values[np.random.default_rng(2).random(values.shape) < 0.1] = np.nan
     values[10:60, 1] = np.nan  # an outage longer than the window's minimum

@@ -126,6 +126,8 @@ def test_after_a_failure_nothing_more_is_queried_and_every_incident_is_failed() 
     assert [o.outcome for o in outcomes] == [FAILED] * 3
     assert len(source.calls) == 1
     assert all("connection refused" in o.reason for o in outcomes)
+    # Only the first was asked: the others keep their retry attempts (webhook/driver_retry.py).
+    assert [o.queried for o in outcomes] == [True, False, False]
 
 
 def test_the_budget_bounds_the_time_spent_on_one_notification() -> None:
@@ -138,6 +140,7 @@ def test_the_budget_bounds_the_time_spent_on_one_notification() -> None:
     assert [o.outcome for o in outcomes] == [FOUND, FOUND, FOUND, FAILED]
     assert [round(timeout, 3) for *_, timeout in source.calls] == [2.0, 1.2, 0.4]
     assert "budget" in outcomes[-1].reason
+    assert not outcomes[-1].queried
 
 
 # --- the HTTP client against a local server -----------------------------------------------------
