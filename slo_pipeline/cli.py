@@ -22,6 +22,7 @@ COMMAND_MODULES = (
     "slo_pipeline.backtest.commands",
     "exporter.commands",
     "webhook.commands",
+    "streamlit_app.commands",
 )
 
 

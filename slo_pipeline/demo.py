@@ -59,6 +59,9 @@ def run_demo(*, data_dir: str | None, days: float, incident_every: float, with_u
         for name, url in stack.urls.items():
             print(f"  {name:<12} {url}")
         print(f"  logs         {options.data_dir / 'logs'}")
+        if stack.ui_sign_in is not None:
+            user, password = stack.ui_sign_in
+            print(f"  ui sign-in   {user} / {password}  (editor; in {options.data_dir / 'ui_password'})")
         print(
             f"  rules sync   every {options.slo_sync_interval_seconds:g}s: SLO edits (UI or CLI) reach "
             "Prometheus without `rules render`"

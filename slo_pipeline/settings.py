@@ -7,9 +7,10 @@ compose, Kubernetes and the demo); what a detector *is* comes from one YAML file
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -294,7 +295,52 @@ class Settings(BaseSettings):
         "(one small query when nothing changed); an SLO edit reaches Prometheus within about this "
         "long, and Prometheus is reloaded at most once per interval",
     )
+    ui_auth: Literal["password", "proxy", "oidc"] = Field(
+        default="password",
+        validation_alias=AliasChoices("SLO_PIPELINE_UI_AUTH", "ui_auth"),
+        description="how operators sign in to the UI: `password` (local users, `slo-pipeline ui user "
+        "add`), `proxy` (a user-name header from an authenticating proxy at "
+        "SLO_PIPELINE_UI_TRUSTED_PROXIES) or `oidc` (Streamlit's st.login, `[auth]` in secrets.toml)",
+    )
+    ui_proxy_user_header: str = Field(
+        default="X-Forwarded-User",
+        min_length=1,
+        validation_alias=AliasChoices("SLO_PIPELINE_UI_PROXY_USER_HEADER", "ui_proxy_user_header"),
+        description="header holding the signed-in user's name when SLO_PIPELINE_UI_AUTH=proxy "
+        "(oauth2-proxy: X-Forwarded-User or X-Forwarded-Email)",
+    )
+    ui_trusted_proxies: str = Field(
+        default="",
+        validation_alias=AliasChoices("SLO_PIPELINE_UI_TRUSTED_PROXIES", "ui_trusted_proxies"),
+        description="comma-separated addresses or networks of the authenticating proxy; the user "
+        "header is believed only from these TCP peers (required for SLO_PIPELINE_UI_AUTH=proxy)",
+    )
+    ui_oidc_provider: str = Field(
+        default="",
+        validation_alias=AliasChoices("SLO_PIPELINE_UI_OIDC_PROVIDER", "ui_oidc_provider"),
+        description="with SLO_PIPELINE_UI_AUTH=oidc: the provider name of an `[auth.NAME]` section "
+        "in secrets.toml; empty uses `[auth]` itself",
+    )
+    ui_default_role: Literal["viewer", "none"] = Field(
+        default="viewer",
+        validation_alias=AliasChoices("SLO_PIPELINE_UI_DEFAULT_ROLE", "ui_default_role"),
+        description="role of a proxy or OIDC user who has no `ui_users` row; `none` refuses them "
+        "(editors are always listed: `slo-pipeline ui user add NAME --role editor --no-password`)",
+    )
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig, exclude=True)
+
+
+def _check_ui_auth(settings: Settings) -> None:
+    for entry in filter(None, (part.strip() for part in settings.ui_trusted_proxies.split(","))):
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError as err:
+            raise ConfigError(f"SLO_PIPELINE_UI_TRUSTED_PROXIES: {entry!r} is not an address: {err}") from err
+    if settings.ui_auth == "proxy" and not settings.ui_trusted_proxies.strip():
+        raise ConfigError(
+            "SLO_PIPELINE_UI_AUTH=proxy needs SLO_PIPELINE_UI_TRUSTED_PROXIES: without it anyone "
+            "could send the user header"
+        )
 
 
 def load_settings(**overrides: object) -> Settings:
@@ -304,6 +350,7 @@ def load_settings(**overrides: object) -> Settings:
     run before anyone has written detectors; a present but invalid file is an error.
     """
     settings = Settings(**overrides)  # type: ignore[arg-type]
+    _check_ui_auth(settings)
     if "pipeline" in overrides or not settings.config_path.exists():
         return settings
     return settings.model_copy(update={"pipeline": load_pipeline_config(settings.config_path)})

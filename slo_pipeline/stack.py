@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import shutil
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -46,6 +48,7 @@ class StackOptions:
     database_url: str | None = None  # None: DATABASE_URL, else the local server, else a private one
     webhook_token: str = "demo-token"
     with_ui: bool = True
+    ui_user: str = "demo"  # an editor account made (or given a new password) at every start
     train_first_models: bool = True
     # `slo-pipeline rules sync` re-renders the SLO rules Prometheus loads whenever the stored SLOs
     # change (e.g. a UI edit). Off by default: it writes production-timed rules, which would undo
@@ -68,6 +71,7 @@ class Stack:
     processes: dict[str, object] = field(default_factory=dict)
     urls: dict[str, str] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
+    ui_sign_in: tuple[str, str] | None = None  # (user, password) of the UI's editor account
 
     def stop(self) -> None:
         for name, process in reversed(list(self.processes.items())):
@@ -88,6 +92,30 @@ class Stack:
 
 def _cli_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "slo_pipeline.cli", *args]
+
+
+def ensure_ui_user(env: dict[str, str], name: str, password_file: Path) -> tuple[str, str]:
+    """An editor account for the UI with a fresh random password, through the same CLI operators
+    use (`ui user add`, or `ui user set` when an earlier run made it); the password is written to
+    a 0600 file and returned for printing."""
+    password = secrets.token_urlsafe(12)
+    for argv in (["add", name, "--role", "editor"], ["set", name, "--role", "editor", "--password"]):
+        done = subprocess.run(
+            _cli_argv("ui", "user", *argv),
+            input=password + "\n",
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+            check=False,
+        )
+        if done.returncode == 0:
+            password_file.write_text(password + "\n", encoding="utf-8")
+            password_file.chmod(0o600)
+            return name, password
+        if "already exists" not in done.stderr:
+            break
+    raise RuntimeError(f"could not create the UI user {name!r}: {done.stderr.strip()}")
 
 
 def resolve_database(options: StackOptions, stack: Stack) -> str:
@@ -289,6 +317,7 @@ def _start(stack: Stack) -> None:
         "/healthz",
     )()
     if options.with_ui:
+        stack.ui_sign_in = ensure_ui_user(stack.env, options.ui_user, data / "ui_password")
         ui_script = REPO_ROOT / "streamlit_app" / "app.py"
         stack.processes["ui"] = service(
             "ui",

@@ -1,8 +1,8 @@
 """Operator UI entry script: `streamlit run streamlit_app/app.py`.
 
-Thin on purpose: it loads the settings, picks a page and lets the page modules do the rest.
-Streamlit executes this file as `__main__` on every rerun (so does `AppTest.from_file`); the
-guard below keeps a plain `import streamlit_app.app` free of side effects.
+Thin on purpose: it loads the settings, signs the operator in, picks a page and lets the page
+modules do the rest. Streamlit executes this file as `__main__` on every rerun (so does
+`AppTest.from_file`); the guard below keeps a plain `import streamlit_app.app` free of side effects.
 """
 
 from __future__ import annotations
@@ -13,10 +13,11 @@ import streamlit as st
 
 from slo_pipeline.db import describe_dsn
 from slo_pipeline.settings import ConfigError, Settings, load_settings
-from streamlit_app import ui_incidents, ui_models, ui_slos, ui_threshold
+from streamlit_app import ui_incidents, ui_models, ui_signin, ui_slos, ui_threshold
+from streamlit_app.identity import Identity
 from streamlit_app.ui_common import show_errors
 
-PAGES: dict[str, Callable[[Settings], None]] = {
+PAGES: dict[str, Callable[[Settings, Identity], None]] = {
     "Incidents": ui_incidents.render,
     "Models": ui_models.render,
     "SLOs": ui_slos.render,
@@ -26,7 +27,6 @@ PAGES: dict[str, Callable[[Settings], None]] = {
 
 def main() -> None:
     st.set_page_config(page_title="slo-pipeline", layout="wide")
-    page = st.sidebar.radio("Page", list(PAGES), key="page")
     try:
         # Read on every run (cheap): an edited YAML or environment shows up without a restart.
         settings = load_settings()
@@ -34,12 +34,18 @@ def main() -> None:
         # pydantic's ValidationError is a ValueError: a bad environment variable lands here too.
         st.error(f"The configuration cannot be used: {err}")
         return
+    who: Identity | None = None
+    with show_errors("Sign-in"):
+        who = ui_signin.signed_in(settings)
+    if who is None:
+        return
+    page = st.sidebar.radio("Page", list(PAGES), key="page") or "Incidents"
+    ui_signin.sidebar(who)
     # describe_dsn leaves the password out: the sidebar is visible to every operator.
     st.sidebar.caption(f"Database: {describe_dsn(settings.database_url)}")
-    page = page or "Incidents"
     # Pages guard their own service calls; this catches whatever slips past them.
     with show_errors(f"The {page} page"):
-        PAGES[page](settings)
+        PAGES[page](settings, who)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ STATUSES = ("firing", "resolved")
 # Filter value for "nobody has reviewed it yet".
 UNREVIEWED = "unreviewed"
 MAX_NOTE_CHARS = 2000
-MAX_NAME_CHARS = 200
 
 TRAINING_EFFECT = {
     TRUE_POSITIVE: "excluded from the next training data (a real incident is not normal behaviour)",
@@ -55,28 +54,22 @@ class IncidentFilter:
 
 @dataclass(frozen=True)
 class Feedback:
-    """A validated operator verdict, ready to store."""
+    """A validated operator verdict, ready to store (the author is the signed-in user)."""
 
     verdict: str
-    by: str
     note: str
 
 
-def validate_feedback(verdict: str | None, by: str, note: str) -> Feedback:
+def validate_feedback(verdict: str | None, note: str) -> Feedback:
     """Trim and check a verdict; raises ValueError with a message fit for the operator."""
     if verdict is None:
         raise ValueError("choose true positive or false positive")
     if verdict not in VERDICTS:
         raise ValueError(f"feedback must be one of {', '.join(VERDICTS)}, got {verdict!r}")
-    by = by.strip()
-    if not by:
-        raise ValueError("say who you are: feedback changes the next training, so it must be attributable")
-    if len(by) > MAX_NAME_CHARS:
-        raise ValueError(f"the name is longer than {MAX_NAME_CHARS} characters")
     note = note.strip()
     if len(note) > MAX_NOTE_CHARS:
         raise ValueError(f"the note is longer than {MAX_NOTE_CHARS} characters")
-    return Feedback(verdict=verdict, by=by, note=note)
+    return Feedback(verdict=verdict, note=note)
 
 
 def where_clause(filters: IncidentFilter) -> tuple[str, list[Any]]:
@@ -130,24 +123,32 @@ def get_incident(database_url: str, incident_id: int) -> dict[str, Any] | None:
     return rows[0] if rows else None
 
 
-def record_feedback(database_url: str, incident_id: int, feedback: Feedback) -> bool:
-    """Store a verdict (replacing an earlier one); False when the incident does not exist."""
-    touched = pg.execute(
+def record_feedback(database_url: str, incident_id: int, feedback: Feedback, by: str) -> bool:
+    """Store a verdict (replacing an earlier one); False when the incident does not exist.
+
+    The `incident_feedback_events` trigger records the change with `by` as its author.
+    """
+    touched = pg.execute_as(
         database_url,
+        by,
         """
         UPDATE incidents
            SET feedback = %s, feedback_by = %s, feedback_note = %s, feedback_at = now()
          WHERE id = %s
         """,
-        [feedback.verdict, feedback.by, feedback.note or None, incident_id],
+        [feedback.verdict, by, feedback.note or None, incident_id],
     )
     return touched == 1
 
 
-def clear_feedback(database_url: str, incident_id: int) -> bool:
-    """Forget a verdict given by mistake; the incident counts as unreviewed again."""
-    touched = pg.execute(
+def clear_feedback(database_url: str, incident_id: int, by: str) -> bool:
+    """Withdraw a verdict given by mistake; the incident counts as unreviewed again.
+
+    The row forgets the verdict; `incident_feedback_events` keeps what was cleared and by whom.
+    """
+    touched = pg.execute_as(
         database_url,
+        by,
         """
         UPDATE incidents
            SET feedback = NULL, feedback_by = NULL, feedback_note = NULL, feedback_at = NULL
@@ -156,3 +157,18 @@ def clear_feedback(database_url: str, incident_id: int) -> bool:
         [incident_id],
     )
     return touched == 1
+
+
+def feedback_history(database_url: str, incident_id: int) -> list[dict[str, Any]]:
+    """Every verdict change of the incident, newest first (set, replaced, cleared)."""
+    return pg.fetch_all(
+        database_url,
+        """
+        SELECT changed_at, changed_by, old_feedback, new_feedback, new_feedback_note AS note,
+               old_feedback_by, old_feedback_note
+          FROM incident_feedback_events
+         WHERE incident_id = %s
+         ORDER BY changed_at DESC, id DESC
+        """,
+        [incident_id],
+    )

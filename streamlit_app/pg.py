@@ -58,3 +58,11 @@ def execute(database_url: str, statement: str, params: Sequence[Any] = ()) -> in
     with connection(database_url) as conn, conn, conn.cursor() as cur:
         cur.execute(statement, params)
         return int(cur.rowcount)
+
+
+def execute_as(database_url: str, who: str, statement: str, params: Sequence[Any] = ()) -> int:
+    """`execute`, with `who` as the author the audit triggers record (transaction-local)."""
+    with connection(database_url) as conn, conn, conn.cursor() as cur:
+        cur.execute("SELECT set_config('slo_pipeline.changed_by', %s, true)", [who])
+        cur.execute(statement, params)
+        return int(cur.rowcount)

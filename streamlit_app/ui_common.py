@@ -11,6 +11,7 @@ import streamlit as st
 from slo_pipeline.db import DatabaseError
 from slo_pipeline.prometheus_io import PrometheusQueryError
 from slo_pipeline.registry import RegistryError
+from streamlit_app.identity import NotAllowedError
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,7 @@ def run_action(action_name: str, action: Callable[..., str], *args: object) -> N
     """Call `action(*args)` from a widget callback; its outcome becomes a flash message."""
     try:
         message = action(*args)
-    except ValueError as err:
+    except (ValueError, NotAllowedError) as err:
         flash("error", f"{action_name}: {err}")
     except SERVICE_ERRORS as err:
         flash("error", f"{action_name} failed: {err}")

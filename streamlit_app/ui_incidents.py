@@ -8,6 +8,7 @@ import streamlit as st
 
 from slo_pipeline.settings import Settings
 from streamlit_app import incidents
+from streamlit_app.identity import Identity, require_editor
 from streamlit_app.ui_common import run_action, show_errors, show_flashes
 
 ANY = "(any)"
@@ -30,7 +31,7 @@ TABLE_COLUMNS = [
 ]
 
 
-def render(settings: Settings) -> None:
+def render(settings: Settings, who: Identity) -> None:
     st.header("Incidents")
     st.caption(
         "Feedback decides what the next retraining learns from: incidents marked **true positive** "
@@ -40,10 +41,10 @@ def render(settings: Settings) -> None:
     )
     show_flashes()
     with show_errors("The incident list"):
-        _render(settings.database_url)
+        _render(settings.database_url, who)
 
 
-def _render(database_url: str) -> None:
+def _render(database_url: str, who: Identity) -> None:
     choices = incidents.filter_choices(database_url)
     filters = _filters(choices)
     rows = incidents.list_incidents(database_url, filters)
@@ -65,7 +66,7 @@ def _render(database_url: str) -> None:
         st.warning(f"Incident {incident_id} no longer exists.")
         return
     _details(incident)
-    _feedback(database_url, incident)
+    _feedback(database_url, incident, who)
 
 
 def _filters(choices: dict[str, list[str]]) -> incidents.IncidentFilter:
@@ -98,79 +99,85 @@ def _describe(row: dict[str, Any]) -> str:
 
 
 def _details(incident: dict[str, Any]) -> None:
-    st.subheader(f"#{incident['id']} {incident['alertname']}")
+    # Alert names, notes and URLs come from alert rules and people: shown as text, never Markdown.
+    st.subheader(f"#{incident['id']}", anchor=False)
+    st.text(incident["alertname"])
     cols = st.columns(4)
-    cols[0].markdown(f"**Status**  \n{incident['status']}")
-    cols[1].markdown(f"**Starts**  \n{_timestamp(incident['starts_at'])}")
-    ends = _timestamp(incident["ends_at"]) if incident["ends_at"] else "still firing"
-    cols[2].markdown(f"**Ends**  \n{ends}")
-    cols[3].markdown(f"**Severity**  \n{incident['severity'] or '-'}")
-    # Shown as code; a backtick inside the (opaque) name would end the code span early.
-    driver = f"`{incident['driver'].replace('`', chr(39))}`" if incident["driver"] else incidents.NO_DRIVER
-    st.markdown(f"**Driver**  \n{driver}", help=incidents.DRIVER_HELP)
+    _field(cols[0], "Status", incident["status"])
+    _field(cols[1], "Starts", _timestamp(incident["starts_at"]))
+    _field(cols[2], "Ends", _timestamp(incident["ends_at"]) if incident["ends_at"] else "still firing")
+    _field(cols[3], "Severity", incident["severity"] or "-")
+    st.caption("Driver", help=incidents.DRIVER_HELP)
+    if incident["driver"]:
+        st.code(incident["driver"], language=None)
+    else:
+        st.text(incidents.NO_DRIVER)
     left, right = st.columns(2)
     with left:
-        st.markdown("**Labels**")
+        st.caption("Labels")
         st.json(incident["labels"], expanded=True)
     with right:
-        st.markdown("**Annotations**")
+        st.caption("Annotations")
         st.json(incident["annotations"], expanded=True)
-    if incident["generator_url"]:
-        st.markdown(f"[Open the alert's expression in Prometheus]({incident['generator_url']})")
+    url = incident["generator_url"] or ""
+    if url.startswith(("http://", "https://")):
+        st.link_button("Open the alert's expression in Prometheus", url)
+
+
+def _field(column: Any, label: str, value: str) -> None:
+    column.caption(label)
+    column.text(value)
 
 
 def _timestamp(value: Any) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S %Z") if value else "-"
 
 
-def _feedback(database_url: str, incident: dict[str, Any]) -> None:
+def _feedback(database_url: str, incident: dict[str, Any], who: Identity) -> None:
     incident_id = incident["id"]
     st.markdown("**Operator feedback**")
     verdict = incident["feedback"]
     if verdict:
-        st.write(
-            f"Marked **{VERDICT_LABELS[verdict]}** by {incident['feedback_by']} "
+        st.text(
+            f"Marked {VERDICT_LABELS[verdict]} by {incident['feedback_by']} "
             f"at {_timestamp(incident['feedback_at'])}"
             + (f": {incident['feedback_note']}" if incident["feedback_note"] else "")
         )
-        st.button(
-            "Clear feedback",
-            key=f"clear-{incident_id}",
-            on_click=run_action,
-            args=("Clearing feedback", _clear, database_url, incident_id),
-        )
     st.caption(f"Right now this incident is {incidents.TRAINING_EFFECT[verdict]}.")
-    with st.form(key=f"feedback-form-{incident_id}"):
-        st.radio(
-            "Verdict",
-            incidents.VERDICTS,
-            index=incidents.VERDICTS.index(verdict) if verdict else None,
-            format_func=VERDICT_LABELS.__getitem__,
-            key=f"verdict-{incident_id}",
-        )
-        st.text_input("Your name", key=f"by-{incident_id}", max_chars=incidents.MAX_NAME_CHARS)
+    if not who.can_edit:
+        st.info(f"You are signed in as {who.role}: only editors can give feedback.")
+    else:
         st.text_area("Note (optional)", key=f"note-{incident_id}", max_chars=incidents.MAX_NOTE_CHARS)
+        buttons = st.columns(3)
+        for column, choice in zip(buttons, incidents.VERDICTS, strict=False):
+            column.button(
+                f"Mark {VERDICT_LABELS[choice].split(' (')[0].lower()}",
+                key=f"mark-{choice}-{incident_id}",
+                type="primary" if choice == incidents.FALSE_POSITIVE else "secondary",
+                on_click=run_action,
+                args=("Saving feedback", _save, database_url, incident_id, choice, who),
+            )
+        if verdict:
+            buttons[2].button(
+                "Clear feedback",
+                key=f"clear-{incident_id}",
+                on_click=run_action,
+                args=("Clearing feedback", _clear, database_url, incident_id, who),
+            )
         st.caption(
             f"True positive: {incidents.TRAINING_EFFECT[incidents.TRUE_POSITIVE]}. "
             f"False positive: {incidents.TRAINING_EFFECT[incidents.FALSE_POSITIVE]}."
         )
-        # The callback runs before the next run draws the page, so the table above already
-        # shows the stored verdict after a submit.
-        st.form_submit_button(
-            "Save feedback",
-            on_click=run_action,
-            args=("Saving feedback", _save, database_url, incident_id),
-        )
+    history = incidents.feedback_history(database_url, incident_id)
+    if history:
+        st.caption("Feedback history (every change, including cleared verdicts)")
+        st.dataframe(history, hide_index=True)
 
 
-def _save(database_url: str, incident_id: int) -> str:
-    state = st.session_state
-    feedback = incidents.validate_feedback(
-        state.get(f"verdict-{incident_id}"),
-        state.get(f"by-{incident_id}") or "",
-        state.get(f"note-{incident_id}") or "",
-    )
-    if not incidents.record_feedback(database_url, incident_id, feedback):
+def _save(database_url: str, incident_id: int, verdict: str, who: Identity) -> str:
+    require_editor(who, "Feedback")
+    feedback = incidents.validate_feedback(verdict, st.session_state.get(f"note-{incident_id}") or "")
+    if not incidents.record_feedback(database_url, incident_id, feedback, who.name):
         raise ValueError(f"incident {incident_id} no longer exists")
     return (
         f"Incident #{incident_id} marked {VERDICT_LABELS[feedback.verdict]}: "
@@ -178,7 +185,8 @@ def _save(database_url: str, incident_id: int) -> str:
     )
 
 
-def _clear(database_url: str, incident_id: int) -> str:
-    if not incidents.clear_feedback(database_url, incident_id):
+def _clear(database_url: str, incident_id: int, who: Identity) -> str:
+    require_editor(who, "Clearing feedback")
+    if not incidents.clear_feedback(database_url, incident_id, who.name):
         raise ValueError(f"incident {incident_id} no longer exists")
     return f"Feedback on incident #{incident_id} cleared: it is {incidents.TRAINING_EFFECT[None]}."

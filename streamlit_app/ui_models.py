@@ -6,10 +6,11 @@ import streamlit as st
 
 from slo_pipeline.settings import Settings
 from streamlit_app import models
+from streamlit_app.identity import Identity, require_editor
 from streamlit_app.ui_common import run_action, show_errors, show_flashes
 
 
-def render(settings: Settings) -> None:
+def render(settings: Settings, who: Identity) -> None:
     st.header("Models")
     detectors = [d.name for d in settings.pipeline.detectors]
     if not detectors:
@@ -25,13 +26,13 @@ def render(settings: Settings) -> None:
         "one-click rollback. A rejected candidate stays registered but never serves."
     )
     with show_errors(f"The MLflow registry at {settings.mlflow_tracking_uri}"):
-        _versions(settings, detector)
+        _versions(settings, detector, who)
     st.subheader("Retrain jobs")
     with show_errors("The retrain job history"):
         _jobs(settings.database_url, detector)
 
 
-def _versions(settings: Settings, detector: str) -> None:
+def _versions(settings: Settings, detector: str, who: Identity) -> None:
     versions = models.list_versions(settings, detector)
     if not versions:
         st.info(f"No registered versions of {detector!r} yet: the first training registers one.")
@@ -41,15 +42,17 @@ def _versions(settings: Settings, detector: str) -> None:
     if plan is None:
         st.caption("Rollback is not possible: no version carries the `previous` alias.")
         return
-    _rollback(settings, plan)
+    if who.can_edit:
+        _rollback(settings, plan, who)
+    else:
+        st.info(f"You are signed in as {who.role}: only editors can roll back.")
 
 
-def _rollback(settings: Settings, plan: models.RollbackPlan) -> None:
+def _rollback(settings: Settings, plan: models.RollbackPlan, who: Identity) -> None:
     st.markdown(
         f"**Rollback**: make version **{plan.target}** the champion again "
         f"(version {plan.current or 'none'} becomes `previous`)."
     )
-    by = st.text_input("Your name", key=f"rollback_by_{plan.detector}")
     confirmed = st.checkbox(
         f"I understand that every exporter switches {plan.detector} to version {plan.target} "
         "on its next cycle.",
@@ -58,16 +61,17 @@ def _rollback(settings: Settings, plan: models.RollbackPlan) -> None:
     st.button(
         f"Roll back {plan.detector} to version {plan.target}",
         type="primary",
-        disabled=not (confirmed and by.strip()),
+        disabled=not confirmed,
         key=f"rollback_{plan.detector}",
         on_click=_do_rollback,
-        args=(settings, plan),
+        args=(settings, plan, who),
     )
 
 
-def _do_rollback(settings: Settings, plan: models.RollbackPlan) -> None:
+def _do_rollback(settings: Settings, plan: models.RollbackPlan, who: Identity) -> None:
     def action() -> str:
-        promoted = models.rollback(settings, plan, st.session_state.get(f"rollback_by_{plan.detector}", ""))
+        require_editor(who, "Rollback")
+        promoted = models.rollback(settings, plan, who.name)
         return f"{plan.detector}: version {promoted.version} is the champion again."
 
     run_action("Rollback", action)

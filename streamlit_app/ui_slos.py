@@ -7,10 +7,11 @@ import streamlit as st
 from slo_pipeline.settings import Settings
 from slo_pipeline.slo.spec import SLO
 from streamlit_app import slos
+from streamlit_app.identity import Identity, require_editor
 from streamlit_app.ui_common import run_action, show_errors, show_flashes
 
 
-def render(settings: Settings) -> None:
+def render(settings: Settings, who: Identity) -> None:
     st.header("SLOs")
     st.caption(
         "Every change is recorded in `slo_revisions` with who made it, when, why, and the old and new "
@@ -20,10 +21,10 @@ def render(settings: Settings) -> None:
     )
     show_flashes()
     with show_errors("The SLO store"):
-        _render(settings.database_url)
+        _render(settings.database_url, who)
 
 
-def _render(database_url: str) -> None:
+def _render(database_url: str, who: Identity) -> None:
     stored = {slo.name: slo for slo in slos.load_slos(database_url)}
     if not stored:
         st.info("No SLOs are stored yet. Load a spec file with `slo-pipeline slo apply -f FILE`.")
@@ -34,7 +35,10 @@ def _render(database_url: str) -> None:
         return
     slo = stored[name]
     st.subheader(f"Edit {name}")
-    _edit_form(database_url, slo)
+    if who.can_edit:
+        _edit_form(database_url, slo, who)
+    else:
+        st.info(f"You are signed in as {who.role}: only editors can change SLOs.")
     st.subheader(f"History of {name}")
     history = slos.revision_rows(database_url, name)
     if history:
@@ -43,7 +47,7 @@ def _render(database_url: str) -> None:
         st.info("No revisions recorded.")
 
 
-def _edit_form(database_url: str, slo: SLO) -> None:
+def _edit_form(database_url: str, slo: SLO, who: Identity) -> None:
     budget = slos.budget_minutes(slo.block.objective, slo.period_days)
     st.caption(
         f"Now: {slo.block.objective:g}% over {slo.block.time_period}, an error budget of "
@@ -68,17 +72,17 @@ def _edit_form(database_url: str, slo: SLO) -> None:
             index=periods.index(slo.block.time_period),
             key=f"slo_period_{slo.name}",
         )
-        st.text_input("Your name", key=f"slo_by_{slo.name}")
         st.text_area("Why (change note)", key=f"slo_note_{slo.name}")
         # `slo` is the version the operator is looking at; saving refuses if it changed meanwhile.
         st.form_submit_button(
             "Save change",
             on_click=run_action,
-            args=("Saving the SLO", _save, database_url, slo),
+            args=("Saving the SLO", _save, database_url, slo, who),
         )
 
 
-def _save(database_url: str, slo: SLO) -> str:
+def _save(database_url: str, slo: SLO, who: Identity) -> str:
+    require_editor(who, "Changing an SLO")
     state = st.session_state
     edit = slos.SLOEdit(
         objective=float(state[f"slo_objective_{slo.name}"]),
@@ -88,7 +92,7 @@ def _save(database_url: str, slo: SLO) -> str:
         database_url,
         slo,
         edit,
-        changed_by=state.get(f"slo_by_{slo.name}") or "",
+        changed_by=who.name,
         change_note=state.get(f"slo_note_{slo.name}") or "",
     )
     if not changed:

@@ -8,10 +8,11 @@ import streamlit as st
 
 from slo_pipeline.settings import Settings
 from streamlit_app import threshold
+from streamlit_app.identity import Identity
 from streamlit_app.ui_common import show_errors
 
 
-def render(settings: Settings) -> None:
+def render(settings: Settings, who: Identity) -> None:
     st.header("Threshold preview")
     st.caption(
         f"Replays the `{threshold.TAIL_PROBABILITY_METRIC}` history the exporter published through "

@@ -8,9 +8,9 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from tests.fixtures.database import fetch_all
+from tests.fixtures.ui import signed_in_app
 from tests.integration.test_streamlit_data import seed_incident, seed_job
 
-APP = str(Path(__file__).resolve().parents[2] / "streamlit_app" / "app.py")
 pytestmark = pytest.mark.integration
 
 
@@ -28,10 +28,6 @@ def app_env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     return database_url
 
 
-def _app() -> AppTest:
-    return AppTest.from_file(APP, default_timeout=60)
-
-
 def _texts(at: AppTest) -> str:
     """Everything the page shows as text, for content assertions."""
     parts = [e.value for e in (*at.markdown, *at.caption, *at.info, *at.warning, *at.success, *at.error)]
@@ -42,7 +38,7 @@ def test_incidents_table_lists_seeded_incidents(app_env: str) -> None:
     seed_incident(app_env, "fp-a", alertname="AnomalyScoreHigh", detector="checkout_latency", slo="checkout")
     seed_incident(app_env, "fp-b", alertname="SLOBurnFast", detector=None, slo="payments", status="resolved")
 
-    at = _app().run()
+    at = signed_in_app(app_env)
 
     assert not at.exception
     assert not at.error, [e.value for e in at.error]
@@ -57,24 +53,25 @@ def test_incidents_show_their_driver_in_the_table_and_the_details(app_env: str) 
         app_env, "fp-new", alertname="AnomalyThreatensSLO", driver="errors:level_vs_long"
     )
 
-    at = _app().run()
+    at = signed_in_app(app_env)
 
     assert not at.exception and not at.error, [e.value for e in at.error]
     table = at.dataframe[0].value
     assert list(table["alertname"]) == ["AnomalyThreatensSLO", "AnomalyDetected"]  # newest first
     assert list(table["driver"].fillna("(empty)")) == ["errors:level_vs_long", "(empty)"]
     assert at.selectbox(key="incident_id").value == explained
-    assert "**Driver**  \n`errors:level_vs_long`" in _texts(at)
+    assert [c.value for c in at.code] == ["errors:level_vs_long"]
 
     at.selectbox(key="incident_id").set_value(explained - 1).run()
-    assert "**Driver**  \nnot recorded" in _texts(at)
+    assert not at.code
+    assert any(t.value.startswith("not recorded") for t in at.text)
 
 
 def test_filter_by_status_narrows_the_table(app_env: str) -> None:
     seed_incident(app_env, "fp-a", alertname="StillFiring")
     seed_incident(app_env, "fp-b", alertname="AlreadyResolved", status="resolved")
 
-    at = _app().run()
+    at = signed_in_app(app_env)
     at.selectbox(key="filter_status").set_value("resolved").run()
 
     assert list(at.dataframe[0].value["alertname"]) == ["AlreadyResolved"]
@@ -83,12 +80,10 @@ def test_filter_by_status_narrows_the_table(app_env: str) -> None:
 def test_submitting_feedback_writes_the_incident_row(app_env: str) -> None:
     incident_id = seed_incident(app_env, "fp-a", alertname="AnomalyScoreHigh", detector="checkout_latency")
 
-    at = _app().run()
+    at = signed_in_app(app_env, "alice")
     assert at.selectbox(key="incident_id").value == incident_id
-    at.radio(key=f"verdict-{incident_id}").set_value("false_positive")
-    at.text_input(key=f"by-{incident_id}").input("alice")
     at.text_area(key=f"note-{incident_id}").input("deploy spike, expected")
-    at.button[-1].click().run()  # the form's submit button
+    at.button(key=f"mark-false_positive-{incident_id}").click().run()
 
     assert not at.exception
     rows = fetch_all(
@@ -96,21 +91,47 @@ def test_submitting_feedback_writes_the_incident_row(app_env: str) -> None:
         "SELECT feedback, feedback_by, feedback_note, feedback_at IS NOT NULL FROM incidents WHERE id = %s",
         (incident_id,),
     )
+    # The author is the signed-in user: there is no name field to type into.
     assert rows == [("false_positive", "alice", "deploy spike, expected", True)]
     assert any("kept in the next training data" in s.value for s in at.success)
     # Drawn after the callback stored it: the table already shows the verdict.
     assert list(at.dataframe[0].value["feedback"]) == ["false_positive"]
 
 
-def test_feedback_without_a_name_is_refused_and_not_written(app_env: str) -> None:
+def test_clearing_feedback_is_audited_with_what_was_cleared(app_env: str) -> None:
+    incident_id = seed_incident(app_env, "fp-a")
+    at = signed_in_app(app_env, "alice")
+    at.text_area(key=f"note-{incident_id}").input("looked real")
+    at.button(key=f"mark-true_positive-{incident_id}").click().run()
+    at.button(key=f"clear-{incident_id}").click().run()
+
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert fetch_all(
+        app_env, "SELECT feedback, feedback_by FROM incidents WHERE id = %s", (incident_id,)
+    ) == [(None, None)]
+    events = fetch_all(
+        app_env,
+        "SELECT changed_by, old_feedback, old_feedback_by, old_feedback_note, new_feedback "
+        "FROM incident_feedback_events WHERE incident_id = %s ORDER BY id",
+        (incident_id,),
+    )
+    assert events == [
+        ("alice", None, None, None, "true_positive"),
+        ("alice", "true_positive", "alice", "looked real", None),
+    ]
+    history = at.dataframe[-1].value  # the page shows the trail under the buttons
+    assert list(history["new_feedback"].fillna("(cleared)")) == ["(cleared)", "true_positive"]
+
+
+def test_a_viewer_sees_incidents_but_cannot_give_feedback(app_env: str) -> None:
     incident_id = seed_incident(app_env, "fp-a")
 
-    at = _app().run()
-    at.radio(key=f"verdict-{incident_id}").set_value("true_positive")
-    at.button[-1].click().run()
+    at = signed_in_app(app_env, "victor", role="viewer")
 
-    assert any("say who you are" in e.value for e in at.error)
-    assert fetch_all(app_env, "SELECT feedback FROM incidents WHERE id = %s", (incident_id,)) == [(None,)]
+    assert not at.exception
+    assert list(at.dataframe[0].value["id"]) == [incident_id]
+    assert not [b for b in at.button if b.key and b.key.startswith("mark-")]
+    assert any("only editors can give feedback" in i.value for i in at.info)
 
 
 def test_models_page_shows_jobs_and_reports_unreachable_mlflow(app_env: str) -> None:
@@ -119,7 +140,7 @@ def test_models_page_shows_jobs_and_reports_unreachable_mlflow(app_env: str) -> 
         app_env, "checkout_errors", status="succeeded", decision="rejected", reasons=["alarm rate too high"]
     )
 
-    at = _app().run()
+    at = signed_in_app(app_env)
     at.sidebar.radio(key="page").set_value("Models").run()
     at.selectbox(key="models_detector").set_value("checkout_errors").run()
 
@@ -156,7 +177,7 @@ def test_models_page_rolls_back_after_confirmation(
     client.set_model_version_tag("checkout_latency", "1", "slo_pipeline.decision", "rejected")
     client.set_model_version_tag("checkout_latency", "1", "slo_pipeline.reasons", "misses the SLO breach")
 
-    at = _app().run()
+    at = signed_in_app(app_env, "dave")
     at.sidebar.radio(key="page").set_value("Models").run()
 
     assert not at.error, [e.value for e in at.error]
@@ -168,7 +189,6 @@ def test_models_page_rolls_back_after_confirmation(
     rollback = at.button(key="rollback_checkout_latency")
     assert rollback.disabled  # no confirmation yet
 
-    at.text_input(key="rollback_by_checkout_latency").input("dave")
     at.checkbox(key="rollback_confirm_checkout_latency").check().run()
     at.button(key="rollback_checkout_latency").click().run()
 

@@ -116,9 +116,9 @@ def test_list_incidents_filters_and_orders_newest_first(database_url: str) -> No
 def test_feedback_is_stored_filtered_and_cleared(database_url: str) -> None:
     incident_id = seed_incident(database_url, "a")
     untouched = seed_incident(database_url, "b")
-    verdict = incidents.validate_feedback("true_positive", "  bob ", " disk full ")
+    verdict = incidents.validate_feedback("true_positive", " disk full ")
 
-    assert incidents.record_feedback(database_url, incident_id, verdict)
+    assert incidents.record_feedback(database_url, incident_id, verdict, "bob")
 
     row = incidents.get_incident(database_url, incident_id)
     assert row is not None
@@ -134,10 +134,35 @@ def test_feedback_is_stored_filtered_and_cleared(database_url: str) -> None:
     unreviewed = incidents.IncidentFilter(feedback=incidents.UNREVIEWED)
     assert [r["id"] for r in incidents.list_incidents(database_url, unreviewed)] == [untouched]
 
-    assert incidents.clear_feedback(database_url, incident_id)
+    assert incidents.clear_feedback(database_url, incident_id, "carol")
     assert fetch_all(
         database_url, "SELECT feedback, feedback_by, feedback_at FROM incidents WHERE id = %s", (incident_id,)
     ) == [(None, None, None)]
+    # The row forgot the verdict; the audit trail did not, and says who cleared it.
+    trail = incidents.feedback_history(database_url, incident_id)
+    assert [(r["changed_by"], r["old_feedback"], r["new_feedback"]) for r in trail] == [
+        ("carol", "true_positive", None),
+        ("bob", None, "true_positive"),
+    ]
+    assert trail[0]["old_feedback_note"] == "disk full"
+    assert incidents.feedback_history(database_url, untouched) == []
+
+
+def test_a_hand_typed_feedback_update_is_audited_too(database_url: str) -> None:
+    """The trail is a trigger, so a psql UPDATE outside the UI cannot skip it."""
+    incident_id = seed_incident(database_url, "a")
+    fetch_all(
+        database_url,
+        "UPDATE incidents SET feedback = 'false_positive', feedback_by = 'dba', feedback_at = now() "
+        "WHERE id = %s RETURNING id",
+        (incident_id,),
+    )
+    fetch_all(
+        database_url, "UPDATE incidents SET severity = 'page' WHERE id = %s RETURNING id", (incident_id,)
+    )
+
+    trail = incidents.feedback_history(database_url, incident_id)
+    assert [(r["changed_by"], r["new_feedback"]) for r in trail] == [("dba", "false_positive")]
 
 
 def test_false_positive_feedback_returns_the_period_to_training(database_url: str) -> None:
@@ -150,13 +175,13 @@ def test_false_positive_feedback_returns_the_period_to_training(database_url: st
     assert not unreviewed.confirmed  # kept in training, not held against validation
 
     incidents.record_feedback(
-        database_url, incident_id, incidents.validate_feedback("true_positive", "bob", "")
+        database_url, incident_id, incidents.validate_feedback("true_positive", ""), "bob"
     )
     [confirmed] = incident_history(database_url, "checkout_latency", **window)
     assert confirmed.confirmed  # cut out of the training data
 
     incidents.record_feedback(
-        database_url, incident_id, incidents.validate_feedback("false_positive", "carol", "")
+        database_url, incident_id, incidents.validate_feedback("false_positive", ""), "carol"
     )
     [noise] = incident_history(database_url, "checkout_latency", **window)
     # normal data for training (oversampled, and that series' threshold is tightened)
@@ -164,8 +189,8 @@ def test_false_positive_feedback_returns_the_period_to_training(database_url: st
 
 
 def test_feedback_on_a_missing_incident_reports_false(database_url: str) -> None:
-    verdict = incidents.validate_feedback("false_positive", "bob", "")
-    assert incidents.record_feedback(database_url, 999_999, verdict) is False
+    verdict = incidents.validate_feedback("false_positive", "")
+    assert incidents.record_feedback(database_url, 999_999, verdict, "bob") is False
     assert incidents.get_incident(database_url, 999_999) is None
 
 
