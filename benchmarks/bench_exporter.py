@@ -32,10 +32,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from slo_pipeline import launch
-from slo_pipeline.prometheus_io import TRANSPORTS, align_matrix, fetch_range, fetch_range_answer, step_grid
+from slo_pipeline.adapters.prometheus import (
+    TRANSPORTS,
+    align_matrix,
+    fetch_range,
+    fetch_range_answer,
+    step_grid,
+)
+from slo_pipeline.core.training import fit_detector_model
+from slo_pipeline.devstack import launch
 from slo_pipeline.settings import DetectorConfig, PipelineConfig, load_settings
-from slo_pipeline.training import fit_detector_model
 
 METRIC = "bench_latency_seconds"
 STEP_SECONDS = 60
@@ -190,7 +196,7 @@ def bench_incremental_stages(
 def bench_model_stages(
     size: str, detector: DetectorConfig, values: np.ndarray, repeat: int
 ) -> list[tuple[str, str, float]]:
-    from slo_pipeline.features import latest_features
+    from slo_pipeline.core.features import latest_features
 
     model = trained_model(detector)
     features = latest_features(values, model.windows)
@@ -237,7 +243,7 @@ class FixedModelSource:
     """Serves one in-memory model as champion (the registry is timed by the integration tests)."""
 
     def __init__(self, model: object) -> None:
-        from slo_pipeline.registry import ModelRef
+        from slo_pipeline.adapters.registry import ModelRef
 
         self.ref = ModelRef(model_name="bench", version="1", run_id="bench")
         self.model = model

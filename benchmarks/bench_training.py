@@ -27,11 +27,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from slo_pipeline import launch
-from slo_pipeline.features import compute_features
-from slo_pipeline.prometheus_io import DEFAULT_TRANSPORT, TRANSPORTS, Transport, fetch_detector_range
+from slo_pipeline.adapters.prometheus import DEFAULT_TRANSPORT, TRANSPORTS, Transport, fetch_detector_range
+from slo_pipeline.core.features import compute_features
+from slo_pipeline.core.training import fit_detector_model
+from slo_pipeline.devstack import launch
 from slo_pipeline.settings import DetectorConfig
-from slo_pipeline.training import fit_detector_model
 
 PROPHET_SECONDS_PER_SERIES = 1.3
 TARGET_SPEEDUP = 200

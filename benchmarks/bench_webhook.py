@@ -25,8 +25,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from slo_pipeline import launch
-from slo_pipeline.db import connect, migrate, with_dbname
+from slo_pipeline.adapters.postgres import connect, migrate, with_dbname
+from slo_pipeline.devstack import launch
 
 TOKEN = "bench-token"
 ALERTS_PER_NOTIFICATION = 10

@@ -2,7 +2,7 @@
 
 The exporter asks a `ModelSource` two things: which version is champion now (cheap, every
 cycle) and, only when that changes, to load it. The default source is the MLflow registry
-(`slo_pipeline.registry`); unit tests pass an in-memory source instead, which is dependency
+(`slo_pipeline.adapters.registry`); unit tests pass an in-memory source instead, which is dependency
 injection of the registry's two calls, not a stand-in for Prometheus or MLflow behaviour.
 
 A version that fails to load is never swapped in: the old model keeps serving, and the broken
@@ -17,8 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from slo_pipeline.model import DetectorModel
-from slo_pipeline.registry import ModelRef
+from slo_pipeline.adapters.registry import ModelRef
+from slo_pipeline.core.model import DetectorModel
 from slo_pipeline.settings import Settings
 
 DEFAULT_LOAD_RETRY_SECONDS = 300.0
@@ -41,12 +41,12 @@ class RegistryModelSource:
         self._settings = settings
 
     def champion_ref(self, detector_name: str) -> ModelRef | None:
-        from slo_pipeline import registry
+        from slo_pipeline.adapters import registry
 
         return registry.champion_ref(self._settings, detector_name)
 
     def load_model(self, ref: ModelRef) -> DetectorModel:
-        from slo_pipeline import registry
+        from slo_pipeline.adapters import registry
 
         return registry.load_model(self._settings, ref)
 

@@ -14,7 +14,7 @@ Label rules (the metric contract in docs/metrics.md):
 - two input series that end up with the same label set keep only the first (a scrape with a
   duplicate series is rejected by Prometheus), and the drop is counted.
 
-`anomaly_driver_info` (slo_pipeline/explanations.py) carries exactly the score's label set plus
+`anomaly_driver_info` (slo_pipeline/core/explanations.py) carries exactly the score's label set plus
 `driver`, and only for series scoring at least 1. A series whose own labels already include
 `driver` gets no driver line: renaming the label there would make its label set differ from the
 score's (the webhook could no longer match it to the alert), keeping it would duplicate the name.
@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from slo_pipeline.calibration import anomaly_score
-from slo_pipeline.explanations import DRIVER_INFO_METRIC, DRIVER_LABEL, EXPLAINED_SCORE
+from slo_pipeline.core.calibration import anomaly_score
+from slo_pipeline.core.explanations import DRIVER_INFO_METRIC, DRIVER_LABEL, EXPLAINED_SCORE
 from slo_pipeline.settings import DetectorConfig
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"

@@ -46,7 +46,7 @@ from itertools import pairwise
 
 import numpy as np
 
-from slo_pipeline.prometheus_io import LabelKey, RangeAnswer, SeriesBlock, join_signals, step_grid
+from slo_pipeline.adapters.prometheus import LabelKey, RangeAnswer, SeriesBlock, join_signals, step_grid
 from slo_pipeline.settings import DetectorConfig
 
 log = logging.getLogger(__name__)

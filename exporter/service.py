@@ -44,7 +44,7 @@ from exporter.exposition import (
 from exporter.http_server import MetricsPage, start_http_server
 from exporter.self_metrics import ExporterMetrics
 from exporter.series_cache import DEFAULT_REREAD_SECONDS, CachingSeriesSource, FetchStats
-from slo_pipeline.prometheus_io import RangeAnswer, SeriesBlock, fetch_range_answer, series_keys
+from slo_pipeline.adapters.prometheus import RangeAnswer, SeriesBlock, fetch_range_answer, series_keys
 from slo_pipeline.settings import DetectorConfig, Settings
 
 log = logging.getLogger(__name__)

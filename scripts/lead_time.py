@@ -3,7 +3,7 @@
 Run: `.venv/bin/python scripts/lead_time.py [--seeds 0,1,2] [--clean-weeks 1] [--incidents 20]`
 
 Pure simulation with a fixed seed (reproducible): the simulated service
-(`slo_pipeline.simulator.model`, 60 s steps), a detector on the 5-minute 5xx ratio of each route,
+(`slo_pipeline.devstack.simulator.model`, 60 s steps), a detector on the 5-minute 5xx ratio of each route,
 and the checkout route's availability SLO (99.9 %, as in examples/slos.yml). The detector is
 trained on a clean week, then scores (causally, no retraining):
 
@@ -30,11 +30,16 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from slo_pipeline.backtest.onset import AlertRule, simulate_alerts
-from slo_pipeline.features import compute_features
+from slo_pipeline.core.alert_sim import AlertRule, simulate_alerts
+from slo_pipeline.core.features import compute_features
+from slo_pipeline.core.training import fit_detector_model
+from slo_pipeline.devstack.simulator.model import (
+    DEFAULT_ROUTES,
+    SERVER_ERROR_CODE_INDEX,
+    Incident,
+    sample_intervals,
+)
 from slo_pipeline.settings import DetectorConfig
-from slo_pipeline.simulator.model import DEFAULT_ROUTES, SERVER_ERROR_CODE_INDEX, Incident, sample_intervals
-from slo_pipeline.training import fit_detector_model
 
 STEP = 60
 DAY = 1440  # samples

@@ -16,13 +16,16 @@ from collections.abc import Sequence
 # Modules that expose `register(subparsers) -> None`. Each handler it registers receives the
 # parsed namespace and returns a process exit code.
 COMMAND_MODULES = (
-    "slo_pipeline.commands",
-    "slo_pipeline.simulator.commands",
+    "slo_pipeline.orchestration.commands",
     "slo_pipeline.slo.commands",
-    "slo_pipeline.backtest.commands",
+    "slo_pipeline.offline.backtest.commands",
     "exporter.commands",
     "webhook.commands",
     "streamlit_app.commands",
+    "worker.commands",
+    # The dev stack's commands (demo, simulator): the only way in from the product's CLI.
+    "slo_pipeline.devstack.commands",
+    "slo_pipeline.devstack.simulator.commands",
 )
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from slo_pipeline.db import describe_dsn
+from slo_pipeline.adapters.postgres import describe_dsn
 from slo_pipeline.settings import ConfigError, Settings, load_settings
 from streamlit_app import ui_incidents, ui_models, ui_signin, ui_slos, ui_threshold
 from streamlit_app.identity import Identity

@@ -57,7 +57,7 @@ def _read_password() -> str:
 
 
 def _add(args: argparse.Namespace) -> int:
-    from slo_pipeline.db import DatabaseError
+    from slo_pipeline.adapters.postgres import DatabaseError
     from slo_pipeline.settings import load_settings
     from streamlit_app import passwords, users
 
@@ -76,7 +76,7 @@ def _add(args: argparse.Namespace) -> int:
 
 
 def _set(args: argparse.Namespace) -> int:
-    from slo_pipeline.db import DatabaseError
+    from slo_pipeline.adapters.postgres import DatabaseError
     from slo_pipeline.settings import load_settings
     from streamlit_app import passwords, users
 
@@ -100,7 +100,7 @@ def _set(args: argparse.Namespace) -> int:
 
 
 def _remove(args: argparse.Namespace) -> int:
-    from slo_pipeline.db import DatabaseError
+    from slo_pipeline.adapters.postgres import DatabaseError
     from slo_pipeline.settings import load_settings
     from streamlit_app import users
 
@@ -117,7 +117,7 @@ def _remove(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from slo_pipeline.db import DatabaseError
+    from slo_pipeline.adapters.postgres import DatabaseError
     from slo_pipeline.settings import load_settings
     from streamlit_app import users
 

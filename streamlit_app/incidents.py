@@ -1,6 +1,6 @@
 """Incidents: listing with filters, one incident's details, and operators' feedback.
 
-Feedback is what the next training reads (`slo_pipeline.incident_history`): an incident marked
+Feedback is what the next training reads (`slo_pipeline.adapters.incident_history`): an incident marked
 true positive is cut out of the training data so the model never learns an outage as normal; an
 unreviewed one stays in it (after a change it may be the new normal a retrain must learn) but is
 not counted as a false alarm when a candidate is validated; one marked false positive is normal

@@ -1,6 +1,6 @@
 """Model versions (MLflow registry), retrain jobs (PostgreSQL) and rollback, shaped for tables.
 
-The registry calls go through `slo_pipeline.registry` so the UI moves aliases exactly the way the
+The registry calls go through `slo_pipeline.adapters.registry` so the UI moves aliases exactly the way the
 worker does; this module only reshapes its answers and adds who-did-it tags on rollback.
 """
 
@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from slo_pipeline import registry
+from slo_pipeline.adapters import registry
 from slo_pipeline.settings import Settings
 from streamlit_app import pg
 

@@ -15,7 +15,7 @@ import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
 
-from slo_pipeline import db
+from slo_pipeline.adapters import postgres as db
 
 APPLICATION_NAME = "slo-pipeline-ui"
 # Short: an operator waiting 5 s for a page that then says "database down" is long enough.

@@ -2,7 +2,7 @@
 
 The exporter publishes each series' calibrated tail probability, so any other budget can be
 replayed without re-scoring: budget -> per-sample threshold -> `anomaly_score` -> the shipped
-alert rule's pending/firing logic (`slo_pipeline.backtest.onset`) -> alarm onsets.
+alert rule's pending/firing logic (`slo_pipeline.core.alert_sim`) -> alarm onsets.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from slo_pipeline.alert_timing import anomaly_alert_rule
-from slo_pipeline.backtest.onset import AlertRule, simulate_alerts
-from slo_pipeline.calibration import anomaly_score
-from slo_pipeline.prometheus_io import SeriesBlock, fetch_range
+from slo_pipeline.adapters.prometheus import SeriesBlock, fetch_range
+from slo_pipeline.core.alert_sim import AlertRule, simulate_alerts
+from slo_pipeline.core.calibration import anomaly_score
+from slo_pipeline.core.rule_timing import anomaly_alert_rule
 from slo_pipeline.settings import DetectorConfig, Settings
 
 TAIL_PROBABILITY_METRIC = "anomaly_tail_probability"

@@ -8,9 +8,9 @@ from contextlib import contextmanager
 
 import streamlit as st
 
-from slo_pipeline.db import DatabaseError
-from slo_pipeline.prometheus_io import PrometheusQueryError
-from slo_pipeline.registry import RegistryError
+from slo_pipeline.adapters.postgres import DatabaseError
+from slo_pipeline.adapters.prometheus import PrometheusQueryError
+from slo_pipeline.adapters.registry import RegistryError
 from streamlit_app.identity import NotAllowedError
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ import time
 
 import streamlit as st
 
-from slo_pipeline.db import DatabaseError
+from slo_pipeline.adapters.postgres import DatabaseError
 from slo_pipeline.settings import Settings
 from streamlit_app import identity, passwords, users
 from streamlit_app.identity import Identity

@@ -4,8 +4,9 @@ Status codes are chosen for Alertmanager's retry logic: 2xx only after the commi
 when storage fails, so it retries; 4xx for a request that can never succeed, so it does not.
 Malformed input never produces a 500.
 
-After the commit, new anomaly incidents get their driver from Prometheus (webhook/drivers.py):
-bounded in time, and whatever happens there the answer stays the 200 of the stored notification.
+After the commit, new anomaly incidents get their driver from Prometheus
+(slo_pipeline/adapters/incident_drivers.py): bounded in time, and whatever happens there the
+answer stays the 200 of the stored notification.
 """
 
 from __future__ import annotations
@@ -20,12 +21,7 @@ from typing import Any
 import psycopg2
 from flask import Flask, Response, jsonify, request
 
-from slo_pipeline.db import DatabaseError
-from slo_pipeline.settings import Settings
-from webhook.auth import bearer_token_matches
-from webhook.body import BodyTooLarge, read_limited
-from webhook.connections import ConnectionSource
-from webhook.drivers import (
+from slo_pipeline.adapters.incident_drivers import (
     FAILED,
     FOUND,
     LOOKUP_BUDGET_SECONDS,
@@ -35,6 +31,11 @@ from webhook.drivers import (
     PrometheusDriverSource,
     find_drivers,
 )
+from slo_pipeline.adapters.postgres import DatabaseError
+from slo_pipeline.settings import Settings
+from webhook.auth import bearer_token_matches
+from webhook.body import BodyTooLarge, read_limited
+from webhook.connections import ConnectionSource
 from webhook.metrics import WebhookMetrics, create_metrics
 from webhook.payload import PayloadError, delivery_key, parse_json, parse_notification
 from webhook.store import RecordResult, record_driver_lookups, record_notification, store_rejected_delivery

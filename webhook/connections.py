@@ -17,7 +17,7 @@ from typing import TypeVar
 import psycopg2
 import psycopg2.extensions
 
-from slo_pipeline.db import connect
+from slo_pipeline.adapters.postgres import connect
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ class ConnectionSource:
         self._local = threading.local()
 
     def run(self, work: Callable[[psycopg2.extensions.connection], T]) -> T:
-        """Run `work(conn)`; raises slo_pipeline.db.DatabaseError or psycopg2.Error on failure."""
+        """Run `work(conn)`; raises postgres.DatabaseError or psycopg2.Error on failure."""
         kept: psycopg2.extensions.connection | None = getattr(self._local, "conn", None)
         if kept is not None and kept.closed:
             kept = None

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from webhook.drivers import OUTCOMES
+from slo_pipeline.adapters.incident_drivers import OUTCOMES
 
 # The variable prometheus_client itself reads (at import) to pick its multiprocess value class.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"

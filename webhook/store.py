@@ -4,8 +4,9 @@ The delivery row is the idempotency key: if an identical notification was alread
 Alertmanager retry after a lost 200, or a duplicate send) the insert does nothing and neither do
 the incident upsert and the enqueue, so a retry can never double-count. Which alerts ask for
 which retraining is decided in webhook/retrain_triggers.py; this module only reads the SLO links
-and writes the jobs, inside the same transaction. Incident drivers (webhook/drivers.py) are
-written afterwards, in a transaction of their own, so a Prometheus lookup never holds row locks.
+and writes the jobs, inside the same transaction. Incident drivers
+(slo_pipeline/adapters/incident_drivers.py) are written afterwards, in a transaction of their own,
+so a Prometheus lookup never holds row locks.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from datetime import datetime
 import psycopg2.extensions
 import psycopg2.extras
 
-from webhook.drivers import DriverOutcome, NewIncident
+from slo_pipeline.adapters.incident_drivers import DriverOutcome, NewIncident
 from webhook.payload import Alert, DeliveryKey, Notification
 from webhook.retrain_triggers import burn_rate_pages, select_retrains
 

@@ -103,7 +103,7 @@ def _render_options(parser: argparse.ArgumentParser) -> None:
 def _apply(args: argparse.Namespace) -> int:
     import getpass
 
-    from slo_pipeline import db
+    from slo_pipeline.adapters import postgres as db
     from slo_pipeline.settings import load_settings
     from slo_pipeline.slo.links import detector_link_problems
     from slo_pipeline.slo.store import apply_slos, load_slos
@@ -156,7 +156,7 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from slo_pipeline import db
+    from slo_pipeline.adapters import postgres as db
     from slo_pipeline.settings import load_settings
     from slo_pipeline.slo.spec import dump_specs
     from slo_pipeline.slo.store import load_slos
@@ -207,7 +207,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _history(args: argparse.Namespace) -> int:
-    from slo_pipeline import db
+    from slo_pipeline.adapters import postgres as db
     from slo_pipeline.settings import load_settings
     from slo_pipeline.slo.store import list_revisions
 
@@ -230,7 +230,7 @@ def _history(args: argparse.Namespace) -> int:
 
 
 def _render(args: argparse.Namespace) -> int:
-    from slo_pipeline import db
+    from slo_pipeline.adapters import postgres as db
     from slo_pipeline.settings import load_settings
     from slo_pipeline.slo.spec import SpecError
     from slo_pipeline.slo.store import load_slos

@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import psycopg2
 import psycopg2.extensions
 
-from slo_pipeline import db
+from slo_pipeline.adapters import postgres as db
 from slo_pipeline.slo.promcheck import PROMTOOL, PromtoolError
 from slo_pipeline.slo.render import (
     RULE_FILE_SUFFIX,

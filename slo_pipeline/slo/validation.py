@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from slo_pipeline.validation import ValidationDecision
+from slo_pipeline.core.heldout import ValidationDecision
 
 SECONDS_PER_WEEK = 7 * 86400.0
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from slo_pipeline import launch
+from slo_pipeline.devstack import launch
 from tests.config.promtools import REPO_ROOT, assert_ok, routed_receiver, run_tool
 
 REPO_CONFIG = REPO_ROOT / "alertmanager" / "alertmanager.yml"

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 import requests
 
-from slo_pipeline.launch import ManagedProcess, free_port
+from slo_pipeline.devstack.launch import ManagedProcess, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from slo_pipeline import launch
+from slo_pipeline.devstack import launch
 
 
 def _alive(pid: int) -> bool:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from slo_pipeline import launch
+from slo_pipeline.devstack import launch
 from tests.config.promtools import REPO_ROOT, RULE_FILES, assert_ok, run_tool
 
 REPO_JOBS = {"slo-pipeline-exporter", "slo-pipeline-webhook", "demo-service"}

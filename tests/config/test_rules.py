@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from slo_pipeline import launch
+from slo_pipeline.devstack import launch
 from tests.config.promtools import RULE_FILES, RULE_TEST_FILES, RULES_DIR, assert_ok, run_tool
 
 

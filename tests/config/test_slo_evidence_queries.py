@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from slo_pipeline.slo.burnrate import WINDOW_SECONDS, BurnTier
-from slo_pipeline.slo_evidence import PAGE_TIERS, tier_condition_query
+from slo_pipeline.slo.evidence import PAGE_TIERS, tier_condition_query
 from tests.config.promtools import RULES_DIR, assert_ok, run_tool
 
 REQUESTS_PER_MINUTE = 600

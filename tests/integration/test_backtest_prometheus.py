@@ -22,10 +22,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from slo_pipeline import launch
-from slo_pipeline.backtest import cli_run
-from slo_pipeline.backtest.prometheus_range import format_time
 from slo_pipeline.cli import main
+from slo_pipeline.devstack import launch
+from slo_pipeline.offline.backtest import cli_run
+from slo_pipeline.offline.backtest.prometheus_range import format_time
 
 pytestmark = pytest.mark.integration
 

@@ -20,9 +20,9 @@ import psycopg2
 import psycopg2.extras
 import pytest
 
-from slo_pipeline.demo import inject_incident
-from slo_pipeline.features import FEATURE_NAMES
-from slo_pipeline.stack import Stack, StackOptions, start_stack
+from slo_pipeline.core.features import FEATURE_NAMES
+from slo_pipeline.devstack.demo import inject_incident
+from slo_pipeline.devstack.stack import Stack, StackOptions, start_stack
 
 T = TypeVar("T")
 

@@ -24,8 +24,8 @@ import pytest
 import requests
 
 from exporter.service import PrometheusSeriesSource
-from slo_pipeline import launch
-from slo_pipeline.prometheus_io import SeriesBlock, fetch_detector_range
+from slo_pipeline.adapters.prometheus import SeriesBlock, fetch_detector_range
+from slo_pipeline.devstack import launch
 from slo_pipeline.settings import DetectorConfig, FeatureWindows, SignalConfig, load_settings
 
 pytestmark = pytest.mark.integration

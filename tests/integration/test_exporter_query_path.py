@@ -8,8 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from slo_pipeline import launch
-from slo_pipeline.prometheus_io import TRANSPORTS, PrometheusQueryError, fetch_detector_range, fetch_range
+from slo_pipeline.adapters.prometheus import (
+    TRANSPORTS,
+    PrometheusQueryError,
+    fetch_detector_range,
+    fetch_range,
+)
+from slo_pipeline.devstack import launch
 from slo_pipeline.settings import DetectorConfig, SignalConfig
 
 pytestmark = pytest.mark.integration

@@ -30,11 +30,12 @@ import numpy as np
 import pytest
 import yaml
 
-from slo_pipeline import launch, registry
-from slo_pipeline.features import FEATURE_NAMES
-from slo_pipeline.prometheus_io import fetch_range
+from slo_pipeline.adapters import registry
+from slo_pipeline.adapters.prometheus import fetch_range
+from slo_pipeline.core.features import FEATURE_NAMES
+from slo_pipeline.core.training import fit_detector_model
+from slo_pipeline.devstack import launch
 from slo_pipeline.settings import DetectorConfig, FeatureWindows, PipelineConfig, Settings, load_settings
-from slo_pipeline.training import fit_detector_model
 
 pytestmark = pytest.mark.integration
 

@@ -21,15 +21,15 @@ import pytest
 import requests
 
 from exporter.exposition import render_detector
-from slo_pipeline import launch
-from slo_pipeline.db import connect
+from slo_pipeline.adapters.postgres import connect
+from slo_pipeline.devstack import launch
 from slo_pipeline.settings import DetectorConfig, load_settings
 from tests.fixtures.database import WEBHOOK_TOKEN, fetch_all, make_alert, make_notification
 from tests.fixtures.services import prometheus_query
-from webhook.driver_retry import MAX_ATTEMPTS
 from webhook.payload import parse_notification
 from webhook.store import record_notification
-from webhook.worker import RetrainWorker
+from worker.driver_retry import MAX_ATTEMPTS
+from worker.runner import RetrainWorker
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,7 @@ import psycopg2
 import psycopg2.errors
 import pytest
 
-from slo_pipeline.db import (
+from slo_pipeline.adapters.postgres import (
     DatabaseError,
     applied_migrations,
     connect,

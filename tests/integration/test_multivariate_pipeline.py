@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 
 from exporter.service import ExporterService
-from slo_pipeline import registry
-from slo_pipeline.retrain import retrain_detector
-from slo_pipeline.simulator.model import DEFAULT_ROUTES
+from slo_pipeline.adapters import registry
+from slo_pipeline.devstack.simulator.model import DEFAULT_ROUTES
+from slo_pipeline.orchestration.retrain import retrain_detector
 from tests.fixtures.simulated import SimulatedService, simulated_service
 
 pytestmark = pytest.mark.integration

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from exporter.service import ExporterService
-from slo_pipeline import registry
-from slo_pipeline.retrain import judge_and_register, prepare_training_data, retrain_detector
+from slo_pipeline.adapters import registry
+from slo_pipeline.core.training import fit_detector_model
+from slo_pipeline.orchestration.retrain import judge_and_register, prepare_training_data, retrain_detector
 from slo_pipeline.settings import Settings
-from slo_pipeline.training import fit_detector_model
 from tests.fixtures.simulated import SimulatedService, simulated_service
 
 pytestmark = pytest.mark.integration

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from sklearn.preprocessing import StandardScaler
 
-from slo_pipeline import registry
-from slo_pipeline.launch import free_port
-from slo_pipeline.model import DetectorModel
+from slo_pipeline.adapters import registry
+from slo_pipeline.core.model import DetectorModel
+from slo_pipeline.core.training import fit_detector_model
+from slo_pipeline.devstack.launch import free_port
 from slo_pipeline.settings import DetectorConfig, Settings, load_settings
-from slo_pipeline.training import fit_detector_model
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import requests
 
-from slo_pipeline import launch
-from slo_pipeline.simulator.history import write_history
-from slo_pipeline.simulator.model import DEFAULT_ROUTES, Incident, daily_cycle
+from slo_pipeline.devstack import launch
+from slo_pipeline.devstack.simulator.history import write_history
+from slo_pipeline.devstack.simulator.model import DEFAULT_ROUTES, Incident, daily_cycle
 from tests.fixtures.services import prometheus_query
 
 pytestmark = pytest.mark.integration

@@ -34,10 +34,10 @@ from typing import Any, TypeVar
 import pytest
 import requests
 
-from slo_pipeline import launch
-from slo_pipeline.db import connect
+from slo_pipeline.adapters.postgres import connect
+from slo_pipeline.devstack import launch
+from slo_pipeline.devstack.simulator.history import write_history
 from slo_pipeline.settings import REPO_ROOT
-from slo_pipeline.simulator.history import write_history
 from slo_pipeline.slo.burnrate import TIERS, WINDOW_SECONDS
 from slo_pipeline.slo.rulegen import render_rule_files
 from slo_pipeline.slo.spec import parse_specs

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from slo_pipeline import launch
+from slo_pipeline.devstack import launch
 from slo_pipeline.settings import REPO_ROOT
 from slo_pipeline.slo.render import DebouncedReloader, ReloadError, install_rule_files, post_reload
 from slo_pipeline.slo.rulegen import render_rule_files

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from slo_pipeline.db import connect
+from slo_pipeline.adapters.postgres import connect
 from slo_pipeline.settings import REPO_ROOT
 from slo_pipeline.slo import store
 from slo_pipeline.slo.spec import SpecError, dump_specs, parse_specs

@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from slo_pipeline import launch
-from slo_pipeline.db import connect
-from slo_pipeline.pgserver import ManagedPostgres
+from slo_pipeline.adapters.postgres import connect
+from slo_pipeline.devstack import launch
+from slo_pipeline.devstack.pgserver import ManagedPostgres
 from slo_pipeline.settings import REPO_ROOT
 from slo_pipeline.slo.spec import parse_specs
 from slo_pipeline.slo.store import apply_slos

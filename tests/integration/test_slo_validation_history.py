@@ -2,7 +2,7 @@
 
 What is built (once per module, ~25 s):
 
-1. Two days of the simulated service's counters (slo_pipeline.simulator.history), with one real
+1. Two days of the simulated service's counters (slo_pipeline.devstack.simulator.history), with one real
    incident three hours before the end: 45 minutes in which a quarter of all requests fail
    (50x the 0.5% budget of `demo-availability`). Backfilled with `promtool tsdb
    create-blocks-from openmetrics`.
@@ -40,19 +40,20 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from slo_pipeline import launch, registry
-from slo_pipeline.alert_timing import anomaly_alert_rule
-from slo_pipeline.prometheus_io import fetch_range
-from slo_pipeline.retrain import judge_and_register, prepare_training_data, retrain_detector
+from slo_pipeline.adapters import registry
+from slo_pipeline.adapters.prometheus import fetch_range
+from slo_pipeline.core.rule_timing import anomaly_alert_rule
+from slo_pipeline.core.training import fit_detector_model
+from slo_pipeline.devstack import launch
+from slo_pipeline.devstack.simulator.history import write_history
+from slo_pipeline.devstack.simulator.model import Incident
+from slo_pipeline.orchestration.retrain import judge_and_register, prepare_training_data, retrain_detector
 from slo_pipeline.settings import REPO_ROOT, PipelineConfig, Settings, load_pipeline_config, load_settings
-from slo_pipeline.simulator.history import write_history
-from slo_pipeline.simulator.model import Incident
 from slo_pipeline.slo.burnrate import TIERS
+from slo_pipeline.slo.evidence import fetch_slo_evidence, tier_condition_query
 from slo_pipeline.slo.rulegen import render_rule_files
 from slo_pipeline.slo.spec import parse_specs
 from slo_pipeline.slo.validation import onset_times
-from slo_pipeline.slo_evidence import fetch_slo_evidence, tier_condition_query
-from slo_pipeline.training import fit_detector_model
 from tests.fixtures.services import prometheus_query
 from tests.fixtures.simulated import last_anchor
 

@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
-from slo_pipeline.db import DatabaseError, connect
-from slo_pipeline.incident_history import incident_history
+from slo_pipeline.adapters.incident_history import incident_history
+from slo_pipeline.adapters.postgres import DatabaseError, connect
 from streamlit_app import incidents, models
 from tests.fixtures.database import fetch_all
 
@@ -166,7 +166,7 @@ def test_a_hand_typed_feedback_update_is_audited_too(database_url: str) -> None:
 
 
 def test_false_positive_feedback_returns_the_period_to_training(database_url: str) -> None:
-    # The contract with slo_pipeline.incident_history: what the UI writes is what training reads.
+    # The contract with slo_pipeline.adapters.incident_history: what the UI writes is what training reads.
     incident_id = seed_incident(
         database_url, "a", alertname="AnomalyDetected", status="resolved", starts_at="2024-05-01T10:00:00Z"
     )

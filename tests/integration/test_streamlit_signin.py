@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from slo_pipeline.pgserver import ManagedPostgres
+from slo_pipeline.devstack.pgserver import ManagedPostgres
 from streamlit_app import users
 from tests.fixtures.database import fetch_all
 from tests.fixtures.ui import APP, PASSWORD, add_ui_user, sign_in, signed_in_app

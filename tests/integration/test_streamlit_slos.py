@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from slo_pipeline.db import connect
+from slo_pipeline.adapters.postgres import connect
 from slo_pipeline.slo import store
 from slo_pipeline.slo.spec import SpecError, parse_specs
 from streamlit_app import slos

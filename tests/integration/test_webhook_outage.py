@@ -1,6 +1,6 @@
 """PostgreSQL outages under the real webhook, and Alertmanager's retries across one.
 
-The database is a private server (slo_pipeline.pgserver) that the test stops and starts; the
+The database is a private server (slo_pipeline.devstack.pgserver) that the test stops and starts; the
 webhook is `slo-pipeline webhook` under gunicorn; Alertmanager is the real 0.25 binary.
 """
 
@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
-from slo_pipeline.launch import ManagedProcess
-from slo_pipeline.pgserver import ManagedPostgres
+from slo_pipeline.devstack.launch import ManagedProcess
+from slo_pipeline.devstack.pgserver import ManagedPostgres
 from tests.fixtures.database import WEBHOOK_TOKEN, fetch_all, make_alert, make_notification
 
 pytestmark = pytest.mark.integration

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 
-from slo_pipeline.launch import ManagedProcess
+from slo_pipeline.devstack.launch import ManagedProcess
 from tests.fixtures.database import WEBHOOK_TOKEN, fetch_all, make_alert, make_notification
 
 pytestmark = pytest.mark.integration

@@ -20,11 +20,11 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from slo_pipeline.launch import ManagedProcess
+from slo_pipeline.devstack.launch import ManagedProcess
 from slo_pipeline.settings import PipelineConfig, Settings, load_settings
 from tests.fixtures.database import fetch_all
-from webhook.jobs import MAX_ATTEMPTS, JobResult, claim_job, finish_job
-from webhook.worker import RetrainWorker
+from worker.jobs import MAX_ATTEMPTS, JobResult, claim_job, finish_job
+from worker.runner import RetrainWorker
 
 pytestmark = pytest.mark.integration
 
@@ -189,7 +189,7 @@ def test_a_killed_workers_job_is_finished_by_another_exactly_once(
             """
             import pathlib, sys, time
             from slo_pipeline.settings import PipelineConfig, load_settings
-            from webhook.worker import RetrainWorker
+            from worker.runner import RetrainWorker
 
             def train(settings, detector, *, may_promote):
                 pathlib.Path(sys.argv[2]).write_text(detector)
@@ -239,7 +239,7 @@ def test_a_killed_workers_job_is_finished_by_another_exactly_once(
 
 
 def test_a_worker_that_lost_its_lease_cannot_overwrite_the_result(database_url: str) -> None:
-    from slo_pipeline.db import connect
+    from slo_pipeline.adapters.postgres import connect
 
     job = enqueue(database_url, "d1")
     conn = connect(database_url)

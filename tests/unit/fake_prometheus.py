@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from slo_pipeline.prometheus_io import LabelKey, RangeAnswer, align_answer, label_key, step_grid
+from slo_pipeline.adapters.prometheus import LabelKey, RangeAnswer, align_answer, label_key, step_grid
 
 STALE = None  # a staleness marker instead of a value
 

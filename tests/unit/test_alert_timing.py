@@ -6,7 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from slo_pipeline.alert_timing import anomaly_alert_durations, anomaly_alert_rule, evaluation_interval_seconds
+from slo_pipeline.core.rule_timing import (
+    anomaly_alert_durations,
+    anomaly_alert_rule,
+    evaluation_interval_seconds,
+)
 
 
 def test_the_shipped_rule_at_a_60s_step_is_for_2_keep_15_samples() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from slo_pipeline.backtest.onset import AlertRule, simulate_alerts
+from slo_pipeline.core.alert_sim import AlertRule, simulate_alerts
 
 
 def _scores(pattern: str) -> np.ndarray:

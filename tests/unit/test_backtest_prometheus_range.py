@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 import requests
 
-from slo_pipeline.backtest import prometheus_range as pr
-from slo_pipeline.backtest.io import InputError, SeriesFile
-from slo_pipeline.backtest.report import series_rows
-from slo_pipeline.backtest.run import BacktestOutcome
-from slo_pipeline.evaluation.labels import LabelError
-from slo_pipeline.prometheus_io import MAX_POINTS_PER_QUERY, PrometheusQueryError, SeriesBlock
+from slo_pipeline.adapters.prometheus import MAX_POINTS_PER_QUERY, PrometheusQueryError, SeriesBlock
+from slo_pipeline.offline.backtest import prometheus_range as pr
+from slo_pipeline.offline.backtest.io import InputError, SeriesFile
+from slo_pipeline.offline.backtest.report import series_rows
+from slo_pipeline.offline.backtest.run import BacktestOutcome
+from slo_pipeline.offline.evaluation.labels import LabelError
 
 NOW = 1_700_000_000.0
 

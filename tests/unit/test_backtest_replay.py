@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slo_pipeline.backtest.onset import AlertRule
-from slo_pipeline.backtest.replay import ReplayPlan, replay
+from slo_pipeline.core.alert_sim import AlertRule
+from slo_pipeline.offline.backtest.replay import ReplayPlan, replay
 from slo_pipeline.settings import DetectorConfig, FeatureWindows, SignalConfig
 
 DETECTOR = DetectorConfig(

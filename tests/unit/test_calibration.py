@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slo_pipeline.backtest.onset import AlertRule, simulate_alerts
-from slo_pipeline.calibration import TailCalibration, anomaly_score, fit_calibration, onset_factor
+from slo_pipeline.core.alert_sim import AlertRule, simulate_alerts
+from slo_pipeline.core.calibration import TailCalibration, anomaly_score, fit_calibration, onset_factor
+from slo_pipeline.core.training import fit_detector_model
 from slo_pipeline.settings import DetectorConfig, FeatureWindows
-from slo_pipeline.training import fit_detector_model
 
 
 def test_tail_probability_is_uniform_on_fresh_draws_from_the_reference() -> None:
@@ -86,7 +86,7 @@ def test_alarm_rate_on_clean_data_matches_the_budget() -> None:
     history = 100 + rng.normal(0, 5, size=(2 * week, n_series))
     model, report = fit_detector_model(history, detector, seed=0, rule=rule)
     fresh = 100 + rng.normal(0, 5, size=(week + 100, n_series))
-    from slo_pipeline.features import compute_features
+    from slo_pipeline.core.features import compute_features
 
     p = model.feature_tail_probability(compute_features(fresh, detector.windows))[100:]
     threshold = model.alarm_threshold(detector.false_alarms_per_week, step)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slo_pipeline.evidence import accumulate
+from slo_pipeline.core.evidence import accumulate
 
 
 def test_trailing_mean_of_minus_log_p() -> None:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from slo_pipeline.evaluation.events import SECONDS_PER_WEEK, event_counts
+from slo_pipeline.offline.evaluation.events import SECONDS_PER_WEEK, event_counts
 
 
 def test_counts_detections_false_alarms_and_delay() -> None:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from slo_pipeline.evaluation.nab import STANDARD, nab_score, probationary_length, scaled_sigmoid
+from slo_pipeline.offline.evaluation.nab import STANDARD, nab_score, probationary_length, scaled_sigmoid
 
 
 def _sigmoid_score(x: float) -> float:

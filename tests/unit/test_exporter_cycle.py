@@ -17,11 +17,11 @@ import pytest
 from exporter.champion import ChampionTracker, RefreshOutcome
 from exporter.series_cache import CachingSeriesSource
 from exporter.service import ExporterService
-from slo_pipeline.model import DetectorModel
-from slo_pipeline.prometheus_io import PrometheusQueryError, SeriesBlock
-from slo_pipeline.registry import ModelLoadError, ModelRef, RegistryError
+from slo_pipeline.adapters.prometheus import PrometheusQueryError, SeriesBlock
+from slo_pipeline.adapters.registry import ModelLoadError, ModelRef, RegistryError
+from slo_pipeline.core.model import DetectorModel
+from slo_pipeline.core.training import fit_detector_model
 from slo_pipeline.settings import DetectorConfig, FeatureWindows, PipelineConfig, SignalConfig, load_settings
-from slo_pipeline.training import fit_detector_model
 from tests.unit.fake_prometheus import STALE, FakePrometheus
 
 WINDOWS = FeatureWindows(short=3, medium=6, long=12)
@@ -743,7 +743,7 @@ def test_per_series_feedback_thresholds_still_apply(trained_model: DetectorModel
     """Series keys are computed only for models with feedback factors; those must still use them."""
     import dataclasses
 
-    from slo_pipeline.prometheus_io import series_keys
+    from slo_pipeline.adapters.prometheus import series_keys
 
     labels = [{"route": "/a"}, {"route": "/b"}]
     tightened = dataclasses.replace(trained_model, series_threshold_factors={series_keys(labels)[1]: 100.0})

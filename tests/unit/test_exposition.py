@@ -19,7 +19,7 @@ from exporter.exposition import (
     exposed_label_name,
     render_detector,
 )
-from slo_pipeline.calibration import anomaly_score
+from slo_pipeline.core.calibration import anomaly_score
 from slo_pipeline.settings import DetectorConfig
 
 GOLDEN = Path(__file__).resolve().parent.parent / "golden" / "exposition_basic.prom"

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from slo_pipeline.features import (
+from slo_pipeline.core.features import (
     FEATURE_NAMES,
     SEASONAL_FEATURE,
     compute_features,
@@ -15,8 +15,8 @@ from slo_pipeline.features import (
     latest_features,
     trailing_features,
 )
+from slo_pipeline.core.window_stats import moving_median
 from slo_pipeline.settings import FeatureWindows
-from slo_pipeline.window_stats import moving_median
 
 WINDOWS = FeatureWindows(short=3, medium=8, long=30, evidence=3)
 

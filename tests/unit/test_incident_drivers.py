@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from webhook.drivers import (
+from slo_pipeline.adapters.incident_drivers import (
     FAILED,
     FOUND,
     NO_MATCH,
@@ -126,7 +126,7 @@ def test_after_a_failure_nothing_more_is_queried_and_every_incident_is_failed() 
     assert [o.outcome for o in outcomes] == [FAILED] * 3
     assert len(source.calls) == 1
     assert all("connection refused" in o.reason for o in outcomes)
-    # Only the first was asked: the others keep their retry attempts (webhook/driver_retry.py).
+    # Only the first was asked: the others keep their retry attempts (worker/driver_retry.py).
     assert [o.queried for o in outcomes] == [True, False, False]
 
 

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from slo_pipeline.features import compute_features
-from slo_pipeline.model import DetectorModel
+from slo_pipeline.core.features import compute_features
+from slo_pipeline.core.model import DetectorModel
+from slo_pipeline.core.training import fit_detector_model
 from slo_pipeline.settings import DetectorConfig, FeatureWindows
-from slo_pipeline.training import fit_detector_model
 
 DETECTOR = DetectorConfig(
     name="latency",

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slo_pipeline.calibration import fit_calibration
-from slo_pipeline.features import FEATURE_NAMES
-from slo_pipeline.model import DetectorModel
-from slo_pipeline.robust_z import RobustZ, fit_robust_z
+from slo_pipeline.core.calibration import fit_calibration
+from slo_pipeline.core.features import FEATURE_NAMES
+from slo_pipeline.core.model import DetectorModel
+from slo_pipeline.core.robust_z import RobustZ, fit_robust_z
 from slo_pipeline.settings import FeatureWindows
 
 
@@ -53,8 +53,8 @@ def test_explain_unscorable_row_is_none_and_needs_robust_z() -> None:
 
 
 def test_explain_latest_blames_a_level_feature_for_a_sustained_shift() -> None:
+    from slo_pipeline.core.training import fit_detector_model
     from slo_pipeline.settings import DetectorConfig
-    from slo_pipeline.training import fit_detector_model
 
     detector = DetectorConfig(
         name="svc", query="x", windows=FeatureWindows(short=3, medium=10, long=40), n_estimators=30

@@ -13,18 +13,18 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from slo_pipeline.features import (
+from slo_pipeline.adapters.lake import training_frame
+from slo_pipeline.adapters.prometheus import SeriesBlock, join_signals
+from slo_pipeline.core.features import (
     COHERENCE_FEATURE,
     FEATURE_NAMES,
     compute_features,
     feature_names,
     trailing_features,
 )
-from slo_pipeline.lake import training_frame
-from slo_pipeline.model import DetectorModel
-from slo_pipeline.prometheus_io import SeriesBlock, join_signals
+from slo_pipeline.core.model import DetectorModel
+from slo_pipeline.core.training import fit_detector_model
 from slo_pipeline.settings import DetectorConfig, FeatureWindows, SignalConfig
-from slo_pipeline.training import fit_detector_model
 
 WINDOWS = FeatureWindows(short=3, medium=8, long=30, evidence=3)
 SIGNALS = (SignalConfig(name="latency", query="lat"), SignalConfig(name="errors", query="err"))

@@ -13,8 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from slo_pipeline.launch import free_port
-from slo_pipeline.prometheus_io import (
+from slo_pipeline.adapters.prometheus import (
     TRANSPORTS,
     PrometheusQueryError,
     SeriesBlock,
@@ -23,6 +22,7 @@ from slo_pipeline.prometheus_io import (
     fetch_range,
     step_grid,
 )
+from slo_pipeline.devstack.launch import free_port
 
 
 def matrix_series(labels: dict[str, str], points: list[tuple[float, str]]) -> dict[str, object]:

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from slo_pipeline.incident_history import KnownIncident, incident_matrix
-from slo_pipeline.lake import training_frame, write_snapshot
+from slo_pipeline.adapters.incident_history import KnownIncident, incident_matrix
+from slo_pipeline.adapters.lake import training_frame, write_snapshot
 
 SERIES = [{"route": "/a"}, {"route": "/b"}]
 

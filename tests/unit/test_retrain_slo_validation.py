@@ -11,13 +11,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-from slo_pipeline import retrain
-from slo_pipeline.prometheus_io import SeriesBlock
-from slo_pipeline.registry import ModelRef, RegisteredModel
-from slo_pipeline.retrain import TrainingData, judge_and_register, slo_validation
+from slo_pipeline.adapters.prometheus import SeriesBlock
+from slo_pipeline.adapters.registry import ModelRef, RegisteredModel
+from slo_pipeline.orchestration import retrain
+from slo_pipeline.orchestration.retrain import TrainingData, judge_and_register, slo_validation
 from slo_pipeline.settings import DetectorConfig, Settings
+from slo_pipeline.slo.evidence import SloEvidence
 from slo_pipeline.slo.validation import Interval
-from slo_pipeline.slo_evidence import SloEvidence
 
 STEP = 60
 T0 = 1_700_000_040.0

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from slo_pipeline import launch
+from slo_pipeline.devstack import launch
 
 DEMO_SLO_RULES = launch.RULES_DIR / "slo" / "demo.rules.yml"
 

@@ -21,7 +21,7 @@ from exporter.series_cache import (
     incremental_query,
     merge,
 )
-from slo_pipeline.prometheus_io import (
+from slo_pipeline.adapters.prometheus import (
     RangeAnswer,
     SeriesBlock,
     align_answer,

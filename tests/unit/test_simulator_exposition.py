@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-from slo_pipeline.simulator.exposition import Totals, render_text
-from slo_pipeline.simulator.history import write_history
-from slo_pipeline.simulator.model import Incident, sample_intervals
+from slo_pipeline.devstack.simulator.exposition import Totals, render_text
+from slo_pipeline.devstack.simulator.history import write_history
+from slo_pipeline.devstack.simulator.model import Incident, sample_intervals
 
 
 def _totals(seconds: float = 600.0) -> Totals:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slo_pipeline.simulator.model import (
+from slo_pipeline.devstack.simulator.model import (
     DEFAULT_ROUTES,
     PEAK_HOUR_UTC,
     SERVER_ERROR_CODE_INDEX,

@@ -10,9 +10,9 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from slo_pipeline.simulator.commands import parse_listen
-from slo_pipeline.simulator.model import IncidentError
-from slo_pipeline.simulator.server import SimulatedService, make_server
+from slo_pipeline.devstack.simulator.commands import parse_listen
+from slo_pipeline.devstack.simulator.model import IncidentError
+from slo_pipeline.devstack.simulator.server import SimulatedService, make_server
 
 
 class FakeClock:

@@ -12,18 +12,18 @@ from typing import Any
 import numpy as np
 import pytest
 
-from slo_pipeline import slo_evidence
-from slo_pipeline.prometheus_io import PrometheusQueryError, SeriesBlock
+from slo_pipeline.adapters.prometheus import PrometheusQueryError, SeriesBlock
 from slo_pipeline.settings import Settings
+from slo_pipeline.slo import evidence as slo_evidence
 from slo_pipeline.slo.burnrate import TIERS
-from slo_pipeline.slo.validation import Interval
-from slo_pipeline.slo_evidence import (
+from slo_pipeline.slo.evidence import (
     PAGE_TIERS,
     evidence_from_series,
     fetch_slo_evidence,
     recorded_query,
     tier_condition_query,
 )
+from slo_pipeline.slo.validation import Interval
 
 STEP = 60.0
 GRID = 1_700_000_040.0 + np.arange(20) * STEP  # multiples of the step, as fetch_range aligns

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from slo_pipeline import db
+from slo_pipeline.adapters import postgres as db
 from slo_pipeline.slo.promcheck import PromtoolError
 from slo_pipeline.slo.render import DebouncedReloader, ReloadError, RenderResult, RuleFileError
 from slo_pipeline.slo.rulegen import render_rule_files

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from slo_pipeline.core.heldout import combine
 from slo_pipeline.slo.validation import (
     Interval,
     ValidationPolicy,
@@ -16,7 +17,6 @@ from slo_pipeline.slo.validation import (
     unhealthy_mask,
     validate_against_slo,
 )
-from slo_pipeline.validation import combine
 
 STEP = 60.0
 DAY = 86400.0

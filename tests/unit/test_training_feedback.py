@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from slo_pipeline import feedback
+from slo_pipeline.core import feedback
+from slo_pipeline.core.training import fit_detector_model
 from slo_pipeline.settings import DetectorConfig, FeatureWindows
-from slo_pipeline.training import fit_detector_model
 
 DETECTOR = DetectorConfig(
     name="svc",

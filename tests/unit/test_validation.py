@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from slo_pipeline.backtest.onset import AlertRule
-from slo_pipeline.validation import basic_validation, combine, summarize_alarms
+from slo_pipeline.core.alert_sim import AlertRule
+from slo_pipeline.core.heldout import basic_validation, combine, summarize_alarms
 
 RULE = AlertRule(for_steps=1, keep_firing_steps=2)
 STEP = 60.0

@@ -12,7 +12,7 @@ import io
 import pytest
 from flask.testing import FlaskClient
 
-from slo_pipeline.launch import free_port
+from slo_pipeline.devstack.launch import free_port
 from slo_pipeline.settings import PipelineConfig, load_settings
 from webhook.app import create_app
 from webhook.auth import bearer_token_matches

@@ -1,0 +1,251 @@
+"""MLflow model registry adapter: log, register, promote, look up and load detector models.
+
+Thin on purpose: the model logic lives in `slo_pipeline.core.model`; this module only moves it in and
+out of MLflow. The registered-model name is the detector name. Aliases:
+`champion` serves, `previous` is the champion it replaced (one-step rollback).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from slo_pipeline.core.model import DetectorModel
+from slo_pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+PREVIOUS = "previous"
+# The skops format refuses to load types it was not told to trust; an IsolationForest holds
+# sklearn's compiled Tree objects, which are safe and the only extra type it needs.
+SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
+
+
+class RegistryError(RuntimeError):
+    """The MLflow tracking server / registry could not be reached or refused the request."""
+
+
+class ModelLoadError(RuntimeError):
+    """A registered model version exists but could not be turned into a DetectorModel."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    model_name: str
+    version: str
+    run_id: str
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    ref: ModelRef
+    model_uri: str
+
+
+def _pip_requirements() -> list[str]:
+    # Explicit requirements skip MLflow's dependency inference, which costs 4-5 s per log.
+    from importlib.metadata import version
+
+    return [f"scikit-learn=={version('scikit-learn')}", f"numpy=={version('numpy')}"]
+
+
+def _configure_mlflow_environment() -> None:
+    # A plain folder store is refused by MLflow 3 unless explicitly allowed; users who point
+    # MLFLOW_TRACKING_URI at a folder get it working instead of a confusing error.
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    # MLflow's HTTP client retries 7 times with exponential backoff by default: minutes during
+    # which an exporter cycle would hang on a dead tracking server. Fail within seconds instead;
+    # the next cycle asks again. Users can still override both.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+
+
+@contextmanager
+def _mlflow(settings: Settings) -> Iterator[Any]:
+    """Yield the mlflow module bound to the configured tracking URI."""
+    import mlflow
+
+    _configure_mlflow_environment()
+    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
+    yield mlflow
+
+
+def _client(settings: Settings) -> Any:
+    from mlflow import MlflowClient
+
+    _configure_mlflow_environment()
+    return MlflowClient(tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri)
+
+
+def _artifact_location(settings: Settings, detector_name: str) -> str | None:
+    """Where a new experiment keeps its artifacts; None lets the tracking server decide.
+
+    With an embedded store (sqlite, a folder) MLflow would otherwise write into the current
+    directory; with a tracking server the server's own artifact store must be used, or clients
+    on other machines could not load the models, unless the root was configured explicitly.
+    """
+    server = settings.mlflow_tracking_uri.startswith(("http://", "https://", "databricks"))
+    if server and "mlflow_artifact_root" not in settings.model_fields_set:
+        return None
+    return settings.mlflow_artifact_root.rstrip("/") + f"/{detector_name}"
+
+
+def ensure_experiment(settings: Settings, detector_name: str) -> str:
+    """Experiment per detector, with artifacts under the configured root (not the CWD)."""
+    name = f"slo-pipeline/{detector_name}"
+    with _mlflow(settings) as mlflow:
+        try:
+            existing = mlflow.get_experiment_by_name(name)
+            if existing is not None:
+                return str(existing.experiment_id)
+            location = _artifact_location(settings, detector_name)
+            return str(mlflow.create_experiment(name, artifact_location=location))
+        except Exception as err:
+            raise RegistryError(
+                f"could not create MLflow experiment {name!r} at {settings.mlflow_tracking_uri!r}: {err}"
+            ) from err
+
+
+def log_and_register(
+    settings: Settings,
+    detector_name: str,
+    model: DetectorModel,
+    *,
+    params: Mapping[str, object],
+    metrics: Mapping[str, float],
+    tags: Mapping[str, str] | None = None,
+    dataset_path: str | None = None,
+    dataset_frame: Any = None,
+) -> RegisteredModel:
+    """One MLflow run: params, metrics, dataset, model; then a new registered version."""
+    experiment_id = ensure_experiment(settings, detector_name)
+    with _mlflow(settings) as mlflow:
+        try:
+            with mlflow.start_run(experiment_id=experiment_id) as run:
+                mlflow.log_params({k: str(v) for k, v in params.items()})
+                mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+                mlflow.set_tags(dict(tags or {}))
+                if dataset_frame is not None and dataset_path is not None:
+                    dataset = mlflow.data.from_pandas(
+                        dataset_frame, source=dataset_path, name=f"{detector_name}-training"
+                    )
+                    mlflow.log_input(dataset, context="training")
+                info = mlflow.sklearn.log_model(
+                    model.forest,
+                    name="model",
+                    pip_requirements=_pip_requirements(),
+                    skops_trusted_types=SKOPS_TRUSTED_TYPES,
+                    metadata=model.metadata(),
+                )
+                run_id = run.info.run_id
+            version = mlflow.register_model(info.model_uri, detector_name)
+        except Exception as err:
+            raise RegistryError(
+                f"could not log/register a model for detector {detector_name!r} "
+                f"at {settings.mlflow_tracking_uri!r}: {err}"
+            ) from err
+    ref = ModelRef(model_name=detector_name, version=str(version.version), run_id=run_id)
+    log.info("registered %s version %s (run %s)", detector_name, ref.version, run_id)
+    return RegisteredModel(ref=ref, model_uri=info.model_uri)
+
+
+def champion_ref(settings: Settings, detector_name: str) -> ModelRef | None:
+    """The version behind `@champion`, or None when the detector has none yet. Cheap: one lookup."""
+    return alias_ref(settings, detector_name, CHAMPION)
+
+
+def alias_ref(settings: Settings, detector_name: str, alias: str) -> ModelRef | None:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        version = _client(settings).get_model_version_by_alias(detector_name, alias)
+    except MlflowException as err:
+        if _is_not_found(err):
+            return None
+        raise RegistryError(
+            f"could not look up {detector_name}@{alias} at {settings.mlflow_tracking_uri!r}: {err}"
+        ) from err
+    except Exception as err:
+        raise RegistryError(
+            f"could not look up {detector_name}@{alias} at {settings.mlflow_tracking_uri!r}: {err}"
+        ) from err
+    return ModelRef(model_name=detector_name, version=str(version.version), run_id=str(version.run_id))
+
+
+def _is_not_found(err: Exception) -> bool:
+    code = getattr(err, "error_code", "")
+    return code in {"RESOURCE_DOES_NOT_EXIST", "NOT_FOUND", "INVALID_PARAMETER_VALUE"}
+
+
+def load_model(settings: Settings, ref: ModelRef) -> DetectorModel:
+    """Load a registered version and check it is a model this code can serve."""
+    uri = f"models:/{ref.model_name}/{ref.version}"
+    with _mlflow(settings) as mlflow:
+        try:
+            forest = mlflow.sklearn.load_model(uri)
+            metadata = mlflow.models.get_model_info(uri).metadata
+        except Exception as err:
+            raise ModelLoadError(f"could not load model {uri!r}: {err}") from err
+    try:
+        return DetectorModel.from_parts(forest, metadata)
+    except ValueError as err:
+        raise ModelLoadError(f"model {uri!r} is not servable: {err}") from err
+
+
+def set_champion(settings: Settings, detector_name: str, version: str) -> ModelRef | None:
+    """Move `@champion` to `version`; the old champion becomes `@previous`. Returns the old one."""
+    old = champion_ref(settings, detector_name)
+    client = _client(settings)
+    try:
+        if old is not None and old.version != str(version):
+            client.set_registered_model_alias(detector_name, PREVIOUS, old.version)
+        client.set_registered_model_alias(detector_name, CHAMPION, str(version))
+    except Exception as err:
+        raise RegistryError(f"could not promote {detector_name} version {version}: {err}") from err
+    return old
+
+
+def tag_version(settings: Settings, detector_name: str, version: str, tags: Mapping[str, str]) -> None:
+    client = _client(settings)
+    try:
+        for key, value in tags.items():
+            client.set_model_version_tag(detector_name, str(version), key, str(value))
+    except Exception as err:
+        raise RegistryError(f"could not tag {detector_name} version {version}: {err}") from err
+
+
+def rollback(settings: Settings, detector_name: str) -> ModelRef:
+    """Swap `@champion` and `@previous`; raises when there is nothing to roll back to."""
+    previous = alias_ref(settings, detector_name, PREVIOUS)
+    if previous is None:
+        raise RegistryError(f"detector {detector_name!r} has no @previous version to roll back to")
+    set_champion(settings, detector_name, previous.version)
+    return previous
+
+
+def list_versions(settings: Settings, detector_name: str) -> list[dict[str, Any]]:
+    """Versions newest first with their aliases and tags (for the CLI and the UI)."""
+    client = _client(settings)
+    try:
+        versions = client.search_model_versions(f"name='{detector_name}'")
+        # search results carry no aliases; the registered model has the alias -> version map.
+        aliases = client.get_registered_model(detector_name).aliases if versions else {}
+    except Exception as err:
+        raise RegistryError(f"could not list versions of {detector_name!r}: {err}") from err
+    rows = [
+        {
+            "version": str(v.version),
+            "run_id": v.run_id,
+            "aliases": sorted(a for a, ver in aliases.items() if str(ver) == str(v.version)),
+            "tags": dict(v.tags or {}),
+            "created_at_ms": v.creation_timestamp,
+        }
+        for v in versions
+    ]
+    return sorted(rows, key=lambda row: int(row["version"]), reverse=True)

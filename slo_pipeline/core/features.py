@@ -1,0 +1,195 @@
+"""Feature extraction shared by training, scoring and backtesting (one code path, no drift).
+
+Input is a time-major matrix `values[T, N]` (T samples on a regular step grid, N series; NaN
+marks a gap), or `values[T, N, K]` for multivariate detectors (K SLIs of each of N entities).
+Output is `features[T, N, F]`; with K signals, each signal's features side by side plus one
+coherence feature per signal. Every feature at time t depends on rows <= t only
+(causal), and every feature is expressed in *robust units of its own series* (deviation divided
+by a rolling inter-quartile range), so one IsolationForest can serve series of any scale.
+
+Three trailing windows (in samples of the detector's step) look at three time scales: `short`
+(a few samples: spikes, sudden jumps), `medium` (sustained shifts) and `long` (the reference:
+what "normal" looked like recently, median and spread). The rolling statistics use pandas' C
+implementations column-wise, which vectorises across series; the exporter computes the same
+function on just enough trailing rows (`trailing_features`) and keeps the last ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from slo_pipeline.core.window_stats import WindowStats, rolling_stats, trailing_stats
+from slo_pipeline.settings import FeatureWindows
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "level_vs_long",  # latest value against the long-window median
+    "short_mean_vs_long",  # sustained shift over the short window
+    "medium_mean_vs_long",  # slower drift over the medium window
+    "medium_median_vs_long",  # the same, robust to a few spikes inside the medium window
+    "step_change",  # jump from the previous sample
+    "short_volatility",  # spread inside the short window, relative to the long one
+)
+# Added per signal for multivariate detectors: its level feature minus the mean of the other
+# signals' (both already in robust, log-compressed units). SLIs of one service that move
+# together (traffic and CPU, latency and saturation) keep this near 0 however much each moves;
+# one SLI moving alone is the correlation break that per-signal features cannot see, and
+# IsolationForest's axis-parallel splits find poorly on their own.
+COHERENCE_FEATURE = "level_vs_other_signals"
+# Added when `windows.seasonal` > 0: how far the value is outside the range the series spanned
+# around the same time one season earlier (0 inside it), so a daily batch job is not news.
+SEASONAL_FEATURE = "outside_previous_season"
+
+
+def feature_names(windows: FeatureWindows, signals: Sequence[str] = ()) -> tuple[str, ...]:
+    """The features `compute_features` builds for these windows, in column order.
+
+    With signals (a multivariate detector) every per-signal feature is named `signal:feature`,
+    signal-major, matching the `[T, N, K, F] -> [T, N, K * F]` layout.
+    """
+    base = (*FEATURE_NAMES, SEASONAL_FEATURE) if windows.seasonal else FEATURE_NAMES
+    if not signals:
+        return base
+    per_signal = tuple(f"{signal}:{name}" for signal in signals for name in base)
+    return (*per_signal, *(f"{signal}:{COHERENCE_FEATURE}" for signal in signals))
+
+
+# Features are compressed with a signed log so that a 1000-sigma outage and a 50-sigma one are
+# both "far out" without stretching the forest's split range (IsolationForest picks split
+# points uniformly between the min and max of a feature).
+_MAX_ROBUST_UNITS = 1e6
+# IQR of a normal distribution is 1.349 sigma.
+_IQR_TO_SIGMA = 1.349
+
+
+def clean(values: np.ndarray, max_gap: int) -> np.ndarray:
+    """Replace +-Inf by NaN and bridge gaps of at most `max_gap` samples with the last value.
+
+    Longer gaps stay NaN: features over them are NaN and those rows are neither trained on nor
+    scored, which is more honest than inventing data through an outage of the scrape path.
+    """
+    frame = pd.DataFrame(np.asarray(values, dtype=np.float64))
+    frame = frame.replace([np.inf, -np.inf], np.nan)
+    return frame.ffill(limit=max_gap).to_numpy()
+
+
+def compute_features(values: np.ndarray, windows: FeatureWindows) -> np.ndarray:
+    """Return `features[T, N, F]` for `values[T, N]` or `[T, N, K]`; NaN where undefined."""
+    columns, n_signals = _columns(values)
+    return _per_entity(_assemble(rolling_stats(clean(columns, max_gap=windows.short), windows)), n_signals)
+
+
+def _assemble(stats: WindowStats) -> np.ndarray:
+    """Features from window statistics; the one formula shared by training and serving."""
+    scale = _robust_scale(stats.iqr_long, stats.median_long, stats.mean_abs_long, stats.std_long)
+    columns = [
+        (stats.value - stats.median_long) / scale,
+        (stats.mean_short - stats.median_long) / scale,
+        (stats.mean_medium - stats.median_long) / scale,
+        (stats.median_medium - stats.median_long) / scale,
+        (stats.value - stats.previous) / scale,
+        stats.std_short / scale,
+    ]
+    if stats.season_lower is not None and stats.season_upper is not None:
+        # Distance outside [min, max] of the series over t - seasonal +- short (0 inside): the
+        # tolerance absorbs jitter in when a periodic job runs.
+        inside = np.clip(stats.value, stats.season_lower, stats.season_upper)
+        columns.append((stats.value - inside) / scale)
+    return _signed_log(np.stack(columns, axis=-1))
+
+
+def _columns(values: np.ndarray) -> tuple[np.ndarray, int]:
+    """`[T, N]` as is, `[T, N, K]` flattened to `[T, N * K]` (entity-major): each signal of each
+    entity is one column, so the per-column rolling code serves multivariate detectors unchanged."""
+    values = np.asarray(values, dtype=np.float64)
+    if values.ndim == 2:
+        return values, 1
+    if values.ndim == 3:
+        t, n, k = values.shape
+        return values.reshape(t, n * k), k
+    raise ValueError(f"values must be [time, series] or [time, series, signal], got shape {values.shape}")
+
+
+def _per_entity(features: np.ndarray, n_signals: int) -> np.ndarray:
+    """`[T, N * K, F]` -> `[T, N, K * F + K]`: all signals' features per entity, then each
+    signal's coherence with the others (COHERENCE_FEATURE)."""
+    if n_signals == 1:
+        return features
+    t, columns, f = features.shape
+    per_signal = features.reshape(t, columns // n_signals, n_signals, f)
+    level = per_signal[..., 0]  # level_vs_long of every signal: [T, N, K]
+    others = (level.sum(axis=-1, keepdims=True) - level) / (n_signals - 1)
+    return np.concatenate([per_signal.reshape(t, -1, n_signals * f), level - others], axis=-1)
+
+
+def history_rows_needed(windows: FeatureWindows, rows: int = 1) -> int:
+    """Trailing rows that make `trailing_features(..., rows)` equal to the full computation.
+
+    The long window must be full for the oldest wanted row, plus the previous sample (step
+    change) and the longest gap `clean` may bridge from before the first row.
+    """
+    return max(windows.long, windows.seasonal + windows.short) + rows + windows.short
+
+
+def trailing_features(values: np.ndarray, windows: FeatureWindows, rows: int = 1) -> np.ndarray:
+    """Features of the last `rows` rows only: `[rows, N, F]` (the exporter's hot path).
+
+    Identical to `compute_features(values)[-rows:]`, but only the needed trailing rows are
+    cleaned and only the wanted rows' windows are reduced (window_stats.trailing_stats).
+    """
+    if rows < 1:
+        raise ValueError(f"rows must be >= 1, got {rows}")
+    columns, n_signals = _columns(values)
+    if columns.shape[0] == 0:
+        n_entities = columns.shape[1] // n_signals
+        width = len(feature_names(windows, [str(k) for k in range(n_signals)] if n_signals > 1 else ()))
+        return np.full((rows, n_entities, width), np.nan)
+    tail = columns[-history_rows_needed(windows, rows) :]
+    features = _per_entity(
+        _assemble(trailing_stats(clean(tail, max_gap=windows.short), windows, rows)), n_signals
+    )
+    if features.shape[0] >= rows:
+        return features
+    # Shorter history than asked for: the missing leading rows are undefined.
+    missing = np.full((rows - features.shape[0], *features.shape[1:]), np.nan)
+    return np.concatenate([missing, features])
+
+
+def latest_features(values: np.ndarray, windows: FeatureWindows) -> np.ndarray:
+    """Features of the last row only: `[N, F]`. Same code as training, last row kept."""
+    return trailing_features(values, windows, rows=1)[-1]
+
+
+def _robust_scale(iqr: np.ndarray, median: np.ndarray, mean_abs: np.ndarray, std: np.ndarray) -> np.ndarray:
+    sigma = iqr / _IQR_TO_SIGMA
+    # The IQR collapses to 0 for flat series and for mostly-zero ones (the 5xx ratio of a
+    # healthy route): every single error would then be a million-sigma event and an error burst
+    # no different. Then, and only then, half the plain std stands in (a spike inflates the std,
+    # so it must not replace a working IQR); 1 % of the typical magnitude floors everything.
+    magnitude = np.maximum(np.abs(median), np.nan_to_num(mean_abs))
+    collapsed = np.where(sigma > 0, 0.0, 0.5 * np.nan_to_num(std))
+    floor = np.maximum(np.maximum(magnitude * 0.01, collapsed), 1e-9)
+    return np.where(np.isfinite(sigma), np.maximum(sigma, floor), np.nan)
+
+
+def _signed_log(x: np.ndarray) -> np.ndarray:
+    """sign(x) * log1p(min(|x|, max)) in one buffer: ~3x faster than clip, sign and abs with their
+    temporaries (12M features at 1,000 series x 7 days: 0.25 s instead of 0.8 s). NaN stays NaN."""
+    out = np.abs(x)
+    np.minimum(out, _MAX_ROBUST_UNITS, out=out)
+    np.log1p(out, out=out)
+    return np.copysign(out, x, out=out)
+
+
+def training_rows(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flatten `[T, N, F]` to the rows where every feature is finite.
+
+    Returns `(rows[M, F], time_index[M])`; the time index lets callers split by time.
+    """
+    t, n, f = features.shape
+    flat = features.reshape(t * n, f)
+    finite = np.isfinite(flat).all(axis=1)
+    time_index = np.repeat(np.arange(t), n)
+    return flat[finite], time_index[finite]

@@ -1,0 +1,1 @@
+"""Offline tools: backtest replay and evaluation against labels."""

@@ -1,0 +1,347 @@
+"""The `backtest` command's handler: wire inputs, detector, replay, outputs and the table."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import math
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from slo_pipeline.adapters.prometheus import (
+    PrometheusQueryError,
+    SeriesBlock,
+    fetch_detector_range,
+    fetch_range,
+)
+from slo_pipeline.core.alert_sim import AlertRule
+from slo_pipeline.offline.backtest.commands import CSV_DEFAULT_BUDGET, CSV_DEFAULT_MIN_TRAINING_SAMPLES
+from slo_pipeline.offline.backtest.io import (
+    InputError,
+    SeriesFile,
+    as_signals,
+    expand_inputs,
+    read_series_csv,
+    write_scored_csv,
+)
+from slo_pipeline.offline.backtest.prometheus_range import (
+    describe_query_error,
+    fetch_series,
+    parse_time,
+    utc_naive,
+    windows_for_series,
+)
+from slo_pipeline.offline.backtest.replay import Progress, ReplayPlan
+from slo_pipeline.offline.backtest.report import metrics_table, series_rows
+from slo_pipeline.offline.backtest.run import BacktestOutcome, FileMetrics, run_backtest, score_against_labels
+from slo_pipeline.offline.evaluation.labels import LabelError, load_windows, window_rows, windows_for_file
+from slo_pipeline.settings import ConfigError, DetectorConfig, FeatureWindows, load_pipeline_config
+
+LOG = logging.getLogger(__name__)
+# NAB's probationary period: the first model sees 15 % of the rows, at most 750.
+_INITIAL_FRACTION = 0.15
+_INITIAL_MAX_ROWS = 750
+# Per query_range request of a backtest: ranges are long, and nothing waits on the answer.
+_QUERY_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class _Input:
+    series: SeriesFile
+    # Label sets of the columns when the input is a Prometheus range (mode b); None for CSV files.
+    labels: list[dict[str, str]] | None = None
+
+
+def run_command(args: argparse.Namespace) -> int:
+    show_progress = not args.quiet and sys.stderr.isatty()
+    try:
+        base = _base_detector(args)
+        rule = AlertRule(for_steps=args.for_steps, keep_firing_steps=args.keep_firing_steps)
+        # Labels are checked before a possibly long fetch from Prometheus.
+        labels = load_windows(args.labels) if args.labels else None
+        inputs = _load_inputs(args, base, now=time.time(), show_progress=show_progress)
+        outputs = _output_paths(args.output, [item.series.path for item in inputs])
+    except (InputError, LabelError, ConfigError, ValueError) as err:
+        return _fail(err)
+    table_rows: list[tuple[str, FileMetrics]] = []
+    try:
+        for index, item in enumerate(inputs, start=1):
+            detector = _detector_for(base, args, item.series)
+            label = f"[{index}/{len(inputs)}] {item.series.path.name}"
+            outcome = _replay(item, detector, rule, args, _progress_printer(label) if show_progress else None)
+            if outputs is not None:
+                _write_output(item, outcome, outputs[index - 1])
+            if labels is not None:
+                table_rows.extend(_scored_rows(item, outcome, labels, args, base.name))
+    # An unwritable output, labels that fit no series, or data the detector cannot take (e.g. a
+    # series layout that does not match its signals): one line, not a traceback.
+    except (InputError, LabelError, ValueError) as err:
+        return _fail(err)
+    if labels is not None:
+        name_header = "series" if args.prometheus_url else "file"
+        print(metrics_table(table_rows, name_header=name_header))
+        print(
+            f"\nthreshold: {base.false_alarms_per_week:g} false alarms/week, alert rule for={rule.for_steps} "
+            f"keep_firing_for={rule.keep_firing_steps} steps, seed {args.seed}"
+        )
+    return 0
+
+
+def _fail(err: Exception) -> int:
+    """One line, no traceback: these errors are about the inputs, not the code."""
+    print(f"backtest: {err}", file=sys.stderr)
+    return 2
+
+
+def _replay(
+    item: _Input,
+    detector: DetectorConfig,
+    rule: AlertRule,
+    args: argparse.Namespace,
+    progress: Progress | None,
+) -> BacktestOutcome:
+    """Both modes end here, with the same detector, plan and rule: only the source differs."""
+    plan = _plan(detector, len(item.series.values), args)
+    outcome = run_backtest(item.series.values, detector, plan, rule, seed=args.seed, progress=progress)
+    if progress is not None:
+        print(file=sys.stderr)
+    return outcome
+
+
+def _write_output(item: _Input, outcome: BacktestOutcome, path: Path) -> None:
+    if item.labels is None:
+        write_scored_csv(
+            item.series,
+            path,
+            anomaly_score=outcome.anomaly_score,
+            tail_probability=outcome.tail_probability,
+            alarm=outcome.alarm,
+            firing=outcome.firing,
+            driver=outcome.driver,
+        )
+        return
+    # A range holds any number of series, each with its labels: one row per step per series.
+    frame = series_rows(item.series, item.labels, outcome)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(path, index=False)
+    except OSError as err:
+        raise InputError(f"cannot write {path}: {err}") from err
+
+
+def _scored_rows(
+    item: _Input,
+    outcome: BacktestOutcome,
+    labels: dict[str, list[tuple[pd.Timestamp, pd.Timestamp]]],
+    args: argparse.Namespace,
+    detector_name: str,
+) -> list[tuple[str, FileMetrics]]:
+    """Table rows of one input: per series of a range, per value column of a CSV file."""
+    series = item.series
+    if item.labels is not None:
+        per_series = windows_for_series(labels, detector_name, item.labels)
+    else:
+        limits = windows_for_file(labels, series.path)
+        if limits is None:
+            LOG.warning("%s has no entry in %s; not scored", series.path, args.labels)
+            return []
+        per_series = [[(utc_naive(start), utc_naive(end)) for start, end in limits]] * len(series.columns)
+    rows = []
+    for k, column in enumerate(series.columns):
+        if item.labels is not None:
+            name = column
+        else:
+            name = series.path.name if len(series.columns) == 1 else f"{series.path.name}:{column}"
+        windows = window_rows(per_series[k], series.timestamps)
+        rows.append((name, score_against_labels(outcome.alarm[:, k], windows, series.epoch_seconds)))
+    return rows
+
+
+def _base_detector(args: argparse.Namespace) -> DetectorConfig:
+    if args.detector:
+        if args.config:
+            pipeline = load_pipeline_config(args.config)
+        else:
+            from slo_pipeline.settings import load_settings
+
+            pipeline = load_settings().pipeline
+        detector = pipeline.detector(args.detector)
+    else:
+        # The operating point chosen on NAB is for files; a raw --query keeps the production defaults.
+        file_defaults = {
+            "false_alarms_per_week": CSV_DEFAULT_BUDGET,
+            "min_training_samples": CSV_DEFAULT_MIN_TRAINING_SAMPLES,
+        }
+        overrides = {} if args.prometheus_url else file_defaults
+        detector = DetectorConfig(name="backtest", query="csv", **overrides)
+    windows = detector.windows.model_dump()
+    if args.windows:
+        try:
+            short, medium, long = (int(part) for part in args.windows.split(","))
+        except ValueError as err:
+            raise InputError(f"--windows must be short,medium,long integers, got {args.windows!r}") from err
+        windows.update(short=short, medium=medium, long=long)
+    if args.evidence is not None:
+        windows["evidence"] = args.evidence
+    if args.seasonal is not None:
+        windows["seasonal"] = args.seasonal
+    updates: dict[str, object] = {"windows": FeatureWindows.model_validate(windows)}
+    if args.min_training_samples is not None:
+        updates["min_training_samples"] = args.min_training_samples
+    if args.false_alarms_per_week is not None:
+        updates["false_alarms_per_week"] = args.false_alarms_per_week
+    if args.combine_robust_z is not None:
+        updates["combine_robust_z"] = args.combine_robust_z
+    if args.n_estimators is not None:
+        updates["n_estimators"] = args.n_estimators
+    if args.training_window_days is not None:
+        updates["training_window_seconds"] = round(args.training_window_days * 86400)
+    return DetectorConfig.model_validate({**detector.model_dump(), **updates})
+
+
+def _detector_for(base: DetectorConfig, args: argparse.Namespace, series: SeriesFile) -> DetectorConfig:
+    """The step is the data's unless given: budgets per week and schedules depend on it. A
+    `--multivariate` CSV brings its own signals (its value columns)."""
+    step = args.step or (base.step_seconds if args.prometheus_url else series.step_seconds)
+    fields: dict[str, object] = {**base.model_dump(), "step_seconds": step}
+    if series.signals and base.signals and series.signals != base.signal_names:
+        raise InputError(
+            f"{series.path}: its columns give signals {list(series.signals)}, but detector {base.name!r} "
+            f"scores {list(base.signal_names)}; name the CSV columns after them, in that order"
+        )
+    if series.signals and not base.signals:
+        fields.update(query=None, signals=[{"name": name, "query": name} for name in series.signals])
+    elif base.signals and not series.signals:
+        # `--query` overrides a multivariate detector's signals: one query, scored on its own.
+        fields.update(query=args.query or base.query_text, signals=[])
+    return DetectorConfig.model_validate(fields)
+
+
+def _plan(detector: DetectorConfig, n_rows: int, args: argparse.Namespace) -> ReplayPlan:
+    initial = min(math.floor(_INITIAL_FRACTION * n_rows), _INITIAL_MAX_ROWS)
+    step = detector.step_seconds
+    return ReplayPlan(
+        initial_rows=max(1, initial),
+        retrain_every_rows=max(1, round(args.retrain_every_hours * 3600 / step)),
+        history_rows=max(1, detector.training_window_seconds // step),
+        retry_rows=max(1, round(3600 / step)),
+    )
+
+
+def _load_inputs(
+    args: argparse.Namespace, detector: DetectorConfig, *, now: float, show_progress: bool
+) -> list[_Input]:
+    if args.prometheus_url:
+        if args.input:
+            raise InputError("give either --input or --prometheus-url, not both")
+        if args.multivariate:
+            raise InputError("--multivariate is for CSV files; a Prometheus range takes a detector's signals")
+        return [_fetch_prometheus(args, detector, now=now, show_progress=show_progress)]
+    if not args.input:
+        raise InputError("give --input FILE.csv (or folders), or --prometheus-url with --start")
+    files = [_naive_utc_times(read_series_csv(path)) for path in expand_inputs(args.input)]
+    if args.multivariate:
+        files = [as_signals(series) for series in files]
+    return [_Input(series) for series in files]
+
+
+def _naive_utc_times(series: SeriesFile) -> SeriesFile:
+    """RFC 3339 times with an offset (e.g. a Prometheus export) as naive UTC, the form the replay,
+    the labels and the writer compare and subtract; naive times are taken as they are."""
+    if series.timestamps.tz is None:
+        return series
+    return dataclasses.replace(series, timestamps=series.timestamps.tz_convert("UTC").tz_localize(None))
+
+
+def _fetch_prometheus(
+    args: argparse.Namespace, detector: DetectorConfig, *, now: float, show_progress: bool
+) -> _Input:
+    # A multivariate detector's signals are fetched and joined as the exporter does, [T, N, K].
+    joined = bool(detector.signals) and not args.query
+    query = args.query or (detector.query_text if args.detector else None)
+    if not query or not args.start:
+        raise InputError("--prometheus-url needs --start (and --end, default now) and --query or --detector")
+    start, end = parse_time(args.start, now=now), parse_time(args.end or "now", now=now)
+    url, step = args.prometheus_url.rstrip("/"), args.step or detector.step_seconds
+
+    def fetch(chunk_start: float, chunk_end: float) -> SeriesBlock:
+        try:
+            if joined:
+                return fetch_detector_range(
+                    url,
+                    detector.model_copy(update={"step_seconds": step}),
+                    start=chunk_start,
+                    end=chunk_end,
+                    timeout=_QUERY_TIMEOUT_SECONDS,
+                )
+            return fetch_range(
+                url,
+                query,
+                start=chunk_start,
+                end=chunk_end,
+                step_seconds=step,
+                timeout=_QUERY_TIMEOUT_SECONDS,
+            )
+        except PrometheusQueryError as err:
+            raise InputError(
+                describe_query_error(err, url=url, query=query, timeout=_QUERY_TIMEOUT_SECONDS)
+            ) from err
+
+    progress = _progress_printer(f"fetching {detector.name}") if show_progress else None
+    with _retry_warnings_muted():
+        fetched = fetch_series(
+            fetch,
+            name=detector.name,
+            source=f"query {query!r} at Prometheus {url!r}",
+            start=start,
+            end=end,
+            step_seconds=step,
+            progress=progress,
+        )
+    if progress is not None:
+        print(file=sys.stderr)
+    series = fetched.series
+    if joined:
+        series = dataclasses.replace(series, signals=detector.signal_names)
+    return _Input(series, fetched.labels)
+
+
+@contextmanager
+def _retry_warnings_muted() -> Iterator[None]:
+    """The transport retries a dropped connection once and urllib3 logs that as a warning; a
+    failure is reported once, as the command's one-line error, so the warning is only noise."""
+    pool_log = logging.getLogger("urllib3.connectionpool")
+    level = pool_log.level
+    pool_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        pool_log.setLevel(level)
+
+
+def _output_paths(output: Path | None, inputs: list[Path]) -> list[Path] | None:
+    if output is None:
+        return None
+    if len(inputs) == 1 and output.suffix.lower() == ".csv":
+        return [output]
+    if output.suffix.lower() == ".csv":
+        raise InputError(f"{len(inputs)} inputs need --output to be a folder, not {output}")
+    names = [path.name for path in inputs]
+    if len(set(names)) != len(names):
+        raise InputError("inputs share file names; give them one by one or use distinct names")
+    return [output / f"{Path(name).stem}.scored.csv" for name in names]
+
+
+def _progress_printer(label: str) -> Progress:
+    def report(done: int, total: int) -> None:
+        percent = 100.0 * done / max(total, 1)
+        print(f"\r{label}: {percent:5.1f}%", end="", file=sys.stderr, flush=True)
+
+    return report

@@ -1,0 +1,1 @@
+"""Orchestration: wires the core to the adapters (retraining) and the CLI commands for it."""

@@ -1,0 +1,252 @@
+"""The retrain worker: claim a job, keep its lease alive while training, record the outcome.
+
+When there is no job, at most once a minute it also retries incident driver lookups that failed
+while the webhook was answering Alertmanager (worker/driver_retry.py).
+
+The training itself is a function `train(settings, detector_name) -> outcome` (by default
+`slo_pipeline.orchestration.retrain.retrain_detector`, imported lazily because it pulls in MLflow and
+scikit-learn); tests pass a small real function instead. A failed training is recorded on the
+job and the loop goes on; a database outage is logged and retried at the next poll.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+import psycopg2
+
+from slo_pipeline.adapters.incident_drivers import DriverOutcome, DriverSource, PrometheusDriverSource
+from slo_pipeline.adapters.postgres import DatabaseError, connect
+from slo_pipeline.settings import Settings
+from worker.driver_retry import retry_driver_lookups
+from worker.jobs import ClaimedJob, JobResult, claim_job, extend_lease, finish_job
+
+log = logging.getLogger(__name__)
+
+# Heartbeats per lease period: a couple can be lost to a slow database before the lease runs out.
+HEARTBEATS_PER_LEASE = 3
+# Between driver-retry passes (only run while no job is waiting): failed lookups are rare, and
+# each pass is one small indexed query when there is nothing to retry.
+DRIVER_RETRY_INTERVAL_SECONDS = 60.0
+ERROR_TEXT_LIMIT = 4000
+
+
+class RetrainOutcomeLike(Protocol):
+    run_id: str
+    model_version: str
+    promoted: bool
+    reasons: list[str]
+
+
+# train(settings, detector_name, *, may_promote) -> outcome; `may_promote()` must be asked (and
+# be True) right before a new model is made champion.
+TrainFunction = Callable[..., RetrainOutcomeLike]
+
+
+def default_train_function() -> TrainFunction:
+    from slo_pipeline.orchestration.retrain import retrain_detector
+
+    return retrain_detector
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class ProcessedJob:
+    job: ClaimedJob
+    result: JobResult
+    recorded: bool  # False: our lease was taken over, the result was not written
+
+
+class LeaseHeartbeat:
+    """Background thread extending the job's lease until stopped; notes when the lease is lost."""
+
+    def __init__(self, settings: Settings, job_id: int, worker_id: str) -> None:
+        self._settings = settings
+        self._job_id = job_id
+        self._worker_id = worker_id
+        self._stop = threading.Event()
+        self.lost = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"lease-heartbeat-{job_id}", daemon=True)
+
+    def __enter__(self) -> LeaseHeartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _beat(self) -> None:
+        interval = self._settings.worker_lease_seconds / HEARTBEATS_PER_LEASE
+        while not self._stop.wait(interval):
+            try:
+                conn = connect(self._settings.database_url, application_name="slo-pipeline-worker-lease")
+                try:
+                    still_ours = extend_lease(
+                        conn, self._job_id, self._worker_id, self._settings.worker_lease_seconds
+                    )
+                finally:
+                    conn.close()
+            except Exception as err:  # keep beating: the database may come back before the lease ends
+                log.warning("could not extend the lease of job %d: %s", self._job_id, err)
+                continue
+            if not still_ours:
+                # Python cannot interrupt the training; the finish is guarded by worker_id instead.
+                log.error(
+                    "job %d: lease lost to another worker; its result will not be recorded", self._job_id
+                )
+                self.lost.set()
+                return
+
+
+class RetrainWorker:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        worker_id: str | None = None,
+        train: TrainFunction | None = None,
+        driver_source: DriverSource | None = None,
+    ) -> None:
+        """`driver_source` defaults to instant queries against `settings.prometheus_url`."""
+        self.settings = settings
+        self.worker_id = worker_id or default_worker_id()
+        self._train = train
+        self._driver_source = driver_source
+        self._next_driver_retry = 0.0  # time.monotonic() of the next pass
+        self.stop_requested = threading.Event()
+
+    def _train_function(self) -> TrainFunction:
+        if self._train is None:
+            self._train = default_train_function()
+        return self._train
+
+    def run_once(self) -> ProcessedJob | None:
+        """Claim and process at most one job; None when there was nothing to do."""
+        job = self._claim()
+        if job is None:
+            return None
+        log.info(
+            "worker %s claimed job %d (detector %s, attempt %d)",
+            self.worker_id,
+            job.id,
+            job.detector,
+            job.attempts,
+        )
+        with LeaseHeartbeat(self.settings, job.id, self.worker_id) as heartbeat:
+            result = self._execute(job, lambda: not heartbeat.lost.is_set() and self._still_owner(job))
+        recorded = self._finish(job, result)
+        return ProcessedJob(job=job, result=result, recorded=recorded)
+
+    def run_forever(self) -> None:
+        """Process jobs until `stop_requested` is set (between jobs, never mid-training)."""
+        log.info("worker %s polling every %.1fs", self.worker_id, self.settings.worker_poll_seconds)
+        while not self.stop_requested.is_set():
+            try:
+                processed = self.run_once()
+            except (DatabaseError, psycopg2.Error) as err:
+                log.warning("worker %s: database unavailable, retrying: %s", self.worker_id, err)
+                processed = None
+            if processed is None:
+                if time.monotonic() >= self._next_driver_retry:
+                    self.retry_drivers()
+                    self._next_driver_retry = time.monotonic() + DRIVER_RETRY_INTERVAL_SECONDS
+                self.stop_requested.wait(self.settings.worker_poll_seconds)
+
+    def retry_drivers(self) -> list[DriverOutcome]:
+        """One pass over incidents whose driver lookup failed; never raises (logs instead)."""
+        source = self._driver_source or PrometheusDriverSource(self.settings.prometheus_url)
+        try:
+            conn = connect(self.settings.database_url, application_name="slo-pipeline-worker-drivers")
+            try:
+                return retry_driver_lookups(conn, source)
+            finally:
+                conn.close()
+        except Exception as err:  # a database outage or a bug here must not stop retraining
+            log.warning(
+                "worker %s: driver retry pass failed, next in %.0fs: %s",
+                self.worker_id,
+                DRIVER_RETRY_INTERVAL_SECONDS,
+                err,
+            )
+            return []
+
+    def _claim(self) -> ClaimedJob | None:
+        conn = connect(self.settings.database_url, application_name="slo-pipeline-worker")
+        try:
+            return claim_job(conn, self.worker_id, self.settings.worker_lease_seconds)
+        finally:
+            conn.close()
+
+    def _still_owner(self, job: ClaimedJob) -> bool:
+        """Renew the lease right now; False when another worker has taken the job over.
+
+        Training calls this immediately before moving @champion, so a worker whose lease ran out
+        mid-training can never promote next to the worker that took its job over.
+        """
+        try:
+            conn = connect(self.settings.database_url, application_name="slo-pipeline-worker-lease")
+            try:
+                return extend_lease(conn, job.id, self.worker_id, self.settings.worker_lease_seconds)
+            finally:
+                conn.close()
+        except Exception as err:  # unsure who owns the job: do not promote
+            log.warning("job %d: could not confirm the lease before promotion: %s", job.id, err)
+            return False
+
+    def _execute(self, job: ClaimedJob, may_promote: Callable[[], bool]) -> JobResult:
+        started = time.monotonic()
+        try:
+            outcome = self._train_function()(self.settings, job.detector, may_promote=may_promote)
+        except Exception as err:  # any training failure is recorded on the job, the loop lives on
+            log.exception("job %d (detector %s) failed", job.id, job.detector)
+            text = f"{type(err).__name__}: {err}\n{traceback.format_exc()}"
+            return JobResult(error=text[-ERROR_TEXT_LIMIT:])
+        log.info(
+            "job %d (detector %s) done in %.1fs: version %s %s",
+            job.id,
+            job.detector,
+            time.monotonic() - started,
+            outcome.model_version,
+            "promoted" if outcome.promoted else "rejected",
+        )
+        return JobResult(
+            run_id=str(outcome.run_id),
+            model_version=str(outcome.model_version),
+            promoted=bool(outcome.promoted),
+            reasons=tuple(str(reason) for reason in outcome.reasons),
+        )
+
+    def _finish(self, job: ClaimedJob, result: JobResult) -> bool:
+        # The result is worth waiting for: retry a few times if the database blinks.
+        last_error: Exception | None = None
+        for attempt in range(3):
+            try:
+                conn = connect(self.settings.database_url, application_name="slo-pipeline-worker")
+                try:
+                    recorded = finish_job(conn, job.id, self.worker_id, result)
+                finally:
+                    conn.close()
+            except Exception as err:
+                last_error = err
+                log.warning("job %d: recording the result failed (attempt %d): %s", job.id, attempt + 1, err)
+                self.stop_requested.wait(min(self.settings.worker_poll_seconds, 2.0 * (attempt + 1)))
+                continue
+            if not recorded:
+                log.error(
+                    "job %d: another worker owns it now; result of %s discarded", job.id, self.worker_id
+                )
+            return recorded
+        raise DatabaseError(f"job {job.id}: could not record the result: {last_error}")
