@@ -6,6 +6,8 @@ the committed file differs from what the code says.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import AliasChoices
 from pydantic.fields import FieldInfo
 
@@ -31,16 +33,14 @@ def _env_name(name: str, info: FieldInfo) -> str:
 def _default(info: FieldInfo) -> str:
     if info.is_required():
         return "required"
-    if info.default_factory is not None:
-        return "[]" if info.default_factory is list else "(see description)"
-    value = info.default
+    if info.default_factory is list:
+        return "[]"
+    value = info.default_factory() if info.default_factory is not None else info.default  # type: ignore[call-arg]
     if value is None:
         return "none"
     text = str(value)
-    # Defaults that embed this checkout's absolute path are shown relative to the repo.
-    from slo_pipeline.settings import REPO_ROOT
-
-    return text.replace(str(REPO_ROOT), "<repo>") if text != "" else '""'
+    # Defaults under the working directory are shown relative to it, as users will see them.
+    return text.replace(str(Path.cwd()), ".") if text != "" else '""'
 
 
 def _rows(model: type, with_env: bool) -> list[str]:

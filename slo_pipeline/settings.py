@@ -16,10 +16,14 @@ import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 # The same shape SLO specs allow (slo/spec.py); the name is used as a PromQL label value.
 SLO_REFERENCE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def state_dir() -> Path:
+    """Local state (embedded MLflow store, data lake, metrics folder): `.data` in the working directory."""
+    return Path.cwd() / ".data"
 
 
 class ConfigError(ValueError):
@@ -215,12 +219,12 @@ class Settings(BaseSettings):
         description="libpq URL of the PostgreSQL database holding incidents and jobs",
     )
     mlflow_tracking_uri: str = Field(
-        default=f"sqlite:///{REPO_ROOT / '.data' / 'mlflow' / 'mlflow.db'}",
+        default_factory=lambda: f"sqlite:///{state_dir() / 'mlflow' / 'mlflow.db'}",
         validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "mlflow_tracking_uri"),
         description="MLflow tracking/registry URI (MLflow's own variable)",
     )
     mlflow_artifact_root: str = Field(
-        default=str(REPO_ROOT / ".data" / "mlflow" / "artifacts"),
+        default_factory=lambda: str(state_dir() / "mlflow" / "artifacts"),
         validation_alias=AliasChoices("SLO_PIPELINE_MLFLOW_ARTIFACT_ROOT", "mlflow_artifact_root"),
         description="artifact location for experiments this project creates",
     )
@@ -230,12 +234,12 @@ class Settings(BaseSettings):
         description="Bearer token Alertmanager must send; empty refuses every request",
     )
     config_path: Path = Field(
-        default=REPO_ROOT / "slo-pipeline.yml",
+        default=Path("slo-pipeline.yml"),
         validation_alias=AliasChoices("SLO_PIPELINE_CONFIG", "config_path"),
-        description="YAML file that defines the detectors",
+        description="YAML file that defines the detectors (relative paths: from the working directory)",
     )
     data_lake: str = Field(
-        default=str(REPO_ROOT / ".data" / "lake"),
+        default_factory=lambda: str(state_dir() / "lake"),
         validation_alias=AliasChoices("SLO_PIPELINE_DATA_LAKE", "data_lake"),
         description="folder where training frames are snapshotted as Parquet",
     )
@@ -282,7 +286,7 @@ class Settings(BaseSettings):
         description="gunicorn worker processes of the webhook",
     )
     webhook_metrics_dir: str = Field(
-        default=str(REPO_ROOT / ".data" / "webhook-metrics"),
+        default_factory=lambda: str(state_dir() / "webhook-metrics"),
         validation_alias=AliasChoices("SLO_PIPELINE_WEBHOOK_METRICS_DIR", "webhook_metrics_dir"),
         description="the webhook's prometheus_client multiprocess folder; its *.db files are removed "
         "at start and the webhook sets PROMETHEUS_MULTIPROC_DIR to it for its gunicorn workers only",
@@ -326,6 +330,29 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("SLO_PIPELINE_UI_DEFAULT_ROLE", "ui_default_role"),
         description="role of a proxy or OIDC user who has no `ui_users` row; `none` refuses them "
         "(editors are always listed: `slo-pipeline ui user add NAME --role editor --no-password`)",
+    )
+    anomaly_alert_for_seconds: float = Field(
+        default=120.0,
+        ge=0,
+        validation_alias=AliasChoices("SLO_PIPELINE_ANOMALY_ALERT_FOR", "anomaly_alert_for_seconds"),
+        description="`for:` of the deployed AnomalyDetected rule, in seconds; training and validation "
+        "simulate it (the default equals the shipped rules/anomaly.rules.yml)",
+    )
+    anomaly_alert_keep_firing_for_seconds: float = Field(
+        default=900.0,
+        ge=0,
+        validation_alias=AliasChoices(
+            "SLO_PIPELINE_ANOMALY_ALERT_KEEP_FIRING_FOR", "anomaly_alert_keep_firing_for_seconds"
+        ),
+        description="`keep_firing_for:` of the deployed AnomalyDetected rule, in seconds",
+    )
+    rule_evaluation_interval_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        validation_alias=AliasChoices(
+            "SLO_PIPELINE_RULE_EVALUATION_INTERVAL", "rule_evaluation_interval_seconds"
+        ),
+        description="Prometheus' rule `evaluation_interval`, in seconds (the shipped config's: 15)",
     )
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig, exclude=True)
 

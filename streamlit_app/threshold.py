@@ -16,7 +16,6 @@ import numpy as np
 from slo_pipeline.adapters.prometheus import SeriesBlock, fetch_range
 from slo_pipeline.core.alert_sim import AlertRule, simulate_alerts
 from slo_pipeline.core.calibration import anomaly_score
-from slo_pipeline.core.rule_timing import anomaly_alert_rule
 from slo_pipeline.settings import DetectorConfig, Settings
 
 TAIL_PROBABILITY_METRIC = "anomaly_tail_probability"
@@ -49,14 +48,13 @@ def preview(
     tail_probability: np.ndarray,
     detector: DetectorConfig,
     budgets: Sequence[float],
-    rule: AlertRule | None = None,
+    rule: AlertRule,
 ) -> list[PreviewRow]:
     """One row per budget for a `[time, series]` matrix of tail probabilities (NaN = no score).
 
-    `rule` defaults to the shipped alert rule's timing at the detector's step (read from rules/),
-    so the preview counts the alarms Prometheus would raise.
+    `rule` is the deployed alert rule's timing at the detector's step (`anomaly_alert_rule`), so
+    the preview counts the alarms Prometheus would raise.
     """
-    rule = rule or anomaly_alert_rule(detector.step_seconds)
     matrix = np.asarray(tail_probability, dtype=np.float64)
     if matrix.ndim != 2:
         raise ValueError(f"tail probabilities must be [time, series], got shape {matrix.shape}")

@@ -6,6 +6,7 @@ from dataclasses import asdict
 
 import streamlit as st
 
+from slo_pipeline.core.rule_timing import RuleTiming, anomaly_alert_rule
 from slo_pipeline.settings import Settings
 from streamlit_app import threshold
 from streamlit_app.identity import Identity
@@ -47,7 +48,8 @@ def render(settings: Settings, who: Identity) -> None:
             )
             return
         budgets = threshold.budgets_to_show(detector.false_alarms_per_week, proposed)
-        rows = threshold.preview(block.values, detector, budgets)
+        rule = anomaly_alert_rule(detector.step_seconds, RuleTiming.from_settings(settings))
+        rows = threshold.preview(block.values, detector, budgets, rule)
         chosen = next(r for r in rows if r.false_alarms_per_week == float(proposed))
         current = next(r for r in rows if r.false_alarms_per_week == float(detector.false_alarms_per_week))
         left, right = st.columns(2)

@@ -20,7 +20,7 @@ import psycopg2.errors
 import psycopg2.extensions
 from psycopg2 import sql
 
-from slo_pipeline.settings import REPO_ROOT
+from slo_pipeline.resources import shipped_folder
 
 log = logging.getLogger(__name__)
 
@@ -145,9 +145,9 @@ def discover_migrations(sql_dir: Path) -> list[Migration]:
     return migrations
 
 
-def migrate(database_url: str, sql_dir: Path = REPO_ROOT / "sql") -> list[str]:
-    """Apply pending migrations in order; returns the versions applied by this call."""
-    migrations = discover_migrations(sql_dir)
+def migrate(database_url: str, sql_dir: Path | None = None) -> list[str]:
+    """Apply pending migrations in order (default: the shipped ones); returns those applied now."""
+    migrations = discover_migrations(sql_dir if sql_dir is not None else shipped_folder("sql"))
     conn = connect(database_url, application_name="slo-pipeline-migrate")
     applied_now: list[str] = []
     try:

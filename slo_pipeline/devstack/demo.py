@@ -11,8 +11,8 @@ import urllib.request
 from pathlib import Path
 from types import FrameType
 
+from slo_pipeline.devstack.launch import REPO_ROOT
 from slo_pipeline.devstack.stack import StackOptions, start_stack
-from slo_pipeline.settings import REPO_ROOT
 
 log = logging.getLogger(__name__)
 

@@ -25,6 +25,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import yaml
 
+from slo_pipeline.core.durations import DURATION_PATTERN, format_duration_ms, parse_duration_ms
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_TEMPLATE = REPO_ROOT / "prometheus" / "prometheus.yml"
 ALERTMANAGER_TEMPLATE = REPO_ROOT / "alertmanager" / "alertmanager.yml"
@@ -379,28 +381,9 @@ def write_alertmanager_config(
 
 # --- time compression of rules (a test/demo facility, never for production) -----------------------
 
-_DURATION_UNITS_MS = {"y": 365 * 86_400_000, "w": 7 * 86_400_000, "d": 86_400_000, "h": 3_600_000}
-_DURATION_UNITS_MS |= {"m": 60_000, "s": 1000, "ms": 1}
-_DURATION = r"(?:\d+(?:ms|y|w|d|h|m|s))+"
-_DURATION_PART = re.compile(r"(\d+)(ms|y|w|d|h|m|s)")
 # `[5m]`, `[1h:30s]`, `[1h:]` range selectors and subqueries, and `offset 1h`.
-_RANGE_SELECTOR = re.compile(rf"\[\s*({_DURATION})\s*(?::\s*({_DURATION})?\s*)?\]")
-_OFFSET = re.compile(rf"(\boffset\s+-?)({_DURATION})\b")
-
-
-def parse_duration_ms(text: str) -> int:
-    """Prometheus duration (`1h30m`, `500ms`) to milliseconds."""
-    if not re.fullmatch(_DURATION, text):
-        raise ValueError(f"{text!r} is not a Prometheus duration")
-    return sum(int(n) * _DURATION_UNITS_MS[unit] for n, unit in _DURATION_PART.findall(text))
-
-
-def format_duration_ms(ms: int) -> str:
-    for unit in ("d", "h", "m", "s"):
-        size = _DURATION_UNITS_MS[unit]
-        if ms % size == 0:
-            return f"{ms // size}{unit}"
-    return f"{ms}ms"
+_RANGE_SELECTOR = re.compile(rf"\[\s*({DURATION_PATTERN})\s*(?::\s*({DURATION_PATTERN})?\s*)?\]")
+_OFFSET = re.compile(rf"(\boffset\s+-?)({DURATION_PATTERN})\b")
 
 
 def scale_duration(text: str, time_scale: float) -> str:

@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from slo_pipeline.devstack import launch
-from slo_pipeline.settings import REPO_ROOT, Settings, load_settings
+from slo_pipeline.devstack.launch import REPO_ROOT
+from slo_pipeline.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
 

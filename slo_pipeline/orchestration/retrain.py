@@ -23,7 +23,7 @@ from slo_pipeline.core.alert_sim import simulate_alerts
 from slo_pipeline.core.features import compute_features
 from slo_pipeline.core.heldout import ValidationDecision, basic_validation, combine
 from slo_pipeline.core.model import DetectorModel
-from slo_pipeline.core.rule_timing import anomaly_alert_rule
+from slo_pipeline.core.rule_timing import RuleTiming, anomaly_alert_rule
 from slo_pipeline.core.training import TrainingReport, fit_detector_model
 from slo_pipeline.settings import DetectorConfig, Settings
 from slo_pipeline.slo.evidence import SloEvidence, fetch_slo_evidence
@@ -149,7 +149,7 @@ def retrain_detector(
         exclude=data.excluded[:split],
         false_positive=data.false_positive[:split],
         series_keys=data.keys,
-        rule=anomaly_alert_rule(detector.step_seconds),
+        rule=anomaly_alert_rule(detector.step_seconds, RuleTiming.from_settings(settings)),
     )
     return judge_and_register(settings, detector, data, candidate, report, may_promote=may_promote)
 
@@ -190,7 +190,7 @@ def judge_and_register(
         # webhook ran, backfilled history), and then a detector that caught it was rejected for it.
         slo_episodes = episodes(evidence.breaches, evidence.confirmed_incidents, evidence.page_times)
         healthy = healthy & ~unhealthy_mask(held_out_times, slo_episodes)[:, None]
-    rule = anomaly_alert_rule(detector.step_seconds)
+    rule = anomaly_alert_rule(detector.step_seconds, RuleTiming.from_settings(settings))
     candidate_scores = held_out_scores(candidate, detector, block.values, split, data.keys)
     champion_scores = (
         held_out_scores(champion, detector, block.values, split, data.keys) if champion is not None else None
@@ -272,7 +272,7 @@ def slo_validation(
     """
     if detector.slo is None:
         raise ValueError(f"detector {detector.name!r} protects no SLO; there is nothing to validate against")
-    rule = anomaly_alert_rule(detector.step_seconds)
+    rule = anomaly_alert_rule(detector.step_seconds, RuleTiming.from_settings(settings))
 
     def alarms(scores: np.ndarray) -> np.ndarray:
         firing, _ = simulate_alerts(scores, rule)

@@ -21,6 +21,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 EXIT_FAILED = 1
+# Generated SLO rules go beside the shipped ones, as Prometheus's config loads rules/slo/*.yml.
+DEFAULT_RULES_OUT = Path("rules") / "slo"
 EXIT_INVALID = 2
 
 
@@ -83,14 +85,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "install, and reload Prometheus. A database or Prometheus outage is logged once and retried; "
         "rules promtool refuses are not installed and the old files stay.",
     )
-    sync.add_argument("--out", type=Path, default=None, help="rule folder (default: rules/slo in the repo)")
+    sync.add_argument("--out", type=Path, default=None, help="rule folder (default: ./rules/slo)")
     sync.add_argument("--promtool", default="promtool", help="promtool binary (default: from PATH)")
     sync.add_argument("--prometheus-url", default=None, help="Prometheus to reload (default: PROMETHEUS_URL)")
     sync.set_defaults(handler=_sync)
 
 
 def _render_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--out", type=Path, default=None, help="rule folder (default: rules/slo in the repo)")
+    parser.add_argument("--out", type=Path, default=None, help="rule folder (default: ./rules/slo)")
     parser.add_argument("--promtool", default="promtool", help="promtool binary (default: from PATH)")
     parser.add_argument(
         "--reload", action="store_true", help="POST /-/reload to Prometheus when rule files changed"
@@ -258,7 +260,7 @@ def _sync(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from slo_pipeline.settings import REPO_ROOT, load_settings
+    from slo_pipeline.settings import load_settings
     from slo_pipeline.slo.promcheck import PromtoolError, promtool_path
     from slo_pipeline.slo.render import DebouncedReloader
     from slo_pipeline.slo.sync import DatabaseSLOSource, RuleFolder, run_sync
@@ -283,7 +285,7 @@ def _sync(args: argparse.Namespace) -> int:
     try:
         run_sync(
             DatabaseSLOSource(settings.database_url),
-            RuleFolder(args.out or REPO_ROOT / "rules" / "slo", promtool=promtool),
+            RuleFolder(args.out or DEFAULT_RULES_OUT, promtool=promtool),
             reloader,
             interval_seconds=interval,
             stop=stop,
@@ -305,12 +307,11 @@ def _read_spec(path: Path) -> list[SLO]:
 
 
 def _install(slos: list[SLO], args: argparse.Namespace, settings: Settings) -> int:
-    from slo_pipeline.settings import REPO_ROOT
     from slo_pipeline.slo.promcheck import PromtoolError
     from slo_pipeline.slo.render import DebouncedReloader, ReloadError, RuleFileError, install_rule_files
     from slo_pipeline.slo.rulegen import render_rule_files
 
-    out_dir = args.out or REPO_ROOT / "rules" / "slo"
+    out_dir = args.out or DEFAULT_RULES_OUT
     try:
         result = install_rule_files(render_rule_files(slos), out_dir, promtool=args.promtool, slos=slos)
     except (RuleFileError, PromtoolError) as err:

@@ -7,7 +7,8 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.fixtures.paths import REPO_ROOT
+
 RULES_DIR = REPO_ROOT / "rules"
 RULE_TEST_FILES = sorted((RULES_DIR / "tests").glob("*.yml"))
 # Hand-written rules/*.yml and generated rules/slo/*.yml; rules/tests holds promtool test files.

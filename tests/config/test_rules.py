@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from slo_pipeline.core.durations import parse_duration_ms
 from slo_pipeline.devstack import launch
 from tests.config.promtools import RULE_FILES, RULE_TEST_FILES, RULES_DIR, assert_ok, run_tool
 
@@ -90,7 +91,7 @@ def _range_durations_ms(rule_file: Path) -> list[int]:
     for group in yaml.safe_load(rule_file.read_text())["groups"]:
         for rule in group["rules"]:
             for match in re.finditer(r"\[(\w+)[\]:]", str(rule["expr"])):
-                durations.append(launch.parse_duration_ms(match.group(1)))
+                durations.append(parse_duration_ms(match.group(1)))
     return durations
 
 

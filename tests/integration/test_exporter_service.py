@@ -36,6 +36,7 @@ from slo_pipeline.core.features import FEATURE_NAMES
 from slo_pipeline.core.training import fit_detector_model
 from slo_pipeline.devstack import launch
 from slo_pipeline.settings import DetectorConfig, FeatureWindows, PipelineConfig, Settings, load_settings
+from tests.fixtures.paths import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +60,6 @@ BROKEN_QUERY = DetectorConfig(
 )
 NO_CHAMPION = DetectorConfig(name="no_champion", query=METRIC, step_seconds=STEP, windows=WINDOWS)
 INTERVAL_SECONDS = 1.0
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def route_level(route: str) -> float:

@@ -21,8 +21,8 @@ from slo_pipeline.adapters.postgres import (
     migrate,
     with_dbname,
 )
-from slo_pipeline.settings import REPO_ROOT
 from tests.fixtures.database import SERVER_URL, drop_database, fetch_all
+from tests.fixtures.paths import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 

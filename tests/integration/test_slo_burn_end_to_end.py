@@ -37,12 +37,12 @@ import requests
 from slo_pipeline.adapters.postgres import connect
 from slo_pipeline.devstack import launch
 from slo_pipeline.devstack.simulator.history import write_history
-from slo_pipeline.settings import REPO_ROOT
 from slo_pipeline.slo.burnrate import TIERS, WINDOW_SECONDS
 from slo_pipeline.slo.rulegen import render_rule_files
 from slo_pipeline.slo.spec import parse_specs
 from slo_pipeline.slo.store import apply_slos, detectors_for_slo, load_slos
 from tests.fixtures.database import WEBHOOK_TOKEN, fetch_all, make_alert, make_notification
+from tests.fixtures.paths import REPO_ROOT
 from tests.fixtures.services import prometheus_query
 
 pytestmark = pytest.mark.integration

@@ -10,10 +10,10 @@ import pytest
 import requests
 
 from slo_pipeline.devstack import launch
-from slo_pipeline.settings import REPO_ROOT
 from slo_pipeline.slo.render import DebouncedReloader, ReloadError, install_rule_files, post_reload
 from slo_pipeline.slo.rulegen import render_rule_files
 from slo_pipeline.slo.spec import parse_specs
+from tests.fixtures.paths import REPO_ROOT
 from tests.fixtures.services import prometheus_query
 
 pytestmark = pytest.mark.integration

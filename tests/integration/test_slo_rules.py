@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from slo_pipeline.settings import REPO_ROOT
 from slo_pipeline.slo.promcheck import PromtoolError, check_rule_files, check_slo_queries
 from slo_pipeline.slo.render import RuleFileError, install_rule_files
 from slo_pipeline.slo.rulegen import render_rule_files
 from slo_pipeline.slo.spec import SpecError, parse_specs
+from tests.fixtures.paths import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,9 @@ import pytest
 import yaml
 
 from slo_pipeline.adapters.postgres import connect
-from slo_pipeline.settings import REPO_ROOT
 from slo_pipeline.slo import store
 from slo_pipeline.slo.spec import SpecError, dump_specs, parse_specs
+from tests.fixtures.paths import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 

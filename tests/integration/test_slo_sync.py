@@ -22,11 +22,11 @@ import requests
 from slo_pipeline.adapters.postgres import connect
 from slo_pipeline.devstack import launch
 from slo_pipeline.devstack.pgserver import ManagedPostgres
-from slo_pipeline.settings import REPO_ROOT
 from slo_pipeline.slo.spec import parse_specs
 from slo_pipeline.slo.store import apply_slos
 from streamlit_app import slos as ui_slos
 from tests.fixtures.database import fetch_all
+from tests.fixtures.paths import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from slo_pipeline.config_docs import render
-from slo_pipeline.settings import REPO_ROOT, ConfigError, load_pipeline_config, load_settings
+from slo_pipeline.settings import ConfigError, load_pipeline_config, load_settings
+from tests.fixtures.paths import REPO_ROOT
 
 
 def test_environment_variables_reach_the_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -13,10 +13,10 @@ from decimal import Decimal
 import pytest
 import yaml
 
-from slo_pipeline.settings import REPO_ROOT
 from slo_pipeline.slo.burnrate import TIERS, factors_table
 from slo_pipeline.slo.rulegen import GENERATED_MARKER, render_rule_files, rule_groups
 from slo_pipeline.slo.spec import parse_specs
+from tests.fixtures.paths import REPO_ROOT
 
 GOLDEN = REPO_ROOT / "tests" / "golden" / "slo"
 REGENERATE = "slo-pipeline rules render -f tests/golden/slo/specs.yml --out tests/golden/slo/expected"

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from slo_pipeline.settings import REPO_ROOT, DetectorConfig
+from slo_pipeline.settings import DetectorConfig
 from slo_pipeline.slo.links import detector_link_problems, slo_by_detector
 from slo_pipeline.slo.spec import SpecError, dump_specs, parse_specs, render_query, slos_from_documents
+from tests.fixtures.paths import REPO_ROOT
 
 EXAMPLE = REPO_ROOT / "examples" / "slos.yml"
 

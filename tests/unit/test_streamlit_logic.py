@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from slo_pipeline.core.rule_timing import RuleTiming, anomaly_alert_rule
 from slo_pipeline.settings import DetectorConfig
 from slo_pipeline.slo.spec import SpecError, parse_specs
 from streamlit_app import incidents, models, slos, threshold
@@ -129,6 +130,8 @@ def test_budget_minutes_and_period_choices() -> None:
 # --- threshold preview -------------------------------------------------------------------------
 
 HOURLY = DetectorConfig(name="d", query="up", step_seconds=3600)  # 168 samples per week
+# The shipped rule (for: 2m, keep_firing_for: 15m, evaluated every 15 s) at an hourly step.
+HOURLY_RULE = anomaly_alert_rule(3600, RuleTiming(120.0, 900.0, 15.0))
 
 
 def test_threshold_follows_the_detectors_own_rule() -> None:
@@ -145,7 +148,10 @@ def test_preview_counts_alarm_onsets_per_budget() -> None:
     probabilities[50:55, 1] = 0.008  # alarms only once the budget allows more than 1/168 per sample
     probabilities[:, 2] = np.nan  # never scored: never alarms
 
-    rows = {r.false_alarms_per_week: r for r in threshold.preview(probabilities, HOURLY, [0.5, 1.0, 2.0])}
+    rows = {
+        r.false_alarms_per_week: r
+        for r in threshold.preview(probabilities, HOURLY, [0.5, 1.0, 2.0], HOURLY_RULE)
+    }
 
     assert rows[0.5].alarms == 1 and rows[1.0].alarms == 1
     assert rows[2.0].alarms == 2
@@ -156,7 +162,7 @@ def test_preview_counts_alarm_onsets_per_budget() -> None:
 
 def test_preview_rejects_a_vector() -> None:
     with pytest.raises(ValueError, match="time, series"):
-        threshold.preview(np.zeros(5), HOURLY, [1.0])
+        threshold.preview(np.zeros(5), HOURLY, [1.0], HOURLY_RULE)
 
 
 def test_budgets_to_show_include_configured_and_proposed() -> None:
