@@ -24,6 +24,7 @@ test: setup
 	@bash scripts/ensure-postgres.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 	$(BIN)/pytest -p no:cacheprovider
 
 unit: setup
@@ -32,6 +33,7 @@ unit: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 bench: setup
 	@bash scripts/ensure-postgres.sh

@@ -30,6 +30,7 @@ from slo_pipeline.adapters.incident_drivers import (
     NewIncident,
     PrometheusDriverSource,
     find_drivers,
+    record_driver_lookups,
 )
 from slo_pipeline.adapters.postgres import DatabaseError
 from slo_pipeline.settings import Settings
@@ -38,7 +39,7 @@ from webhook.body import BodyTooLarge, read_limited
 from webhook.connections import ConnectionSource
 from webhook.metrics import WebhookMetrics, create_metrics
 from webhook.payload import PayloadError, delivery_key, parse_json, parse_notification
-from webhook.store import RecordResult, record_driver_lookups, record_notification, store_rejected_delivery
+from webhook.store import RecordResult, record_notification, store_rejected_delivery
 
 log = logging.getLogger(__name__)
 

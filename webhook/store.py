@@ -11,14 +11,13 @@ so a Prometheus lookup never holds row locks.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import psycopg2.extensions
 import psycopg2.extras
 
-from slo_pipeline.adapters.incident_drivers import DriverOutcome, NewIncident
+from slo_pipeline.adapters.incident_drivers import NewIncident
 from webhook.payload import Alert, DeliveryKey, Notification
 from webhook.retrain_triggers import burn_rate_pages, select_retrains
 
@@ -71,20 +70,6 @@ WHERE NOT EXISTS (
 )
 ON CONFLICT (detector) WHERE status IN ('queued', 'running') DO NOTHING
 RETURNING id
-"""
-
-# Only touches incidents without a driver (the driver is the one at the incident's start, set
-# once) and without a final `no_match`. Every outcome is recorded so the worker knows which
-# lookups to retry; only a lookup that asked Prometheus uses up an attempt and restarts the
-# back-off (`queried`).
-RECORD_DRIVER_LOOKUPS_SQL = """
-UPDATE incidents AS i
-SET driver = v.driver,
-    driver_lookup = v.outcome,
-    driver_lookup_attempts = i.driver_lookup_attempts + v.queried::int,
-    driver_lookup_at = CASE WHEN v.queried THEN now() ELSE i.driver_lookup_at END
-FROM (VALUES %s) AS v (id, outcome, driver, queried)
-WHERE i.id = v.id AND i.driver IS NULL AND i.driver_lookup IS DISTINCT FROM 'no_match'
 """
 
 # Detectors linked to SLOs: `detectors:` of the single SLO a `slos.spec` document holds (the same
@@ -167,19 +152,6 @@ def record_notification(
             retrain_jobs=jobs,
             new_incidents=new_incidents,
         )
-
-
-def record_driver_lookups(conn: psycopg2.extensions.connection, outcomes: Sequence[DriverOutcome]) -> int:
-    """Store each lookup's outcome (and a found driver) on incidents that have no driver yet;
-    returns the rows changed."""
-    rows = sorted({o.incident_id: (o.incident_id, o.outcome, o.driver, o.queried) for o in outcomes}.values())
-    if not rows:
-        return 0
-    with conn, conn.cursor() as cur:
-        psycopg2.extras.execute_values(
-            cur, RECORD_DRIVER_LOOKUPS_SQL, rows, template="(%s, %s, %s::text, %s::boolean)"
-        )
-        return cur.rowcount
 
 
 def unique_occurrences(alerts: list[Alert]) -> list[Alert]:

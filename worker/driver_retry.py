@@ -30,10 +30,10 @@ from slo_pipeline.adapters.incident_drivers import (
     DriverOutcome,
     DriverSource,
     NewIncident,
+    StoredAlert,
     find_drivers,
+    record_driver_lookups,
 )
-from webhook.payload import Alert
-from webhook.store import record_driver_lookups
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ BUDGET_SECONDS = 5.0
 LOCK_KEY = 0x736C6F7064726976
 
 PENDING_SQL = """
-SELECT id, status, labels, annotations, starts_at, ends_at, generator_url, fingerprint
+SELECT id, labels, starts_at
 FROM incidents
 WHERE driver IS NULL AND detector IS NOT NULL
   AND (driver_lookup IS NULL OR driver_lookup = 'failed')
@@ -122,17 +122,9 @@ def retry_driver_lookups(
     return outcomes
 
 
-def _alert(row: tuple[Any, ...]) -> Alert:
-    status, labels, annotations, starts_at, ends_at, generator_url, fingerprint = row
-    return Alert(
-        status=status,
-        labels=_json_object(labels),
-        annotations=_json_object(annotations),
-        starts_at=starts_at,
-        ends_at=ends_at,
-        generator_url=generator_url,
-        fingerprint=fingerprint,
-    )
+def _alert(row: tuple[Any, ...]) -> StoredAlert:
+    labels, starts_at = row
+    return StoredAlert(labels=_json_object(labels), starts_at=starts_at)
 
 
 def _json_object(value: object) -> dict[str, str]:

@@ -22,15 +22,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+import psycopg2.extensions
+import psycopg2.extras
 import requests
 import urllib3
 
 from slo_pipeline.core.explanations import DRIVER_INFO_METRIC, DRIVER_LABEL
-from webhook.payload import Alert
 
 log = logging.getLogger(__name__)
 
 # Time allowed for all driver lookups of one notification: Alertmanager waits for our answer.
+# The label the anomaly alerts carry their detector in (rules/anomaly.rules.yml).
+DETECTOR_LABEL = "detector"
 LOOKUP_BUDGET_SECONDS = 2.0
 # Outcomes, per new anomaly incident (the `outcome` label of the lookup counter).
 FOUND, NO_MATCH, FAILED = "found", "no_match", "failed"
@@ -48,10 +51,35 @@ class DriverSource(Protocol):
         ...
 
 
+class IncidentAlert(Protocol):
+    """What a driver lookup needs of an incident's alert (the webhook's parsed Alert has it)."""
+
+    @property
+    def labels(self) -> dict[str, str]: ...
+
+    @property
+    def starts_at(self) -> datetime: ...
+
+    @property
+    def detector(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class StoredAlert:
+    """An incident's alert as read back from the incidents table (the worker's retries)."""
+
+    labels: dict[str, str]
+    starts_at: datetime
+
+    @property
+    def detector(self) -> str | None:
+        return self.labels.get(DETECTOR_LABEL) or None
+
+
 @dataclass(frozen=True)
 class NewIncident:
     id: int
-    alert: Alert
+    alert: IncidentAlert
 
 
 @dataclass(frozen=True)
@@ -195,3 +223,31 @@ def _label_sets(body: dict[str, Any], context: str) -> list[dict[str, str]]:
 def _first_line(err: BaseException) -> str:
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+# Only touches incidents without a driver (the driver is the one at the incident's start, set
+# once) and without a final `no_match`. Every outcome is recorded so the worker knows which
+# lookups to retry; only a lookup that asked Prometheus uses up an attempt and restarts the
+# back-off (`queried`).
+RECORD_DRIVER_LOOKUPS_SQL = """
+UPDATE incidents AS i
+SET driver = v.driver,
+    driver_lookup = v.outcome,
+    driver_lookup_attempts = i.driver_lookup_attempts + v.queried::int,
+    driver_lookup_at = CASE WHEN v.queried THEN now() ELSE i.driver_lookup_at END
+FROM (VALUES %s) AS v (id, outcome, driver, queried)
+WHERE i.id = v.id AND i.driver IS NULL AND i.driver_lookup IS DISTINCT FROM 'no_match'
+"""
+
+
+def record_driver_lookups(conn: psycopg2.extensions.connection, outcomes: Sequence[DriverOutcome]) -> int:
+    """Store each lookup's outcome (and a found driver) on incidents that have no driver yet;
+    returns the rows changed."""
+    rows = sorted({o.incident_id: (o.incident_id, o.outcome, o.driver, o.queried) for o in outcomes}.values())
+    if not rows:
+        return 0
+    with conn, conn.cursor() as cur:
+        psycopg2.extras.execute_values(
+            cur, RECORD_DRIVER_LOOKUPS_SQL, rows, template="(%s, %s, %s::text, %s::boolean)"
+        )
+        return cur.rowcount

@@ -12,11 +12,8 @@ import pytest
 
 from slo_pipeline.cli import main
 from slo_pipeline.offline.backtest.cli_run import _base_detector
-from slo_pipeline.offline.backtest.commands import (
-    CSV_DEFAULT_BUDGET,
-    CSV_DEFAULT_MIN_TRAINING_SAMPLES,
-    register,
-)
+from slo_pipeline.offline.backtest.commands import register
+from slo_pipeline.offline.backtest.defaults import CSV_DEFAULT_BUDGET, CSV_DEFAULT_MIN_TRAINING_SAMPLES
 from slo_pipeline.settings import DetectorConfig
 
 

@@ -22,7 +22,7 @@ from slo_pipeline.adapters.prometheus import (
     fetch_range,
 )
 from slo_pipeline.core.alert_sim import AlertRule
-from slo_pipeline.offline.backtest.commands import CSV_DEFAULT_BUDGET, CSV_DEFAULT_MIN_TRAINING_SAMPLES
+from slo_pipeline.offline.backtest.defaults import CSV_DEFAULT_BUDGET, CSV_DEFAULT_MIN_TRAINING_SAMPLES
 from slo_pipeline.offline.backtest.io import (
     InputError,
     SeriesFile,

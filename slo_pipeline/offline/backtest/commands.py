@@ -8,14 +8,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-# Defaults are the production detector's, in samples; see docs/detection.md for the choices.
-# The one exception: CSV files (no --detector) are scored at the operating point chosen once on
-# the NAB AWS corpus, 1.5 alarms/week (grid 1, 1.5, 2, 3 over five seeds: 53.8, 56.7, 55.2,
-# 55.4). A configured detector keeps its own budget (production default: 1/week).
-CSV_DEFAULT_BUDGET = 1.5
-# Files start cold: NAB's shortest AWS file has 1,243 rows, so its first model sees 186; the
-# production minimum (500) would leave it unscored. A configured detector keeps its own minimum.
-CSV_DEFAULT_MIN_TRAINING_SAMPLES = 100
+from slo_pipeline.offline.backtest.defaults import CSV_DEFAULT_BUDGET, CSV_DEFAULT_MIN_TRAINING_SAMPLES
+
 _DEFAULT_FOR_STEPS = 2
 _DEFAULT_KEEP_STEPS = 15
 
