@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-DEFAULT_LISTEN = "0.0.0.0:9110"
+DEFAULT_LISTEN = "127.0.0.1:9110"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -13,6 +13,11 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from exporter.exposition import CONTENT_TYPE
+from slo_pipeline.adapters.bounded_http import (
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_SOCKET_TIMEOUT_SECONDS,
+    BoundedThreadingHTTPServer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +42,7 @@ def parse_listen(listen: str) -> tuple[str, int]:
     host, sep, port = listen.rpartition(":")
     if not sep or not port.isdigit() or int(port) > 65535:
         raise ValueError(f"--listen must look like HOST:PORT, got {listen!r}")
-    return host.strip("[]") or "0.0.0.0", int(port)
+    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 def start_http_server(
@@ -46,6 +51,8 @@ def start_http_server(
     *,
     is_ready: Callable[[], bool],
     is_healthy: Callable[[], bool],
+    socket_timeout_seconds: float = DEFAULT_SOCKET_TIMEOUT_SECONDS,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
 ) -> ThreadingHTTPServer:
     """Bind `listen` and serve in a daemon thread; stop with `server.shutdown(); server.server_close()`."""
     address = parse_listen(listen)
@@ -77,9 +84,10 @@ def start_http_server(
             log.debug("%s %s", self.address_string(), format % args)
 
     try:
-        server = ThreadingHTTPServer(address, Handler)
+        server = BoundedThreadingHTTPServer(
+            address, Handler, socket_timeout_seconds=socket_timeout_seconds, max_connections=max_connections
+        )
     except OSError as err:
         raise OSError(f"exporter could not listen on {listen!r}: {err}") from err
-    server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="exporter-http", daemon=True).start()
     return server

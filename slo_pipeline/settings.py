@@ -285,6 +285,46 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("SLO_PIPELINE_WEBHOOK_WORKERS", "webhook_workers"),
         description="gunicorn worker processes of the webhook",
     )
+    webhook_threads: int = Field(
+        default=8,
+        ge=1,
+        validation_alias=AliasChoices("SLO_PIPELINE_WEBHOOK_THREADS", "webhook_threads"),
+        description="request threads per webhook worker (gunicorn gthread): a slow client holds "
+        "at most one of them",
+    )
+    webhook_client_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        validation_alias=AliasChoices(
+            "SLO_PIPELINE_WEBHOOK_CLIENT_TIMEOUT", "webhook_client_timeout_seconds"
+        ),
+        description="a webhook client that sends or reads nothing for this long is disconnected",
+    )
+    webhook_statement_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        validation_alias=AliasChoices(
+            "SLO_PIPELINE_WEBHOOK_STATEMENT_TIMEOUT", "webhook_statement_timeout_seconds"
+        ),
+        description="PostgreSQL statement_timeout and lock_timeout of the webhook's connections: a "
+        "stuck or locked database gives a prompt 503 (Alertmanager retries) instead of a hang",
+    )
+    webhook_max_alerts: int = Field(
+        default=1000,
+        ge=1,
+        validation_alias=AliasChoices("SLO_PIPELINE_WEBHOOK_MAX_ALERTS", "webhook_max_alerts"),
+        description="most alerts one notification may carry; above it the webhook answers 413 and "
+        "keeps the raw delivery (set Alertmanager's `max_alerts` to the same value)",
+    )
+    alert_delivery_retention_days: float = Field(
+        default=30.0,
+        gt=0,
+        validation_alias=AliasChoices(
+            "SLO_PIPELINE_ALERT_DELIVERY_RETENTION_DAYS", "alert_delivery_retention_days"
+        ),
+        description="raw Alertmanager deliveries older than this are deleted by the worker, except "
+        "the first and last delivery of every incident (its evidence)",
+    )
     webhook_metrics_dir: str = Field(
         default_factory=lambda: str(state_dir() / "webhook-metrics"),
         validation_alias=AliasChoices("SLO_PIPELINE_WEBHOOK_METRICS_DIR", "webhook_metrics_dir"),

@@ -1,8 +1,11 @@
 """Flask app of the Alertmanager webhook: `POST /alerts`, `GET /healthz`, `GET /metrics`.
 
 Status codes are chosen for Alertmanager's retry logic: 2xx only after the commit; 5xx (503)
-when storage fails, so it retries; 4xx for a request that can never succeed, so it does not.
-Malformed input never produces a 500.
+when storage is unavailable (down, stuck past the statement timeout, locked), so it retries; 4xx
+for a request that can never succeed, so it does not. A permanent database error (SQLSTATE
+classes 22 data exception, 23 integrity violation, 54 program limit) is a 400, never a 5xx that
+Alertmanager would retry forever. Whatever is refused after authentication is kept raw in
+alert_deliveries with the reason. Malformed input never produces a 500.
 
 After the commit, new anomaly incidents get their driver from Prometheus
 (slo_pipeline/adapters/incident_drivers.py): bounded in time, and whatever happens there the
@@ -34,9 +37,10 @@ from slo_pipeline.adapters.incident_drivers import (
 )
 from slo_pipeline.adapters.postgres import DatabaseError
 from slo_pipeline.settings import Settings
-from webhook.auth import bearer_token_matches
+from webhook.auth import check_bearer
 from webhook.body import BodyTooLarge, read_limited
 from webhook.connections import ConnectionSource
+from webhook.log_limit import RateLimitedLog
 from webhook.metrics import WebhookMetrics, create_metrics
 from webhook.payload import PayloadError, delivery_key, parse_json, parse_notification
 from webhook.store import RecordResult, record_notification, store_rejected_delivery
@@ -44,15 +48,33 @@ from webhook.store import RecordResult, record_notification, store_rejected_deli
 log = logging.getLogger(__name__)
 
 STORAGE_UNAVAILABLE = "storage unavailable, retry later"
+# SQLSTATE classes no retry can fix: data exception, integrity constraint violation, program limit
+# exceeded (e.g. an index row too large). Everything else (connection lost, statement timeout,
+# lock timeout, serialization failure, ...) is worth a retry.
+PERMANENT_SQLSTATE_CLASSES = frozenset({"22", "23", "54"})
+UNAUTHORIZED_LOG_INTERVAL_SECONDS = 60.0
+
+
+def is_permanent_database_error(err: BaseException) -> bool:
+    code = getattr(err, "pgcode", None)
+    return isinstance(code, str) and code[:2] in PERMANENT_SQLSTATE_CLASSES
 
 
 def create_app(settings: Settings, *, driver_source: DriverSource | None = None) -> Flask:
     """`driver_source` defaults to instant queries against `settings.prometheus_url`."""
     app = Flask("webhook")
+    from webhook.server import check_startup_settings
+
+    check_startup_settings(settings)  # no app without a usable token, however it is served
     database = ConnectionSource(
-        settings.database_url, connect_timeout=5, application_name="slo-pipeline-webhook"
+        settings.database_url,
+        connect_timeout=5,
+        application_name="slo-pipeline-webhook",
+        statement_timeout_seconds=settings.webhook_statement_timeout_seconds,
     )
     metrics = create_metrics()
+    unauthorized_log = RateLimitedLog(log, UNAUTHORIZED_LOG_INTERVAL_SECONDS)
+    configured_detectors = frozenset(d.name for d in settings.pipeline.detectors)
     drivers = DriverRecorder(
         database,
         driver_source or PrometheusDriverSource(settings.prometheus_url),
@@ -64,7 +86,7 @@ def create_app(settings: Settings, *, driver_source: DriverSource | None = None)
     @app.post("/alerts")
     def receive_alerts() -> Response:
         started = time.perf_counter()
-        response = _receive(settings, database, metrics, drivers)
+        response = _receive(settings, database, metrics, drivers, unauthorized_log, configured_detectors)
         metrics.requests.labels(code=str(response.status_code)).inc()
         metrics.request_duration.observe(time.perf_counter() - started)
         return response
@@ -74,8 +96,9 @@ def create_app(settings: Settings, *, driver_source: DriverSource | None = None)
         try:
             database.run(_ping)
         except (DatabaseError, psycopg2.Error) as err:
+            # The detail (server, user, database) goes to the log only: /healthz is unauthenticated.
             log.warning("health check: database unavailable: %s", err)
-            return _json({"status": "unavailable", "database": _first_line(err)}, 503)
+            return _json({"status": "unavailable", "database": "unavailable"}, 503)
         return _json({"status": "ok", "database": "ok"}, 200)
 
     @app.get("/metrics")
@@ -125,9 +148,19 @@ class DriverRecorder:
 
 
 def _receive(
-    settings: Settings, database: ConnectionSource, metrics: WebhookMetrics, drivers: DriverRecorder
+    settings: Settings,
+    database: ConnectionSource,
+    metrics: WebhookMetrics,
+    drivers: DriverRecorder,
+    unauthorized_log: RateLimitedLog,
+    configured_detectors: frozenset[str],
 ) -> Response:
-    if not bearer_token_matches(request.headers.get("Authorization"), settings.webhook_token):
+    failure = check_bearer(request.headers.get("Authorization"), settings.webhook_token)
+    if failure is not None:
+        metrics.unauthorized.labels(reason=failure.value).inc()
+        unauthorized_log.warning(
+            "refused a request from %s: %s bearer token (401)", request.remote_addr, failure.value
+        )
         response = _json({"error": "missing or wrong bearer token"}, 401)
         response.headers["WWW-Authenticate"] = 'Bearer realm="slo-pipeline-webhook"'
         return response
@@ -144,6 +177,12 @@ def _receive(
 
     body_text = body.decode("utf-8")  # parse_json accepted it, so it is UTF-8
     body_sha256 = hashlib.sha256(body).hexdigest()
+    alert_count = _alert_count(document)
+    if alert_count > settings.webhook_max_alerts:
+        limit = settings.webhook_max_alerts
+        error = f"alerts: {alert_count} alerts, more than the {limit} allowed per notification"
+        log.warning("refused notification %s: %s", body_sha256[:12], error)
+        return _store_rejected(database, body_text, body_sha256, document, error, status=413)
     try:
         notification = parse_notification(document)
     except PayloadError as err:
@@ -153,14 +192,23 @@ def _receive(
     try:
         result: RecordResult = database.run(
             lambda conn: record_notification(
-                conn, body_text, body_sha256, notification, settings.retrain_cooldown_seconds
+                conn,
+                body_text,
+                body_sha256,
+                notification,
+                settings.retrain_cooldown_seconds,
+                configured_detectors,
             )
         )
-    except psycopg2.DataError as err:
-        # e.g. a \u0000 inside a string: valid JSON that PostgreSQL cannot store, ever.
-        log.warning("refused notification %s: cannot be stored: %s", body_sha256[:12], err)
-        return _json({"error": f"notification cannot be stored: {_first_line(err)}"}, 400)
-    except (DatabaseError, psycopg2.Error) as err:
+    except psycopg2.Error as err:
+        if not is_permanent_database_error(err):
+            log.error("storing notification %s failed: %s", body_sha256[:12], err)
+            return _json({"error": STORAGE_UNAVAILABLE}, 503)
+        # e.g. a \u0000 inside a string, or a value too large for an index: never storable.
+        error = f"notification cannot be stored: {_first_line(err)} (SQLSTATE {err.pgcode})"
+        log.warning("refused notification %s: %s", body_sha256[:12], error)
+        return _store_rejected(database, body_text, body_sha256, document, error)
+    except DatabaseError as err:
         log.error("storing notification %s failed: %s", body_sha256[:12], err)
         return _json({"error": STORAGE_UNAVAILABLE}, 503)
 
@@ -171,6 +219,8 @@ def _receive(
             metrics.alerts.labels(status=alert.status).inc()
         for detector in result.retrain_jobs:
             metrics.retrain_jobs_enqueued.labels(detector=detector).inc()
+        if result.unconfigured_retrain_requests:
+            metrics.unconfigured_retrain_requests.inc(result.unconfigured_retrain_requests)
         # After the commit: the incidents are safe whatever Prometheus does now.
         if result.new_incidents:
             drivers.record(result.new_incidents)
@@ -187,20 +237,35 @@ def _receive(
 
 
 def _store_rejected(
-    database: ConnectionSource, body_text: str, body_sha256: str, document: Any, error: str
+    database: ConnectionSource,
+    body_text: str,
+    body_sha256: str,
+    document: Any,
+    error: str,
+    *,
+    status: int = 400,
 ) -> Response:
-    """400 for the sender, but keep the raw JSON; if even that cannot be stored, 503 so
-    Alertmanager retries and the body is not lost."""
+    """4xx for the sender, but keep the raw JSON; if the database is unavailable, 503 so
+    Alertmanager retries and the body is not lost. A body PostgreSQL can never store (a \\u0000
+    in a string) is refused and logged: there is nothing a retry could change."""
     try:
         database.run(
             lambda conn: store_rejected_delivery(conn, body_text, body_sha256, delivery_key(document), error)
         )
-    except psycopg2.DataError as err:
+    except psycopg2.Error as err:
+        if not is_permanent_database_error(err):
+            log.error("storing refused notification %s failed: %s", body_sha256[:12], err)
+            return _json({"error": STORAGE_UNAVAILABLE}, 503)
         log.warning("refused notification %s cannot be stored either: %s", body_sha256[:12], err)
-    except (DatabaseError, psycopg2.Error) as err:
+    except DatabaseError as err:
         log.error("storing refused notification %s failed: %s", body_sha256[:12], err)
         return _json({"error": STORAGE_UNAVAILABLE}, 503)
-    return _json({"error": error}, 400)
+    return _json({"error": error}, status)
+
+
+def _alert_count(document: Any) -> int:
+    alerts = document.get("alerts") if isinstance(document, dict) else None
+    return len(alerts) if isinstance(alerts, list) else 0
 
 
 def _ping(conn: psycopg2.extensions.connection) -> None:

@@ -18,9 +18,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _run_webhook(args: argparse.Namespace) -> int:
     """Accept Alertmanager notifications on POST /alerts; /healthz and /metrics alongside."""
+    import logging
+
     from slo_pipeline.settings import load_settings
-    from webhook.server import run
+    from webhook.server import WebhookSettingsError, run
 
     if args.workers is not None and args.workers < 1:
         raise SystemExit("--workers must be at least 1")
-    return run(load_settings(), args.listen, args.workers)
+    try:
+        return run(load_settings(), args.listen, args.workers)
+    except WebhookSettingsError as err:
+        logging.getLogger(__name__).error("webhook not started: %s", err)
+        return 2

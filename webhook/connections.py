@@ -25,8 +25,16 @@ T = TypeVar("T")
 
 
 class ConnectionSource:
-    def __init__(self, database_url: str, *, connect_timeout: float = 5, application_name: str) -> None:
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        connect_timeout: float = 5,
+        application_name: str,
+        statement_timeout_seconds: float | None = None,
+    ) -> None:
         self._database_url = database_url
+        self._statement_timeout_seconds = statement_timeout_seconds
         self._connect_timeout = connect_timeout
         self._application_name = application_name
         self._local = threading.local()
@@ -56,7 +64,10 @@ class ConnectionSource:
 
     def _open(self) -> psycopg2.extensions.connection:
         conn = connect(
-            self._database_url, connect_timeout=self._connect_timeout, application_name=self._application_name
+            self._database_url,
+            connect_timeout=self._connect_timeout,
+            application_name=self._application_name,
+            statement_timeout_seconds=self._statement_timeout_seconds,
         )
         self._local.conn = conn
         return conn

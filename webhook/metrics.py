@@ -16,6 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from slo_pipeline.adapters.incident_drivers import OUTCOMES
+from webhook.auth import AuthFailure
 
 # The variable prometheus_client itself reads (at import) to pick its multiprocess value class.
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -32,6 +33,8 @@ class WebhookMetrics:
     retrain_jobs_enqueued: Counter
     duplicate_deliveries: Counter
     driver_lookups: Counter
+    unauthorized: Counter
+    unconfigured_retrain_requests: Counter
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
@@ -83,7 +86,27 @@ def create_metrics() -> WebhookMetrics:
             registry=registry,
         ),
         driver_lookups=_driver_lookups(registry),
+        unauthorized=_unauthorized(registry),
+        unconfigured_retrain_requests=Counter(
+            "slo_pipeline_webhook_unconfigured_retrain_requests",
+            "Retrains asked for (by a retrain alert or a linked SLO) of detectors the pipeline "
+            "configuration does not name: no job is queued, whatever the detector label said.",
+            registry=registry,
+        ),
     )
+
+
+def _unauthorized(registry: CollectorRegistry | None) -> Counter:
+    counter = Counter(
+        "slo_pipeline_webhook_unauthorized_requests",
+        "Requests to /alerts refused with 401, by reason (missing header, malformed credentials, "
+        "another scheme than Bearer, wrong token).",
+        ["reason"],
+        registry=registry,
+    )
+    for reason in AuthFailure:
+        counter.labels(reason=reason.value)
+    return counter
 
 
 def _driver_lookups(registry: CollectorRegistry | None) -> Counter:

@@ -19,6 +19,13 @@ ALERT_STATUSES = frozenset({"firing", "resolved"})
 GO_ZERO_TIME_YEAR = 1
 RETRAIN_LABEL = "retrain"
 DETECTOR_LABEL = "detector"
+# Values the database indexes (the fingerprint, and the alertname/detector/slo/severity labels
+# copied into columns) must fit a btree index row (~2.7 kB). Alertmanager's fingerprints are 16
+# hex digits and these labels are short names, so a longer one is refused (400, raw body kept)
+# rather than answered 503 forever. Other labels, annotations, the groupKey and the receiver are
+# not indexed and may be any length.
+MAX_INDEXED_VALUE_BYTES = 1024
+INDEXED_LABELS = ("alertname", DETECTOR_LABEL, "slo", "severity")
 
 
 class PayloadError(ValueError):
@@ -149,6 +156,10 @@ def _parse_alert(item: Any, path: str) -> Alert:
     fingerprint = _required(item, "fingerprint", str, path)
     if not fingerprint:
         raise PayloadError(f"{path}.fingerprint", "must not be empty")
+    _check_indexed_length(fingerprint, f"{path}.fingerprint")
+    for name in INDEXED_LABELS:
+        if name in labels:
+            _check_indexed_length(labels[name], f"{path}.labels.{name}")
     return Alert(
         status=status,
         labels=labels,
@@ -159,6 +170,12 @@ def _parse_alert(item: Any, path: str) -> Alert:
         generator_url=generator_url,
         fingerprint=fingerprint,
     )
+
+
+def _check_indexed_length(value: str, path: str) -> None:
+    size = len(value.encode("utf-8", "surrogatepass"))
+    if size > MAX_INDEXED_VALUE_BYTES:
+        raise PayloadError(path, f"is {size} bytes long, more than the {MAX_INDEXED_VALUE_BYTES} allowed")
 
 
 def parse_timestamp(text: str, path: str) -> datetime | None:

@@ -13,12 +13,14 @@ Two triggers, both only for FIRING alerts:
   `burn_tier`: neither is proof enough of a budget-threatening breach to retrain a whole SLO.
 
 The caller looks up the detectors of the paged SLOs (`burn_rate_pages` says which) and passes
-them to `select_retrains`, which decides one request per detector.
+them to `select_retrains`, which decides one request per detector. Only detectors of the pipeline
+configuration can be trained, so `split_configured` keeps those: a made-up `detector` label must
+not queue a job (nor add a metric series), however many of them arrive.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from webhook.payload import Alert
@@ -81,6 +83,14 @@ def select_retrains(
                 requests[detector] = RetrainRequest(detector, page, burn_rate_page_reason(page, slo))
     # Sorted: the store takes one advisory lock per detector in this order (no deadlock).
     return [requests[detector] for detector in sorted(requests)]
+
+
+def split_configured(
+    requests: Sequence[RetrainRequest], configured_detectors: Collection[str]
+) -> tuple[list[RetrainRequest], int]:
+    """The requests for configured detectors (order kept) and how many named another detector."""
+    kept = [request for request in requests if request.detector in configured_detectors]
+    return kept, len(requests) - len(kept)
 
 
 def detector_alert_reason(alert: Alert) -> str:

@@ -1,5 +1,10 @@
 """Run the webhook under gunicorn, in this process (no config file, no second settings load).
 
+Threaded workers (gthread): a connection waiting for its first bytes sits in the worker's poller
+without a thread, so slow or idle clients cannot hold the worker the way they hold a sync one.
+A client that starts a request and then stalls does hold a thread, so every client socket gets a
+kernel receive/send timeout (SO_RCVTIMEO/SO_SNDTIMEO) that ends such a connection.
+
 prometheus_client decides at import time whether it runs in multiprocess mode, so the
 PROMETHEUS_MULTIPROC_DIR variable is set (and the folder emptied of a previous run's files)
 before anything here imports it; gunicorn's workers inherit the variable when they fork.
@@ -9,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import struct
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,6 +28,32 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Alertmanager's notifications are small and quick; a request that takes this long is stuck.
 WORKER_TIMEOUT_SECONDS = 30
 GRACEFUL_TIMEOUT_SECONDS = 10
+
+
+class WebhookSettingsError(ValueError):
+    """The webhook must not start with these settings (the message says why)."""
+
+
+def check_startup_settings(settings: Settings) -> None:
+    """Refuse to run open or deaf: without a usable token every POST would be a 401."""
+    from webhook.auth import is_valid_token
+
+    if not settings.webhook_token:
+        raise WebhookSettingsError(
+            "WEBHOOK_TOKEN is not set: the webhook refuses to start without the bearer token "
+            "Alertmanager sends (see docs/security.md)"
+        )
+    if not is_valid_token(settings.webhook_token):
+        raise WebhookSettingsError(
+            "WEBHOOK_TOKEN has characters a Bearer token cannot carry (RFC 6750 b64token: "
+            "letters, digits and -._~+/ then optional '='); no client could authenticate"
+        )
+
+
+def socket_timeout_option(seconds: float) -> bytes:
+    """A `struct timeval` for SO_RCVTIMEO/SO_SNDTIMEO."""
+    whole = int(seconds)
+    return struct.pack("ll", whole, int((seconds - whole) * 1_000_000))
 
 
 def prepare_multiprocess_dir(path: Path) -> None:
@@ -49,6 +82,7 @@ def _child_exit(_server: Any, worker: Any) -> None:
 def run(settings: Settings, listen: str, workers: int | None = None) -> int:
     """Serve until SIGTERM/SIGINT; returns the process exit code."""
     host, port = parse_listen(listen)
+    check_startup_settings(settings)
     if "prometheus_client" in sys.modules and not os.environ.get(MULTIPROC_ENV):
         raise RuntimeError(
             "prometheus_client was imported before webhook.server.run set PROMETHEUS_MULTIPROC_DIR; "
@@ -59,13 +93,28 @@ def run(settings: Settings, listen: str, workers: int | None = None) -> int:
     os.environ[MULTIPROC_ENV] = str(metrics_dir)
 
     from gunicorn.app.base import BaseApplication
+    from gunicorn.workers.gthread import ThreadWorker
 
     from webhook.app import create_app
+
+    timeval = socket_timeout_option(settings.webhook_client_timeout_seconds)
+
+    class TimeoutThreadWorker(ThreadWorker):  # type: ignore[misc]
+        """gthread with a kernel timeout on every client socket: a stalled half-sent request
+        fails its read (the connection is closed) instead of holding a thread forever."""
+
+        def enqueue_req(self, conn: Any) -> None:
+            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+            super().enqueue_req(conn)
 
     options: dict[str, Any] = {
         "bind": f"{host}:{port}",
         "workers": workers or settings.webhook_workers,
-        "worker_class": "sync",
+        "worker_class": TimeoutThreadWorker,
+        "threads": settings.webhook_threads,
+        # idle keep-alive connections wait in the poller, without a thread, this long
+        "keepalive": 5,
         "timeout": WORKER_TIMEOUT_SECONDS,
         "graceful_timeout": GRACEFUL_TIMEOUT_SECONDS,
         "child_exit": _child_exit,
@@ -85,7 +134,13 @@ def run(settings: Settings, listen: str, workers: int | None = None) -> int:
             # Called in each worker after the fork: connections and metrics are per process.
             return create_app(settings)
 
-    log.info("webhook listening on %s:%d with %d workers", host, port, options["workers"])
+    log.info(
+        "webhook listening on %s:%d with %d workers x %d threads",
+        host,
+        port,
+        options["workers"],
+        options["threads"],
+    )
     try:
         WebhookApplication().run()
     except SystemExit as exit_:

@@ -11,6 +11,7 @@ so a Prometheus lookup never holds row locks.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -19,7 +20,7 @@ import psycopg2.extras
 
 from slo_pipeline.adapters.incident_drivers import NewIncident
 from webhook.payload import Alert, DeliveryKey, Notification
-from webhook.retrain_triggers import burn_rate_pages, select_retrains
+from webhook.retrain_triggers import burn_rate_pages, select_retrains, split_configured
 
 # Namespace (first key) of the per-detector advisory locks that make the cooldown check exact.
 RETRAIN_LOCK_NAMESPACE = 0x5E7A
@@ -96,6 +97,7 @@ class RecordResult:
     incidents_updated: int = 0
     retrain_jobs: dict[str, int] = field(default_factory=dict)  # detector -> new job id
     new_incidents: tuple[NewIncident, ...] = ()  # rows this notification inserted, with their alerts
+    unconfigured_retrain_requests: int = 0  # retrains asked for detectors the config does not name
 
     @property
     def duplicate(self) -> bool:
@@ -119,8 +121,10 @@ def record_notification(
     body_sha256: str,
     notification: Notification,
     retrain_cooldown_seconds: float,
+    configured_detectors: Collection[str],
 ) -> RecordResult:
-    """Store a valid notification in ONE transaction; committed when this returns."""
+    """Store a valid notification in ONE transaction; committed when this returns. Retrain jobs
+    are queued only for `configured_detectors`."""
     with conn, conn.cursor() as cur:
         cur.execute(
             INSERT_DELIVERY_SQL,
@@ -139,7 +143,9 @@ def record_notification(
         delivery_id = row[0]
         alerts = unique_occurrences(notification.alerts)
         incident_ids, inserted = _upsert_incidents(cur, alerts, delivery_id)
-        jobs = _enqueue_retrains(cur, alerts, incident_ids, retrain_cooldown_seconds)
+        jobs, unconfigured = _enqueue_retrains(
+            cur, alerts, incident_ids, retrain_cooldown_seconds, configured_detectors
+        )
         new_incidents = tuple(
             NewIncident(incident_ids[key], alert)
             for alert in alerts
@@ -151,6 +157,7 @@ def record_notification(
             incidents_updated=len(alerts) - len(inserted),
             retrain_jobs=jobs,
             new_incidents=new_incidents,
+            unconfigured_retrain_requests=unconfigured,
         )
 
 
@@ -205,14 +212,17 @@ def _enqueue_retrains(
     alerts: list[Alert],
     incident_ids: dict[tuple[str, datetime], int],
     cooldown_seconds: float,
-) -> dict[str, int]:
+    configured_detectors: Collection[str],
+) -> tuple[dict[str, int], int]:
+    """New job id per detector, and the number of requests for unconfigured detectors."""
     pages = burn_rate_pages(alerts)
     # Only notifications that carry a burn-rate page pay for the SLO lookup.
     detectors_by_slo = _linked_detectors(cur, sorted(pages)) if pages else {}
     jobs: dict[str, int] = {}
     # select_retrains sorts by detector: concurrent transactions take the advisory locks in the
     # same order (no deadlock).
-    for request in select_retrains(alerts, detectors_by_slo):
+    requests, unconfigured = split_configured(select_retrains(alerts, detectors_by_slo), configured_detectors)
+    for request in requests:
         alert = request.alert
         cur.execute(
             "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", (RETRAIN_LOCK_NAMESPACE, request.detector)
@@ -229,7 +239,7 @@ def _enqueue_retrains(
         row = cur.fetchone()
         if row is not None:
             jobs[request.detector] = row[0]
-    return jobs
+    return jobs, unconfigured
 
 
 def _linked_detectors(cur: psycopg2.extensions.cursor, slo_names: list[str]) -> dict[str, list[str]]:

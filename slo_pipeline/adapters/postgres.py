@@ -76,14 +76,24 @@ def connect(
     *,
     connect_timeout: float = 5,
     application_name: str = "slo-pipeline",
+    statement_timeout_seconds: float | None = None,
 ) -> psycopg2.extensions.connection:
-    """Open a connection or raise DatabaseError saying which server/database was unreachable."""
+    """Open a connection or raise DatabaseError saying which server/database was unreachable.
+
+    `statement_timeout_seconds` sets the session's statement_timeout and lock_timeout, so a
+    statement stuck behind a lock or a slow server fails (SQLSTATE 57014/55P03) instead of hanging.
+    """
+    extra: dict[str, str] = {}
+    if statement_timeout_seconds is not None:
+        millis = max(1, round(statement_timeout_seconds * 1000))
+        extra["options"] = f"-c statement_timeout={millis} -c lock_timeout={millis}"
     try:
         return psycopg2.connect(
             database_url,
             # libpq takes whole seconds; never 0, which would mean "wait forever"
             connect_timeout=max(1, math.ceil(connect_timeout)),
             application_name=application_name,
+            **extra,
         )
     except psycopg2.Error as err:
         detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

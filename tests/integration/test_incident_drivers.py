@@ -219,7 +219,7 @@ def store_without_lookup(database_url: str, *alerts: dict[str, object]) -> dict[
     conn = connect(database_url)
     try:
         sha = hashlib.sha256(body.encode()).hexdigest()
-        result = record_notification(conn, body, sha, parse_notification(json.loads(body)), 0)
+        result = record_notification(conn, body, sha, parse_notification(json.loads(body)), 0, frozenset())
     finally:
         conn.close()
     return {incident.alert.fingerprint: incident.id for incident in result.new_incidents}

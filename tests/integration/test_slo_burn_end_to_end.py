@@ -124,7 +124,7 @@ def test_burn_rate_page_enqueues_the_slos_detectors_once(
     database_url: str, webhook_factory: Callable[..., launch.ManagedProcess]
 ) -> None:
     apply_example_slos(database_url)
-    webhook = webhook_factory(database_url, retrain_cooldown=3600)
+    webhook = webhook_factory(database_url, retrain_cooldown=3600, detectors=DETECTORS)
 
     first = post(webhook, make_notification(burn_page("p1"), receiver="slo-pipeline-page", group_key="g1"))
     assert sorted(first["retrain_jobs"]) == DETECTORS
@@ -149,7 +149,7 @@ def test_pages_that_must_not_retrain_are_still_stored(
     database_url: str, webhook_factory: Callable[..., launch.ManagedProcess]
 ) -> None:
     apply_example_slos(database_url)
-    webhook = webhook_factory(database_url, retrain_cooldown=0)
+    webhook = webhook_factory(database_url, retrain_cooldown=0, detectors=DETECTORS)
     body = make_notification(
         burn_page("unknown", slo="no-such-slo"),
         burn_page("no-detectors", slo=NO_DETECTORS_SLO),
@@ -284,7 +284,8 @@ def test_error_burst_pages_fast_tier_inhibits_slower_ones_and_queues_retraining(
     data_dir = tmp_path / "tsdb"
     backfill_normal_history(simulator, data_dir, tmp_path)
 
-    webhook = webhook_factory(database_url)  # default cooldown: one job per detector, period
+    # default cooldown: one job per detector, period
+    webhook = webhook_factory(database_url, detectors=DETECTORS)
     alertmanager = alertmanager_factory(webhook_base_url=webhook.url, token=WEBHOOK_TOKEN)
     prometheus = prometheus_factory(
         scrape_targets={"demo-service": [f"127.0.0.1:{simulator.port}"]},

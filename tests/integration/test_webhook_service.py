@@ -37,7 +37,9 @@ def count(database_url: str, table: str) -> int:
 
 @pytest.fixture
 def webhook(database_url: str, webhook_factory: Callable[..., ManagedProcess]) -> ManagedProcess:
-    return webhook_factory(database_url, workers=2, max_body_bytes=8192, retrain_cooldown=0)
+    return webhook_factory(
+        database_url, workers=2, max_body_bytes=8192, retrain_cooldown=0, detectors=("d1", "d2", "d3")
+    )
 
 
 def test_missing_or_wrong_token_is_401_and_stores_nothing(webhook: ManagedProcess, database_url: str) -> None:
@@ -48,12 +50,13 @@ def test_missing_or_wrong_token_is_401_and_stores_nothing(webhook: ManagedProces
     assert count(database_url, "alert_deliveries") == 0
 
 
-def test_empty_configured_token_refuses_all(
-    database_url: str, webhook_factory: Callable[..., ManagedProcess]
+@pytest.mark.parametrize("token", ["", "not a token"])
+def test_webhook_refuses_to_start_without_a_usable_token(
+    database_url: str, webhook_factory: Callable[..., ManagedProcess], token: str
 ) -> None:
-    webhook = webhook_factory(database_url, token="")
-    response = post(webhook, make_notification(make_alert("f1")), headers={"Authorization": "Bearer "})
-    assert response.status_code == 401
+    webhook = webhook_factory(database_url, token=token, wait=False)
+    assert webhook.popen.wait(timeout=60) == 2
+    assert "WEBHOOK_TOKEN" in webhook.log_tail()
 
 
 def test_body_over_the_limit_is_413_with_and_without_content_length(
@@ -209,7 +212,7 @@ def test_retrain_is_enqueued_at_most_once_per_detector(webhook: ManagedProcess, 
 def test_retrain_cooldown_suppresses_a_new_job_after_a_finished_one(
     database_url: str, webhook_factory: Callable[..., ManagedProcess]
 ) -> None:
-    webhook = webhook_factory(database_url, retrain_cooldown=3600)
+    webhook = webhook_factory(database_url, retrain_cooldown=3600, detectors=("d1", "d2"))
     assert (
         post(webhook, make_notification(make_alert("f1", retrain="true", detector="d1"))).status_code == 200
     )

@@ -157,3 +157,37 @@ def test_timestamps_are_normalised_to_utc() -> None:
     assert parsed == datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
     assert parsed is not None and parsed.utcoffset() is not None
     assert parse_timestamp("0001-01-01T00:00:00Z", "x") is None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"fingerprint": "f" * 1025}, "alerts[0].fingerprint"),
+        ({"labels": {"alertname": "é" * 513}}, "alerts[0].labels.alertname"),  # 1,026 bytes
+        ({"labels": {"alertname": "A", "detector": "d" * 2000}}, "alerts[0].labels.detector"),
+        ({"labels": {"alertname": "A", "slo": "s" * 4000}}, "alerts[0].labels.slo"),
+        ({"labels": {"alertname": "A", "severity": "s" * 1025}}, "alerts[0].labels.severity"),
+    ],
+)
+def test_indexed_values_longer_than_a_btree_row_allows_are_refused(
+    overrides: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(PayloadError) as caught:
+        parse_notification(notification(alert(**overrides)))
+    assert caught.value.field_path == field
+    assert "1024 allowed" in str(caught.value)
+
+
+def test_long_unindexed_values_are_accepted() -> None:
+    long = "x" * 4000
+    parsed = parse_notification(
+        notification(
+            alert(
+                labels={"alertname": "A", "team": long}, annotations={"summary": long}, fingerprint="f" * 1024
+            ),
+            groupKey=long,
+            receiver=long,
+        )
+    )
+    assert parsed.group_key == long
+    assert parsed.alerts[0].labels["team"] == long

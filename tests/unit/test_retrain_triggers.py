@@ -12,6 +12,7 @@ from webhook.retrain_triggers import (
     burn_rate_pages,
     is_burn_rate_page,
     select_retrains,
+    split_configured,
 )
 
 STARTS = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
@@ -127,3 +128,11 @@ def test_detector_retrain_alerts_keep_their_rules() -> None:
 
 def test_empty_detector_names_from_a_hand_edited_spec_are_ignored() -> None:
     assert summary(select_retrains([page("p1")], {"demo-availability": ["", "d"]})) == [("d", "p1")]
+
+
+def test_only_configured_detectors_keep_their_requests() -> None:
+    names = ["made_up", "d1", "x" * 50]
+    alerts = [alert(f"f{i}", retrain="true", detector=name) for i, name in enumerate(names)]
+    kept, unconfigured = split_configured(select_retrains(alerts, {}), {"d1", "d2"})
+    assert [(r.detector, r.alert.fingerprint) for r in kept] == [("d1", "f1")]
+    assert unconfigured == 2

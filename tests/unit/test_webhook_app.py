@@ -15,7 +15,7 @@ from flask.testing import FlaskClient
 from slo_pipeline.devstack.launch import free_port
 from slo_pipeline.settings import PipelineConfig, load_settings
 from webhook.app import create_app
-from webhook.auth import bearer_token_matches
+from webhook.auth import AuthFailure, bearer_token_matches, check_bearer, is_valid_token
 from webhook.body import BodyTooLarge, read_limited
 
 TOKEN = "s3cret-token"
@@ -52,10 +52,41 @@ def auth(token: str = TOKEN) -> dict[str, str]:
         (f"Basic {TOKEN}", False),
         (TOKEN, False),
         ("Bearer ünïcode", False),
+        (f"BEARER {TOKEN}", True),  # the scheme is case-insensitive (RFC 7235)
+        (f"Bearer  {TOKEN}", False),  # exactly one space (RFC 6750: "Bearer" 1*SP b64token, as sent)
+        (f"Bearer {TOKEN} ", False),
+        (f" Bearer {TOKEN}", False),
+        (f"Bearer\t{TOKEN}", False),
+        (f"Bearer {TOKEN}\n", False),
+        (f"Bearertoken {TOKEN}", False),
+        (f"Bearer {TOKEN[:-1]}", False),
     ],
 )
 def test_bearer_token_check(header: str | None, expected: bool) -> None:
     assert bearer_token_matches(header, TOKEN) is expected
+
+
+@pytest.mark.parametrize(
+    ("header", "reason"),
+    [
+        (None, AuthFailure.MISSING),
+        ("Bearer", AuthFailure.MALFORMED),
+        ("Bearer a b", AuthFailure.MALFORMED),
+        ("Bearer tok%en", AuthFailure.MALFORMED),
+        ("Bearer =abc", AuthFailure.MALFORMED),  # padding only at the end
+        (f"Basic {TOKEN}", AuthFailure.SCHEME),
+        ("Bearer abc==", AuthFailure.WRONG_TOKEN),  # well-formed b64token, wrong value
+    ],
+)
+def test_bearer_refusal_reasons(header: str | None, reason: AuthFailure) -> None:
+    assert check_bearer(header, TOKEN) is reason
+
+
+def test_b64token_syntax_of_configured_tokens() -> None:
+    assert is_valid_token("A-Za.z_0~9+/==")
+    assert not is_valid_token("")
+    assert not is_valid_token("has space")
+    assert not is_valid_token("a=b")
 
 
 def test_empty_configured_token_refuses_everyone() -> None:

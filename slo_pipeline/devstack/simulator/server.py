@@ -14,10 +14,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 
 import numpy as np
 
+from slo_pipeline.adapters.bounded_http import BoundedThreadingHTTPServer
 from slo_pipeline.devstack.simulator.exposition import Totals, render_labels, render_text
 from slo_pipeline.devstack.simulator.model import (
     DEFAULT_ROUTES,
@@ -177,17 +179,18 @@ class SimulatorHandler(BaseHTTPRequestHandler):
         logger.debug("%s %s", self.address_string(), format % args)
 
 
-class SimulatorHTTPServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, address: tuple[str, int], service: SimulatedService) -> None:
-        super().__init__(address, SimulatorHandler)
+class SimulatorHTTPServer(BoundedThreadingHTTPServer):
+    def __init__(self, address: tuple[str, int], service: SimulatedService, **limits: Any) -> None:
+        super().__init__(address, SimulatorHandler, **limits)
         self.service = service
 
 
-def make_server(service: SimulatedService, host: str = "127.0.0.1", port: int = 0) -> SimulatorHTTPServer:
-    """Bind (port 0 picks a free one: read `server.server_address`); call `serve_forever()` to run."""
-    return SimulatorHTTPServer((host, port), service)
+def make_server(
+    service: SimulatedService, host: str = "127.0.0.1", port: int = 0, **limits: Any
+) -> SimulatorHTTPServer:
+    """Bind (port 0 picks a free one: read `server.server_address`); call `serve_forever()` to run.
+    `limits`: socket_timeout_seconds, max_connections (slo_pipeline.adapters.bounded_http)."""
+    return SimulatorHTTPServer((host, port), service, **limits)
 
 
 def random_incident_payload(rng: random.Random, every_seconds: float) -> dict[str, object]:
