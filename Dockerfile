@@ -1,5 +1,5 @@
 # One image for every Python service (exporter, webhook, worker, UI, migrations, demo simulator).
-FROM python:3.11-slim
+FROM python:3.11.11-slim-bookworm
 WORKDIR /app
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 COPY pyproject.toml README.md LICENSE ./

@@ -141,7 +141,9 @@ def main() -> int:
         for concurrency in (int(c) for c in args.concurrency.split(",")):
             rows.append(run_round(port, index, args.requests, concurrency))
             index += args.requests
-        print(f"webhook: {args.workers} gunicorn gthread workers, {ALERTS_PER_NOTIFICATION} alerts/notification")
+        print(
+            f"webhook: {args.workers} gunicorn gthread workers, {ALERTS_PER_NOTIFICATION} alerts/notification"
+        )
         columns = (("clients", 7), ("requests", 8), ("fail", 4), ("req/s", 8), ("alerts/s", 9))
         header = " ".join(f"{name:>{width}}" for name, width in (*columns, ("p50 ms", 7), ("p99 ms", 7)))
         print(header)
