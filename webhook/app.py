@@ -37,7 +37,7 @@ from slo_pipeline.adapters.incident_drivers import (
 )
 from slo_pipeline.adapters.postgres import DatabaseError
 from slo_pipeline.settings import Settings
-from webhook.auth import check_bearer
+from webhook.auth import check_bearer, check_startup_token
 from webhook.body import BodyTooLarge, read_limited
 from webhook.connections import ConnectionSource
 from webhook.log_limit import RateLimitedLog
@@ -63,9 +63,7 @@ def is_permanent_database_error(err: BaseException) -> bool:
 def create_app(settings: Settings, *, driver_source: DriverSource | None = None) -> Flask:
     """`driver_source` defaults to instant queries against `settings.prometheus_url`."""
     app = Flask("webhook")
-    from webhook.server import check_startup_settings
-
-    check_startup_settings(settings)  # no app without a usable token, however it is served
+    check_startup_token(settings.webhook_token)  # no app without a usable token, however it is served
     database = ConnectionSource(
         settings.database_url,
         connect_timeout=5,

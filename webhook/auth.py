@@ -53,3 +53,21 @@ def check_bearer(authorization_header: str | None, expected_token: str) -> AuthF
 
 def bearer_token_matches(authorization_header: str | None, expected_token: str) -> bool:
     return check_bearer(authorization_header, expected_token) is None
+
+
+class WebhookSettingsError(ValueError):
+    """The webhook must not start with these settings (the message says why)."""
+
+
+def check_startup_token(token: str) -> None:
+    """Refuse to run open or deaf: without a usable token every POST would be a 401."""
+    if not token:
+        raise WebhookSettingsError(
+            "WEBHOOK_TOKEN is not set: the webhook refuses to start without the bearer token "
+            "Alertmanager sends (see docs/security.md)"
+        )
+    if not is_valid_token(token):
+        raise WebhookSettingsError(
+            "WEBHOOK_TOKEN has characters a Bearer token cannot carry (RFC 6750 b64token: "
+            "letters, digits and -._~+/ then optional '='); no client could authenticate"
+        )

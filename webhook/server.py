@@ -21,6 +21,9 @@ from pathlib import Path
 from typing import Any
 
 from slo_pipeline.settings import Settings
+from webhook.auth import WebhookSettingsError, check_startup_token
+
+__all__ = ["WebhookSettingsError", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -28,26 +31,6 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Alertmanager's notifications are small and quick; a request that takes this long is stuck.
 WORKER_TIMEOUT_SECONDS = 30
 GRACEFUL_TIMEOUT_SECONDS = 10
-
-
-class WebhookSettingsError(ValueError):
-    """The webhook must not start with these settings (the message says why)."""
-
-
-def check_startup_settings(settings: Settings) -> None:
-    """Refuse to run open or deaf: without a usable token every POST would be a 401."""
-    from webhook.auth import is_valid_token
-
-    if not settings.webhook_token:
-        raise WebhookSettingsError(
-            "WEBHOOK_TOKEN is not set: the webhook refuses to start without the bearer token "
-            "Alertmanager sends (see docs/security.md)"
-        )
-    if not is_valid_token(settings.webhook_token):
-        raise WebhookSettingsError(
-            "WEBHOOK_TOKEN has characters a Bearer token cannot carry (RFC 6750 b64token: "
-            "letters, digits and -._~+/ then optional '='); no client could authenticate"
-        )
 
 
 def socket_timeout_option(seconds: float) -> bytes:
@@ -82,7 +65,7 @@ def _child_exit(_server: Any, worker: Any) -> None:
 def run(settings: Settings, listen: str, workers: int | None = None) -> int:
     """Serve until SIGTERM/SIGINT; returns the process exit code."""
     host, port = parse_listen(listen)
-    check_startup_settings(settings)
+    check_startup_token(settings.webhook_token)
     if "prometheus_client" in sys.modules and not os.environ.get(MULTIPROC_ENV):
         raise RuntimeError(
             "prometheus_client was imported before webhook.server.run set PROMETHEUS_MULTIPROC_DIR; "
