@@ -11,6 +11,7 @@ import streamlit as st
 from slo_pipeline.adapters.postgres import DatabaseError
 from slo_pipeline.adapters.prometheus import PrometheusQueryError
 from slo_pipeline.adapters.registry import RegistryError
+from slo_pipeline.core.redact import redact_credentials
 from streamlit_app.identity import NotAllowedError
 
 log = logging.getLogger(__name__)
@@ -30,11 +31,11 @@ def show_errors(what: str) -> Iterator[None]:
     try:
         yield
     except SERVICE_ERRORS as err:
-        st.error(f"{what} is unavailable: {err}")
+        st.error(f"{what} is unavailable: {redact_credentials(str(err))}")
     except Exception as err:
         # A bug, not an outage: the operator gets one line, the log gets the traceback.
         log.exception("unexpected error while showing %s", what)
-        st.error(f"{what} failed unexpectedly ({type(err).__name__}): {err}")
+        st.error(f"{what} failed unexpectedly ({type(err).__name__}): {redact_credentials(str(err))}")
 
 
 def flash(kind: str, message: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from slo_pipeline.core.redact import redact_credentials
 from slo_pipeline.settings import Settings
 from streamlit_app import models
 from streamlit_app.identity import Identity, require_editor
@@ -25,7 +26,7 @@ def render(settings: Settings, who: Identity) -> None:
         "`champion` is what the exporters serve; `previous` is the champion it replaced, kept for a "
         "one-click rollback. A rejected candidate stays registered but never serves."
     )
-    with show_errors(f"The MLflow registry at {settings.mlflow_tracking_uri}"):
+    with show_errors(f"The MLflow registry at {redact_credentials(settings.mlflow_tracking_uri)}"):
         _versions(settings, detector, who)
     st.subheader("Retrain jobs")
     with show_errors("The retrain job history"):

@@ -32,6 +32,7 @@ from slo_pipeline.adapters.incident_drivers import (
     DriverSource,
     NewIncident,
     PrometheusDriverSource,
+    describe_missing_drivers,
     find_drivers,
     record_driver_lookups,
 )
@@ -125,9 +126,10 @@ class DriverRecorder:
             return
         for outcome in outcomes:
             self.metrics.driver_lookups.labels(outcome=outcome.outcome).inc()
-            if outcome.outcome != FOUND:
-                level = logging.WARNING if outcome.outcome == FAILED else logging.INFO
-                log.log(level, "incident %d stored without a driver: %s", outcome.incident_id, outcome.reason)
+        summary = describe_missing_drivers(outcomes)
+        if summary is not None:  # one line per request, however many incidents
+            level = logging.WARNING if any(o.outcome == FAILED for o in outcomes) else logging.INFO
+            log.log(level, "%s", summary)
 
     def _store(self, outcomes: list[DriverOutcome]) -> list[DriverOutcome]:
         """Record every outcome (a found driver with it); if that fails, found drivers count (and

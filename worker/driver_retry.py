@@ -31,6 +31,7 @@ from slo_pipeline.adapters.incident_drivers import (
     DriverSource,
     NewIncident,
     StoredAlert,
+    describe_missing_drivers,
     find_drivers,
     record_driver_lookups,
 )
@@ -116,9 +117,9 @@ def retry_driver_lookups(
                 cur.execute("SELECT pg_advisory_unlock(%s)", (LOCK_KEY,))
     found = sum(o.outcome == FOUND for o in outcomes)
     log.info("driver retry: %d of %d incident(s) now have a driver", found, len(outcomes))
-    for outcome in outcomes:
-        if outcome.outcome != FOUND:
-            log.info("incident %d still has no driver: %s", outcome.incident_id, outcome.reason)
+    summary = describe_missing_drivers(outcomes)
+    if summary is not None:
+        log.info("driver retry: %s", summary)
     return outcomes
 
 

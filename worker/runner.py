@@ -29,6 +29,7 @@ from slo_pipeline.adapters.postgres import DatabaseError, connect
 from slo_pipeline.settings import Settings
 from worker.driver_retry import retry_driver_lookups
 from worker.jobs import ClaimedJob, JobResult, claim_job, extend_lease, finish_job
+from worker.retention import prune_alert_deliveries
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,8 @@ HEARTBEATS_PER_LEASE = 3
 # Between driver-retry passes (only run while no job is waiting): failed lookups are rare, and
 # each pass is one small indexed query when there is nothing to retry.
 DRIVER_RETRY_INTERVAL_SECONDS = 60.0
+# Retention (old raw deliveries) runs hourly: deleting a day late costs nothing.
+RETENTION_INTERVAL_SECONDS = 3600.0
 ERROR_TEXT_LIMIT = 4000
 
 
@@ -126,6 +129,7 @@ class RetrainWorker:
         self._train = train
         self._driver_source = driver_source
         self._next_driver_retry = 0.0  # time.monotonic() of the next pass
+        self._next_retention = 0.0
         self.stop_requested = threading.Event()
 
     def _train_function(self) -> TrainFunction:
@@ -163,6 +167,9 @@ class RetrainWorker:
                 if time.monotonic() >= self._next_driver_retry:
                     self.retry_drivers()
                     self._next_driver_retry = time.monotonic() + DRIVER_RETRY_INTERVAL_SECONDS
+                if time.monotonic() >= self._next_retention:
+                    self.prune_deliveries()
+                    self._next_retention = time.monotonic() + RETENTION_INTERVAL_SECONDS
                 self.stop_requested.wait(self.settings.worker_poll_seconds)
 
     def retry_drivers(self) -> list[DriverOutcome]:
@@ -182,6 +189,23 @@ class RetrainWorker:
                 err,
             )
             return []
+
+    def prune_deliveries(self) -> int:
+        """One retention pass over alert_deliveries; never raises (logs instead)."""
+        try:
+            conn = connect(self.settings.database_url, application_name="slo-pipeline-worker-retention")
+            try:
+                return prune_alert_deliveries(conn, self.settings.alert_delivery_retention_days)
+            finally:
+                conn.close()
+        except Exception as err:  # a database outage here must not stop retraining
+            log.warning(
+                "worker %s: retention pass failed, next in %.0fs: %s",
+                self.worker_id,
+                RETENTION_INTERVAL_SECONDS,
+                err,
+            )
+            return 0
 
     def _claim(self) -> ClaimedJob | None:
         conn = connect(self.settings.database_url, application_name="slo-pipeline-worker")

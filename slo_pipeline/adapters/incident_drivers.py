@@ -93,6 +93,29 @@ class DriverOutcome:
     queried: bool = True
 
 
+# At most this many incident ids are named in the one log line about missing drivers.
+LOGGED_INCIDENT_IDS = 10
+
+
+def describe_missing_drivers(outcomes: Sequence[DriverOutcome]) -> str | None:
+    """ONE line about the incidents left without a driver (None if there are none): counts by
+    outcome, each distinct reason once, and the first few incident ids. A Prometheus outage
+    during a 2,000-alert notification is one line, not 2,000."""
+    missing = [o for o in outcomes if o.outcome != FOUND]
+    if not missing:
+        return None
+    counts = {outcome: sum(o.outcome == outcome for o in missing) for outcome in OUTCOMES if outcome != FOUND}
+    reasons = list(dict.fromkeys(o.reason for o in missing if o.reason))
+    ids = ", ".join(str(o.incident_id) for o in missing[:LOGGED_INCIDENT_IDS])
+    more = f" and {len(missing) - LOGGED_INCIDENT_IDS} more" if len(missing) > LOGGED_INCIDENT_IDS else ""
+    summary = ", ".join(f"{n} {outcome}" for outcome, n in counts.items() if n)
+    shown_reasons = "; ".join(reasons[:3]) + (
+        f"; and {len(reasons) - 3} other reasons" if len(reasons) > 3 else ""
+    )
+    because = shown_reasons or "no reason given"
+    return f"{len(missing)} incident(s) without a driver ({summary}): {because} [incidents {ids}{more}]"
+
+
 def promql_string(value: str) -> str:
     """A PromQL double-quoted string literal (Go escaping rules) holding `value`."""
     escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from slo_pipeline.core.model import DetectorModel
-from slo_pipeline.settings import Settings
+from slo_pipeline.core.redact import redact_credentials
+from slo_pipeline.settings import NAME_PATTERN, Settings
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,13 @@ SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
 
 
 class RegistryError(RuntimeError):
-    """The MLflow tracking server / registry could not be reached or refused the request."""
+    """The MLflow tracking server / registry could not be reached or refused the request.
+
+    The message never carries credentials: a `user:password@` in the tracking URI (which MLflow
+    repeats in its own errors) is redacted however the message was built."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact_credentials(message))
 
 
 class ModelLoadError(RuntimeError):
@@ -231,6 +238,10 @@ def rollback(settings: Settings, detector_name: str) -> ModelRef:
 
 def list_versions(settings: Settings, detector_name: str) -> list[dict[str, Any]]:
     """Versions newest first with their aliases and tags (for the CLI and the UI)."""
+    # The name goes into an MLflow filter string: only a detector name (snake_case, no quotes)
+    # may, so a CLI argument like "x' OR name LIKE '%" cannot widen the search.
+    if not NAME_PATTERN.fullmatch(detector_name):
+        raise RegistryError(f"{detector_name!r} is not a detector name ([a-z][a-z0-9_]*)")
     client = _client(settings)
     try:
         versions = client.search_model_versions(f"name='{detector_name}'")

@@ -173,7 +173,25 @@ def test_unreachable_prometheus_stores_the_incident_without_driver(
     assert drivers(database_url) == {"pay": None, "cart": None}
     assert lookup_counts(webhook) == {"found": 0.0, "no_match": 0.0, "failed": 2.0}
     log = Path(webhook.log_path).read_text(encoding="utf-8")
-    assert "stored without a driver" in log and "Connection refused" in log
+    assert "without a driver (2 failed)" in log and "Connection refused" in log
+
+
+def test_a_prometheus_outage_is_one_log_line_per_notification_not_one_per_incident(
+    database_url: str, webhook_factory: Callable[..., launch.ManagedProcess]
+) -> None:
+    """Issue 9 finding 9: 2,001 lines for one request before."""
+    webhook = webhook_factory(database_url)  # its Prometheus URL is a port nobody listens on
+    alerts = [anomaly_alert(f"pay-{i}", PAY) for i in range(300)]
+
+    response = post(webhook, make_notification(*alerts))
+
+    assert response.status_code == 200, response.text
+    assert lookup_counts(webhook)["failed"] == 300.0
+    lines = [
+        line for line in Path(webhook.log_path).read_text(encoding="utf-8").splitlines() if "driver" in line
+    ]
+    assert len(lines) == 1, lines
+    assert "300 incident(s) without a driver (300 failed)" in lines[0] and "and 290 more" in lines[0]
 
 
 def test_a_prometheus_that_hangs_costs_the_budget_not_the_delivery(
