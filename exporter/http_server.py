@@ -18,6 +18,7 @@ from slo_pipeline.adapters.bounded_http import (
     DEFAULT_SOCKET_TIMEOUT_SECONDS,
     BoundedThreadingHTTPServer,
 )
+from slo_pipeline.adapters.metrics_http import LANDING_CONTENT_TYPE, landing_page
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +57,24 @@ def start_http_server(
 ) -> ThreadingHTTPServer:
     """Bind `listen` and serve in a daemon thread; stop with `server.shutdown(); server.server_close()`."""
     address = parse_listen(listen)
+    landing = landing_page(
+        "slo-pipeline exporter",
+        [
+            ("/metrics", "anomaly scores and the exporter's own metrics"),
+            ("/healthz", "liveness: 200 while the scoring loop runs"),
+            ("/-/ready", "readiness: 200 once the first scoring cycle finished"),
+        ],
+        "Scores every detector's series with its champion model and publishes anomaly_score.",
+    )
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "slo-pipeline-exporter"
 
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
-            if path == "/metrics":
+            if path == "/":
+                self._answer(200, landing, LANDING_CONTENT_TYPE)
+            elif path == "/metrics":
                 self._answer(200, page.body(), CONTENT_TYPE)
             elif path == "/healthz":
                 ok = is_healthy()
@@ -71,7 +83,7 @@ def start_http_server(
                 ok = is_ready()
                 self._answer(200 if ok else 503, b"ready\n" if ok else b"first scoring cycle not finished\n")
             else:
-                self._answer(404, b"not found: try /metrics, /healthz or /-/ready\n")
+                self._answer(404, b"not found: try /, /metrics, /healthz or /-/ready\n")
 
         def _answer(self, status: int, body: bytes, content_type: str = "text/plain; charset=utf-8") -> None:
             self.send_response(status)

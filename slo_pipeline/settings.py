@@ -394,6 +394,17 @@ class Settings(BaseSettings):
         ),
         description="Prometheus' rule `evaluation_interval`, in seconds (the shipped config's: 15)",
     )
+    worker_metrics_listen: str = Field(
+        default="127.0.0.1:9111",
+        validation_alias=AliasChoices("SLO_PIPELINE_WORKER_METRICS_LISTEN", "worker_metrics_listen"),
+        description="HOST:PORT where `slo-pipeline worker` serves / and /metrics (the retrain queue "
+        "read from PostgreSQL at each scrape); empty to serve nothing",
+    )
+    slo_sync_metrics_listen: str = Field(
+        default="127.0.0.1:9112",
+        validation_alias=AliasChoices("SLO_PIPELINE_SLO_SYNC_METRICS_LISTEN", "slo_sync_metrics_listen"),
+        description="HOST:PORT where `slo-pipeline rules sync` serves / and /metrics; empty to serve nothing",
+    )
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig, exclude=True)
 
 

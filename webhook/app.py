@@ -36,6 +36,7 @@ from slo_pipeline.adapters.incident_drivers import (
     find_drivers,
     record_driver_lookups,
 )
+from slo_pipeline.adapters.metrics_http import LANDING_CONTENT_TYPE, landing_page
 from slo_pipeline.adapters.postgres import DatabaseError
 from slo_pipeline.settings import Settings
 from webhook.auth import check_bearer, check_startup_token
@@ -89,6 +90,20 @@ def create_app(settings: Settings, *, driver_source: DriverSource | None = None)
         metrics.requests.labels(code=str(response.status_code)).inc()
         metrics.request_duration.observe(time.perf_counter() - started)
         return response
+
+    landing = landing_page(
+        "slo-pipeline webhook",
+        [
+            ("/metrics", "notifications received, answered and stored"),
+            ("/healthz", "200 while PostgreSQL answers"),
+        ],
+        "Alertmanager receiver: POST /alerts with the bearer token stores incidents in PostgreSQL "
+        "and queues retraining.",
+    )
+
+    @app.get("/")
+    def index() -> Response:
+        return Response(landing, status=200, content_type=LANDING_CONTENT_TYPE)
 
     @app.get("/healthz")
     def healthz() -> Response:

@@ -15,6 +15,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     worker.add_argument(
         "--worker-id", default=None, help="name recorded on claimed jobs (default host:pid:random)"
     )
+    worker.add_argument(
+        "--metrics-listen",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve / and /metrics here (default: SLO_PIPELINE_WORKER_METRICS_LISTEN, 127.0.0.1:9111; "
+        "'' for none)",
+    )
     worker.set_defaults(handler=_run_worker)
 
     db = subparsers.add_parser("db", help="database maintenance")
@@ -33,7 +40,8 @@ def _run_worker(args: argparse.Namespace) -> int:
     from slo_pipeline.settings import load_settings
     from worker.runner import RetrainWorker
 
-    worker = RetrainWorker(load_settings(), worker_id=args.worker_id)
+    settings = load_settings()
+    worker = RetrainWorker(settings, worker_id=args.worker_id)
     if args.once:
         processed = worker.run_once()
         if processed is None:
@@ -48,7 +56,25 @@ def _run_worker(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    worker.run_forever()
+    listen = settings.worker_metrics_listen if args.metrics_listen is None else args.metrics_listen
+    server = None
+    if listen:
+        from slo_pipeline.adapters.metrics_http import start_metrics_server
+        from worker.metrics import create_registry
+
+        server = start_metrics_server(
+            listen,
+            create_registry(settings.database_url),
+            title="slo-pipeline worker",
+            description="Claims retrain jobs, trains, validates and promotes; the retrain queue's "
+            "metrics are read from PostgreSQL at each scrape.",
+        )
+    try:
+        worker.run_forever()
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()
     return 0
 
 

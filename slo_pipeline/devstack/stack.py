@@ -180,7 +180,9 @@ def _start(stack: Stack) -> None:
     if options.slo_spec is not None:
         apply_slo_spec(database_url, options.slo_spec)
 
-    ports = {name: launch.free_port() for name in ("simulator", "exporter", "webhook", "ui")}
+    ports = {
+        name: launch.free_port() for name in ("simulator", "exporter", "webhook", "ui", "worker", "slo-sync")
+    }
     token_file = data / "webhook_token"
     token_file.write_text(options.webhook_token, encoding="utf-8")
     token_file.chmod(0o600)
@@ -220,6 +222,8 @@ def _start(stack: Stack) -> None:
             "slo-pipeline-exporter": [f"127.0.0.1:{ports['exporter']}"],
             "slo-pipeline-webhook": [f"127.0.0.1:{ports['webhook']}"],
             "demo-service": [f"127.0.0.1:{ports['simulator']}"],
+            "slo-pipeline-worker": [f"127.0.0.1:{ports['worker']}"],
+            **({"slo-pipeline-slo-sync": [f"127.0.0.1:{ports['slo-sync']}"]} if options.slo_sync else {}),
         },
         alertmanager_url=f"http://127.0.0.1:{alertmanager_port}",
         rule_files=rules,
@@ -273,7 +277,17 @@ def _start(stack: Stack) -> None:
 
     if options.slo_sync:
         stack.processes["slo-sync"] = service(
-            "slo-sync", _cli_argv("rules", "sync", "--out", str(slo_rules_dir)), None, None
+            "slo-sync",
+            _cli_argv(
+                "rules",
+                "sync",
+                "--out",
+                str(slo_rules_dir),
+                "--metrics-listen",
+                f"127.0.0.1:{ports['slo-sync']}",
+            ),
+            ports["slo-sync"],
+            "/metrics",
         )()
 
     listen = "127.0.0.1:{}".format
@@ -310,7 +324,12 @@ def _start(stack: Stack) -> None:
         ports["webhook"],
         "/healthz",
     )()
-    stack.processes["worker"] = service("worker", _cli_argv("worker"), None, None)()
+    stack.processes["worker"] = service(
+        "worker",
+        _cli_argv("worker", "--metrics-listen", listen(ports["worker"])),
+        ports["worker"],
+        "/metrics",
+    )()
     stack.processes["exporter"] = service(
         "exporter",
         _cli_argv("exporter", "--listen", listen(ports["exporter"])),
@@ -343,8 +362,11 @@ def _start(stack: Stack) -> None:
         "simulator": f"http://127.0.0.1:{ports['simulator']}",
         "exporter": f"http://127.0.0.1:{ports['exporter']}",
         "webhook": f"http://127.0.0.1:{ports['webhook']}",
+        "worker": f"http://127.0.0.1:{ports['worker']}",
         "database": database_url,
         "mlflow": stack.env["MLFLOW_TRACKING_URI"],
     }
+    if options.slo_sync:
+        stack.urls["slo-sync"] = f"http://127.0.0.1:{ports['slo-sync']}"
     if options.with_ui:
         stack.urls["ui"] = f"http://127.0.0.1:{ports['ui']}"

@@ -88,6 +88,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sync.add_argument("--out", type=Path, default=None, help="rule folder (default: ./rules/slo)")
     sync.add_argument("--promtool", default="promtool", help="promtool binary (default: from PATH)")
     sync.add_argument("--prometheus-url", default=None, help="Prometheus to reload (default: PROMETHEUS_URL)")
+    sync.add_argument(
+        "--metrics-listen",
+        default=None,
+        metavar="HOST:PORT",
+        help="serve / and /metrics here (default: SLO_PIPELINE_SLO_SYNC_METRICS_LISTEN, 127.0.0.1:9112; "
+        "'' for none)",
+    )
     sync.set_defaults(handler=_sync)
 
 
@@ -260,10 +267,12 @@ def _sync(args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    from slo_pipeline.adapters.metrics_http import start_metrics_server
     from slo_pipeline.settings import load_settings
     from slo_pipeline.slo.promcheck import PromtoolError, promtool_path
     from slo_pipeline.slo.render import DebouncedReloader
     from slo_pipeline.slo.sync import DatabaseSLOSource, RuleFolder, run_sync
+    from slo_pipeline.slo.sync_metrics import SyncMetrics
 
     settings = load_settings()
     try:
@@ -281,6 +290,16 @@ def _sync(args: argparse.Namespace) -> int:
     def request_stop(signum: int, frame: object) -> None:
         stop.set()  # only set a flag: the current tick finishes, its install is atomic anyway
 
+    listen = settings.slo_sync_metrics_listen if args.metrics_listen is None else args.metrics_listen
+    metrics = SyncMetrics(lambda: reloader.reload_count)
+    server = None
+    if listen:
+        server = start_metrics_server(
+            listen,
+            metrics.registry,
+            title="slo-pipeline rules sync",
+            description="Keeps the SLO rule files Prometheus loads in step with the SLOs in PostgreSQL.",
+        )
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         run_sync(
@@ -289,10 +308,14 @@ def _sync(args: argparse.Namespace) -> int:
             reloader,
             interval_seconds=interval,
             stop=stop,
+            on_tick=metrics.tick,
         )
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        if server is not None:
+            server.shutdown()
+            server.server_close()
     return 0
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -313,8 +313,12 @@ def run_sync(
     *,
     interval_seconds: float,
     stop: threading.Event,
+    on_tick: Callable[[TickOutcome | None], None] | None = None,
 ) -> None:
-    """Tick every `interval_seconds` until `stop` is set (by a signal handler)."""
+    """Tick every `interval_seconds` until `stop` is set (by a signal handler).
+
+    `on_tick` hears every tick's outcome (None for a tick that raised), e.g. for metrics.
+    """
     state, outages = SyncState(), Outages()
     log.info(
         "syncing SLO rules into %s every %gs (Prometheus at %s)",
@@ -324,8 +328,9 @@ def run_sync(
     )
     last_unexpected: str | None = None
     while not stop.is_set():
+        outcome: TickOutcome | None = None
         try:
-            run_tick(state, source, target, reloader, outages)
+            outcome = run_tick(state, source, target, reloader, outages)
             last_unexpected = None
         except Exception as err:  # a bug must not end the loop: the files on disk are still consistent
             # The traceback once per kind of failure, then one line per tick at DEBUG: a failure that
@@ -336,6 +341,8 @@ def run_sync(
             else:
                 log.debug("the SLO rules sync still fails: %s", kind)
             last_unexpected = kind
+        if on_tick is not None:
+            on_tick(outcome)
         stop.wait(interval_seconds)
     _finish(reloader)
 

@@ -10,7 +10,13 @@ import yaml
 from slo_pipeline.devstack import launch
 from tests.config.promtools import REPO_ROOT, RULE_FILES, assert_ok, run_tool
 
-REPO_JOBS = {"slo-pipeline-exporter", "slo-pipeline-webhook", "demo-service"}
+REPO_JOBS = {
+    "slo-pipeline-exporter",
+    "slo-pipeline-webhook",
+    "slo-pipeline-worker",
+    "slo-pipeline-slo-sync",
+    "demo-service",
+}
 
 
 def test_repo_config_in_compose_layout_passes_promtool(tmp_path: Path) -> None:
@@ -24,12 +30,15 @@ def test_repo_config_in_compose_layout_passes_promtool(tmp_path: Path) -> None:
     assert f"SUCCESS: {len(RULE_FILES)} rule files found" in output
 
 
-def test_repo_config_scrapes_the_three_services() -> None:
+def test_repo_config_scrapes_our_services() -> None:
     document = yaml.safe_load((REPO_ROOT / "prometheus" / "prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in document["scrape_configs"]}
 
     assert set(jobs) == REPO_JOBS
     assert jobs["slo-pipeline-exporter"]["static_configs"][0]["targets"] == ["exporter:9110"]
+    # The ports the worker and the rules sync serve /metrics on by default (settings.py).
+    assert jobs["slo-pipeline-worker"]["static_configs"][0]["targets"] == ["worker:9111"]
+    assert jobs["slo-pipeline-slo-sync"]["static_configs"][0]["targets"] == ["slo-sync:9112"]
     # The exporter re-publishes its inputs' job/instance labels; they must not become exported_*.
     assert jobs["slo-pipeline-exporter"]["honor_labels"] is True
     assert document["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]

@@ -100,6 +100,9 @@ def test_http_endpoints(server_url: str) -> None:
     assert metrics.headers["Content-Type"].startswith("text/plain; version=0.0.4")
     assert "demo_http_requests_total" in metrics.text
     assert requests.get(f"{server_url}/nope", timeout=5).status_code == 404
+    index = requests.get(f"{server_url}/", timeout=5)
+    assert index.status_code == 200 and index.headers["Content-Type"].startswith("text/html")
+    assert '<a href="/metrics">' in index.text and '<a href="/healthz">' in index.text
 
     created = requests.post(
         f"{server_url}/incidents", json={"kind": "traffic_drop", "duration_seconds": 60}, timeout=5

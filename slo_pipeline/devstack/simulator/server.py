@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from slo_pipeline.adapters.bounded_http import BoundedThreadingHTTPServer
+from slo_pipeline.adapters.metrics_http import LANDING_CONTENT_TYPE, landing_page
 from slo_pipeline.devstack.simulator.exposition import Totals, render_labels, render_text
 from slo_pipeline.devstack.simulator.model import (
     DEFAULT_ROUTES,
@@ -121,12 +122,26 @@ class SimulatedService:
         }
 
 
+def _landing_page() -> bytes:
+    return landing_page(
+        "slo-pipeline simulator",
+        [
+            ("/metrics", "the simulated service's request counters and latency histogram"),
+            ("/healthz", "liveness"),
+            ("/incidents", "injected incidents (POST a JSON body to start one)"),
+        ],
+        "A service with a daily traffic cycle and injectable incidents, for the demo and the tests.",
+    )
+
+
 class SimulatorHandler(BaseHTTPRequestHandler):
     server: SimulatorHTTPServer
 
     def do_GET(self) -> None:
         service = self.server.service
-        if self.path == "/metrics":
+        if self.path == "/":
+            self._send(HTTPStatus.OK, _landing_page(), LANDING_CONTENT_TYPE)
+        elif self.path == "/metrics":
             self._send(HTTPStatus.OK, service.metrics_text().encode("utf-8"), METRICS_CONTENT_TYPE)
         elif self.path == "/healthz":
             self._send_json(HTTPStatus.OK, {"status": "ok"})

@@ -1,0 +1,118 @@
+"""The retrain queue as Prometheus metrics, read from PostgreSQL when `/metrics` is scraped.
+
+The queue is shared by every worker, so its state lives in `retrain_jobs`, not in one worker's
+memory: every worker reports the same values (dashboards take `max`), and the counts survive
+worker restarts. One aggregate query per scrape, with a short statement timeout; when the
+database cannot answer, `slo_pipeline_retrain_queue_up` is 0 and the queue series are absent for
+that scrape (unknown, not zero).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from slo_pipeline.adapters.postgres import connect
+
+log = logging.getLogger(__name__)
+
+ACTIVE_STATUSES = ("queued", "running")
+FINISHED_OUTCOMES = ("promoted", "rejected", "failed")
+FAILED_WINDOW_HOURS = 24
+STATEMENT_TIMEOUT_MS = 2000
+
+# One row per status: how many jobs, and the age of the oldest (since queued / since started).
+QUEUE_SQL = f"""
+SELECT status,
+       count(*),
+       COALESCE(EXTRACT(EPOCH FROM now() - min(
+           CASE status WHEN 'queued' THEN created_at WHEN 'running' THEN started_at END)), 0)
+FROM retrain_jobs
+WHERE status IN ('queued', 'running')
+   OR (status = 'failed' AND finished_at > now() - interval '{FAILED_WINDOW_HOURS} hours')
+GROUP BY status
+"""
+
+# Every finished job by outcome: a count of rows that are never deleted, so it only grows.
+FINISHED_SQL = """
+SELECT COALESCE(decision, 'failed'), count(*)
+FROM retrain_jobs
+WHERE status IN ('succeeded', 'failed')
+GROUP BY 1
+"""
+
+
+class RetrainQueueCollector(Collector):
+    def __init__(self, database_url: str, *, connect_timeout: float = 3.0) -> None:
+        self._database_url = database_url
+        self._connect_timeout = connect_timeout
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        up = GaugeMetricFamily(
+            "slo_pipeline_retrain_queue_up",
+            "1 when the retrain queue could be read from PostgreSQL for this scrape, else 0.",
+        )
+        try:
+            active, finished = self._read()
+        except Exception as err:  # a scrape must answer even while the database is down
+            log.warning("could not read the retrain queue for /metrics: %s", err)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+
+        jobs = GaugeMetricFamily(
+            "slo_pipeline_retrain_jobs",
+            f"Retrain jobs queued or running now, and failed within the last {FAILED_WINDOW_HOURS} hours.",
+            labels=["status"],
+        )
+        age = GaugeMetricFamily(
+            "slo_pipeline_retrain_jobs_oldest_age_seconds",
+            "Age of the oldest queued job (since queued) and running job (since started); 0 when none.",
+            labels=["status"],
+        )
+        for status in (*ACTIVE_STATUSES, "failed"):
+            count, oldest = active.get(status, (0, 0.0))
+            jobs.add_metric([status], count)
+            if status in ACTIVE_STATUSES:
+                age.add_metric([status], oldest)
+        yield jobs
+        yield age
+
+        outcomes = CounterMetricFamily(
+            "slo_pipeline_retrain_jobs_finished",
+            "Retrain jobs finished since the queue was created: promoted (new champion), rejected by "
+            "validation, or failed.",
+            labels=["outcome"],
+        )
+        for outcome in FINISHED_OUTCOMES:
+            outcomes.add_metric([outcome], finished.get(outcome, 0))
+        yield outcomes
+
+    def _read(self) -> tuple[dict[str, tuple[int, float]], dict[str, int]]:
+        conn = connect(
+            self._database_url,
+            connect_timeout=self._connect_timeout,
+            application_name="slo-pipeline-worker-metrics",
+        )
+        try:
+            with conn, conn.cursor() as cur:
+                cur.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
+                cur.execute(QUEUE_SQL)
+                active = {str(status): (int(n), float(age)) for status, n, age in cur.fetchall()}
+                cur.execute(FINISHED_SQL)
+                finished = {str(outcome): int(n) for outcome, n in cur.fetchall()}
+        finally:
+            conn.close()
+        return active, finished
+
+
+def create_registry(database_url: str) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(RetrainQueueCollector(database_url))
+    return registry
