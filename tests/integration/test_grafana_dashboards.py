@@ -357,3 +357,40 @@ def test_rules_sync_metrics(stack: Stack, tmp_path: Path) -> None:
             assert '<a href="/metrics">' in response.read().decode()
     finally:
         sync.stop()
+
+
+# What Sloth's "SLO / Detail" Grafana dashboard (grafana.com id 14348) reads, per service and SLO:
+# its variables, each SLI window, the objective, burn rate, remaining budget, the join of its month
+# burn-down chart (on sloth_id) and its alert stats (ALERTS by sloth_severity). Written from the
+# names, labels and joins it uses, without its `or on() vector(0)` defaults, which would hide a
+# missing series.
+SLOTH_DETAIL_QUERIES = (
+    'slo:objective:ratio{sloth_service="$service", sloth_slo="$slo"}',
+    'slo:current_burn_rate:ratio{sloth_service="$service", sloth_slo="$slo"}',
+    'slo:period_error_budget_remaining:ratio{sloth_service="$service", sloth_slo="$slo"}',
+    *(
+        f'1 - max(slo:sli_error:ratio_rate{window}{{sloth_service="$service", sloth_slo="$slo"}})'
+        for window in ("5m", "30m", "1h", "2h", "6h", "1d", "3d")
+    ),
+    'slo:sli_error:ratio_rate1h{sloth_service="$service", sloth_slo="$slo"} / on (sloth_id) '
+    '(slo:error_budget:ratio{sloth_service="$service", sloth_slo="$slo"} * on () group_left () '
+    "(24 * days_in_month()))",
+)
+
+
+def test_sloth_detail_dashboard_reads_our_rules(stack: Stack, incident_window: tuple[float, float]) -> None:
+    prometheus = PrometheusAPI(stack.urls["prometheus"])
+    _, end = incident_window
+    services = prometheus.label_values("slo:objective:ratio", "sloth_service", end - 60, end)
+    assert services == ["demo"]
+    slos = prometheus.label_values('slo:objective:ratio{sloth_service="demo"}', "sloth_slo", end - 60, end)
+    assert slos == ["demo-availability", "demo-checkout-availability", "demo-latency"]
+    for slo in slos:
+        for query in SLOTH_DETAIL_QUERIES:
+            expr = query.replace("$service", "demo").replace("$slo", slo)
+            assert prometheus.instant(expr, end), f"no data for Sloth's query {expr}"
+    # The 30d window exists for the 30-day SLO only (Sloth's dashboard offers it for every SLO).
+    assert prometheus.instant('slo:sli_error:ratio_rate30d{sloth_slo="demo-availability"}', end)
+    # Its alert stats: the burn-rate alerts carry sloth_service, sloth_slo and sloth_severity.
+    page = 'ALERTS{sloth_service="demo", sloth_slo="demo-latency", sloth_severity="page"}'
+    assert prometheus.range(page, end - 300, end, 5), "no page-severity burn-rate alert of the latency SLO"
