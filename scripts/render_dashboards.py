@@ -1,7 +1,7 @@
 """Render the main panels of grafana/dashboards/*.json to PNG with matplotlib, for the README.
 
 No Grafana server runs here, so these are renderings of the dashboards' own queries: the PromQL of
-each panel (variables filled in as Grafana would, via slo_pipeline.grafana), evaluated as range
+each panel (variables filled in as Grafana would, via slo_pipeline.devstack.dashboards), evaluated as range
 queries against a Prometheus, drawn with the panel's title, unit and threshold. Every image says so.
 
     .venv/bin/python scripts/render_dashboards.py --prometheus-url http://127.0.0.1:9090 --range 2h
@@ -28,8 +28,8 @@ import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import requests
 
-from slo_pipeline import grafana
-from slo_pipeline.launch import parse_duration_ms
+from slo_pipeline.core.durations import parse_duration_ms
+from slo_pipeline.devstack import dashboards as queries
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = REPO_ROOT / "docs" / "images"
@@ -51,7 +51,7 @@ FIGURES = (
         "dashboard-detectors.png",
         "slo-pipeline-detectors",
         ("Anomaly score per series", "Share of series anomalous"),
-        {"detector": grafana.ALL},
+        {"detector": queries.ALL},
     ),
     Figure(
         "dashboard-slos.png",
@@ -61,7 +61,7 @@ FIGURES = (
             "fast (page): 5m and 1h burn rate against the factor",
             "SLO-gated anomaly alerts",
         ),
-        {"service": "demo", "slo": grafana.ALL},
+        {"service": "demo", "slo": queries.ALL},
     ),
     Figure(
         "dashboard-pipeline-health.png",
@@ -111,13 +111,13 @@ def _draw_panel(
     window: tuple[float, float, float],
 ) -> int:
     start, end, step = window
-    known = grafana.variables(dashboard)
-    context = grafana.TimeContext(end - start, step, SCRAPE_SECONDS)
+    known = queries.variables(dashboard)
+    context = queries.TimeContext(end - start, step, SCRAPE_SECONDS)
     drawn = 0
     defaults = panel["fieldConfig"]["defaults"]
     bars = defaults.get("custom", {}).get("drawStyle") == "bars"
     for target in panel["targets"]:
-        expr = grafana.substitute(target["expr"], known, choice, context)
+        expr = queries.substitute(target["expr"], known, choice, context)
         for series in prometheus.range(expr, start, end, step):
             times = [datetime.fromtimestamp(float(t), UTC) for t, _ in series["values"]]
             values = [float(v) for _, v in series["values"]]
@@ -172,13 +172,13 @@ def _draw_annotations(
     window: tuple[float, float, float],
 ) -> None:
     start, end, _ = window
-    known = grafana.variables(dashboard)
-    for query in grafana.panel_queries(dashboard):
+    known = queries.variables(dashboard)
+    for query in queries.panel_queries(dashboard):
         if not query.panel.startswith("annotation: "):
             continue
         step = parse_duration_ms(query.step) / 1000 if query.step else 60.0
-        expr = grafana.substitute(
-            query.expr, known, choice, grafana.TimeContext(end - start, step, SCRAPE_SECONDS)
+        expr = queries.substitute(
+            query.expr, known, choice, queries.TimeContext(end - start, step, SCRAPE_SECONDS)
         )
         for series in prometheus.range(expr, start, end, step):
             first = datetime.fromtimestamp(float(series["values"][0][0]), UTC)
@@ -196,7 +196,7 @@ def _draw_annotations(
 
 
 def render(prometheus: Prometheus, range_seconds: float, out_dir: Path, source: str) -> list[Path]:
-    dashboards = grafana.load_dashboards()
+    dashboards = queries.load_dashboards()
     end = time.time()
     start = end - range_seconds
     step = max(SCRAPE_SECONDS, round(range_seconds / POINTS))
