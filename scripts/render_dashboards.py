@@ -90,7 +90,7 @@ class Prometheus:
 
 def legend(template: str, labels: dict[str, str]) -> str:
     if template in ("", "__auto"):
-        shown = {k: v for k, v in labels.items() if k not in ("__name__", "job", "instance")}
+        shown = {k: v for k, v in labels.items() if k not in ("__name__", "job", "instance", "slo")}
         return ", ".join(f"{k}={v}" for k, v in sorted(shown.items())) or "value"
     return re.sub(r"\{\{\s*(\w+)\s*\}\}", lambda m: labels.get(m.group(1), ""), template).strip()
 
@@ -180,19 +180,30 @@ def _draw_annotations(
         expr = queries.substitute(
             query.expr, known, choice, queries.TimeContext(end - start, step, SCRAPE_SECONDS)
         )
+        # One line per moment, naming every change then (an exporter start loads all models at once).
+        changes: dict[float, list[str]] = {}
         for series in prometheus.range(expr, start, end, step):
-            first = datetime.fromtimestamp(float(series["values"][0][0]), UTC)
-            axis.axvline(first, color="purple", linewidth=1, alpha=0.6)
+            changes.setdefault(float(series["values"][0][0]), []).append(
+                legend(query.legend, series["metric"])
+            )
+        for at, texts in sorted(changes.items()):
+            moment = datetime.fromtimestamp(at, UTC)
+            axis.axvline(moment, color="purple", linewidth=1, alpha=0.6)
             axis.annotate(
-                legend(query.legend, series["metric"]),
-                (first, 1.0),
+                "\n".join(sorted(texts)),
+                (moment, 0.98),
                 xycoords=("data", "axes fraction"),
                 fontsize=6,
                 color="purple",
-                rotation=90,
                 va="top",
-                ha="right",
+                ha="left",
+                xytext=(3, 0),
+                textcoords="offset points",
             )
+
+
+def _span(seconds: float) -> str:
+    return f"{seconds / 3600:g} hours" if seconds >= 7200 else f"{seconds / 60:.0f} minutes"
 
 
 def render(prometheus: Prometheus, range_seconds: float, out_dir: Path, source: str) -> list[Path]:
@@ -215,7 +226,7 @@ def render(prometheus: Prometheus, range_seconds: float, out_dir: Path, source: 
         fig.suptitle(
             f"{dashboard['title']} — matplotlib rendering of the dashboard's queries "
             "(grafana/dashboards), not a Grafana screenshot\n"
-            f"{source}, {range_seconds / 3600:g} h up to {when}",
+            f"{source}, the {_span(range_seconds)} up to {when}",
             fontsize=10,
         )
         fig.tight_layout()
