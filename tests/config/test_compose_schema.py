@@ -82,9 +82,10 @@ def test_depends_on_waits_for_health_or_completion() -> None:
     assert services()["mlflow"]["depends_on"]["postgres"]["condition"] == "service_healthy"
 
 
-def test_only_the_ui_and_mlflow_are_published_and_only_on_the_bind_address() -> None:
+def test_only_the_ui_mlflow_and_grafana_are_published_and_only_on_the_bind_address() -> None:
+    # The three that sign users in (Grafana with GRAFANA_ADMIN_PASSWORD from .env).
     published = {name: service["ports"] for name, service in services().items() if service.get("ports")}
-    assert sorted(published) == ["mlflow", "ui"]
+    assert sorted(published) == ["grafana", "mlflow", "ui"]
     for ports in published.values():
         for port in ports:
             assert str(port).startswith("${BIND_ADDRESS:-127.0.0.1}:"), port
