@@ -6,7 +6,7 @@ keeps library metrics of whatever else is imported out of the exporter's page.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -15,9 +15,33 @@ CYCLE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 6
 
 
 class ExporterMetrics:
-    def __init__(self, detector_names: Iterable[str]) -> None:
+    def __init__(
+        self,
+        detector_names: Iterable[str],
+        *,
+        shard: tuple[int, int] = (0, 1),
+        assignment: Mapping[str, int] | None = None,
+    ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         registry = self.registry
+        # Sharded replicas (exporter/sharding.py): which shard this is, and the whole detector ->
+        # shard table every replica computes alike. A detector whose shard no live replica
+        # reports is unscored, and rules/anomaly.rules.yml alerts on it.
+        shard_info = Gauge(
+            "anomaly_exporter_shard_info",
+            "This replica's shard (0-based) and the number of shards; always 1.",
+            ["shard", "shards"],
+            registry=registry,
+        )
+        shard_info.labels(shard=str(shard[0]), shards=str(shard[1])).set(1)
+        owners = Gauge(
+            "anomaly_exporter_detector_shard_info",
+            "For every configured detector, the shard that scores it; always 1.",
+            ["detector", "shard"],
+            registry=registry,
+        )
+        for detector, owner in (assignment or {}).items():
+            owners.labels(detector=detector, shard=str(owner)).set(1)
         self.cycle_duration = Histogram(
             "anomaly_exporter_cycle_duration_seconds",
             "Wall time of one scoring cycle over all detectors.",

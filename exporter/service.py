@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -44,7 +45,9 @@ from exporter.exposition import (
 from exporter.http_server import MetricsPage, start_http_server
 from exporter.self_metrics import ExporterMetrics
 from exporter.series_cache import DEFAULT_REREAD_SECONDS, CachingSeriesSource, FetchStats
+from exporter.sharding import Shard, assignment, owned_detectors, resolve_shard
 from slo_pipeline.adapters.prometheus import RangeAnswer, SeriesBlock, fetch_range_answer, series_keys
+from slo_pipeline.adapters.prometheus_connection import PrometheusAuthError, redact_url
 from slo_pipeline.settings import DetectorConfig, Settings
 
 log = logging.getLogger(__name__)
@@ -89,10 +92,10 @@ class PrometheusSeriesSource(CachingSeriesSource):
     def __init__(
         self, settings: Settings, *, incremental: bool = True, reread_seconds: float = DEFAULT_REREAD_SECONDS
     ) -> None:
-        url, timeout = settings.prometheus_url, settings.query_timeout_seconds
+        connection = settings.prometheus
 
         def fetch_answer(query: str, start: float, end: float, step: int) -> RangeAnswer:
-            return fetch_range_answer(url, query, start=start, end=end, step_seconds=step, timeout=timeout)
+            return fetch_range_answer(connection, query, start=start, end=end, step_seconds=step)
 
         super().__init__(fetch_answer, incremental=incremental, reread_seconds=reread_seconds)
 
@@ -107,6 +110,8 @@ class CycleReport:
     published: dict[str, int] = field(default_factory=dict)
     explained: dict[str, int] = field(default_factory=dict)  # series with an anomaly_driver_info line
     errors: dict[str, str] = field(default_factory=dict)
+    # The backend refused the credentials (401/403): no detector can work until settings change.
+    auth_failed: bool = False
 
     @property
     def all_up(self) -> bool:
@@ -123,10 +128,21 @@ class ExporterService:
         model_source: ModelSource | None = None,
         series_source: SeriesSource | None = None,
         wall_clock: Callable[[], float] = time.time,
+        shard: Shard | None = None,
     ) -> None:
         self.settings = settings
-        self.detectors = list(settings.pipeline.detectors)
-        self.metrics = ExporterMetrics(d.name for d in self.detectors)
+        if shard is None:
+            shard = resolve_shard(
+                settings.exporter_shards, settings.exporter_shard_index, socket.gethostname()
+            )
+        self.shard = shard
+        configured = settings.pipeline.detectors
+        self.detectors = owned_detectors(configured, shard)
+        self.metrics = ExporterMetrics(
+            (d.name for d in self.detectors),
+            shard=(shard.index, shard.count),
+            assignment=assignment((d.name for d in configured), shard.count),
+        )
         self.page = MetricsPage(self.metrics.render)
         self._series_source = series_source or PrometheusSeriesSource(settings)
         source = model_source or RegistryModelSource(settings)
@@ -187,6 +203,7 @@ class ExporterService:
         except Exception as err:
             self._invalidate(name, "the previous query failed")
             self.metrics.query_errors.labels(detector=name).inc()
+            report.auth_failed |= isinstance(err, PrometheusAuthError)
             # Repeats of the same failure go to DEBUG: one line per outage, not one per cycle.
             level = logging.DEBUG if self._last_query_error.get(name) == str(err) else logging.WARNING
             self._last_query_error[name] = str(err)
@@ -411,23 +428,25 @@ class ExporterService:
             self._stop.wait(next_start - now)
 
 
-def run(settings: Settings, listen: str) -> int:
+def run(settings: Settings, listen: str, shard: Shard | None = None) -> int:
     """Run the exporter until SIGTERM/SIGINT; returns the process exit code."""
     if not settings.pipeline.detectors:
         log.warning(
             "no detectors configured in %s: the exporter will publish only its own metrics",
             settings.config_path,
         )
-    service = ExporterService(settings)
+    service = ExporterService(settings, shard=shard)
     server = service.start(listen)
     host, port = server.server_address[:2]
     log.info(
-        "exporter listening on %s:%s, scoring %d detector(s) every %.0fs against %s",
+        "exporter listening on %s:%s, shard %s, scoring %d of %d detector(s) every %.0fs against %s",
         host,
         port,
+        service.shard,
         len(service.detectors),
+        len(settings.pipeline.detectors),
         settings.exporter_interval_seconds,
-        settings.prometheus_url,
+        redact_url(settings.prometheus_url),
     )
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -442,8 +461,8 @@ def run(settings: Settings, listen: str) -> int:
     return 0
 
 
-def run_once(settings: Settings) -> tuple[CycleReport, bytes]:
+def run_once(settings: Settings, shard: Shard | None = None) -> tuple[CycleReport, bytes]:
     """One cycle without HTTP: the report and the page a scrape would return right after it."""
-    service = ExporterService(settings)
+    service = ExporterService(settings, shard=shard)
     report = service.run_cycle()
     return report, service.page.body()

@@ -8,13 +8,23 @@ compose, Kubernetes and the demo); what a detector *is* comes from one YAML file
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 NAME_PATTERN = re.compile(r"^[a-z][a-z0-9_]*$")
 # The same shape SLO specs allow (slo/spec.py); the name is used as a PromQL label value.
@@ -203,6 +213,65 @@ def load_pipeline_config(path: Path) -> PipelineConfig:
         raise ConfigError(f"pipeline config {str(path)!r} is invalid: {err}") from err
 
 
+# Headers the connection settings own: a PROMETHEUS_HEADERS entry may not override them silently.
+_RESERVED_HEADERS = frozenset({"authorization", "accept-encoding", "host", "content-length"})
+
+
+class PrometheusConnection(BaseModel):
+    """How every reader (exporter, training, backtest, incident drivers, SLO evidence, UI, rules
+    sync) reaches the Prometheus-API backend: one group, built by `Settings.prometheus`, turned
+    into a `requests.Session` by `prometheus_session` (slo_pipeline/adapters/prometheus.py).
+
+    Secrets are `SecretStr` (repr and str print `**********`); `*_file` values are read when a
+    session is built, so a rotated mounted token is picked up without a restart.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: str
+    timeout_seconds: float = 30.0
+    username: str = ""
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    bearer_token: SecretStr | None = None
+    bearer_token_file: Path | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    tls_insecure_skip_verify: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PrometheusConnection:
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("set PROMETHEUS_PASSWORD or PROMETHEUS_PASSWORD_FILE, not both")
+        if self.bearer_token is not None and self.bearer_token_file is not None:
+            raise ValueError("set PROMETHEUS_BEARER_TOKEN or PROMETHEUS_BEARER_TOKEN_FILE, not both")
+        has_password = self.password is not None or self.password_file is not None
+        if has_password and not self.username:
+            raise ValueError("PROMETHEUS_PASSWORD(_FILE) needs PROMETHEUS_USERNAME")
+        has_token = self.bearer_token is not None or self.bearer_token_file is not None
+        if self.username and has_token:
+            raise ValueError("use basic auth (PROMETHEUS_USERNAME) or a bearer token, not both")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("PROMETHEUS_CERT_FILE and PROMETHEUS_KEY_FILE go together")
+        if self.ca_file is not None and self.tls_insecure_skip_verify:
+            raise ValueError(
+                "PROMETHEUS_CA_FILE and PROMETHEUS_TLS_INSECURE_SKIP_VERIFY contradict each other"
+            )
+        reserved = sorted(name for name in self.headers if name.lower() in _RESERVED_HEADERS)
+        if reserved:
+            raise ValueError(
+                f"PROMETHEUS_HEADERS may not set {reserved}: use PROMETHEUS_BEARER_TOKEN or "
+                "PROMETHEUS_USERNAME/PASSWORD for credentials"
+            )
+        return self
+
+    def with_url(self, url: str) -> PrometheusConnection:
+        """The same credentials against another URL (e.g. `backtest --prometheus-url`)."""
+        return self.model_copy(update={"url": url})
+
+
 class Settings(BaseSettings):
     """Every knob of every service. Field docs double as the configuration reference."""
 
@@ -212,6 +281,59 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:9090",
         validation_alias=AliasChoices("PROMETHEUS_URL", "prometheus_url"),
         description="Prometheus-API endpoint queried by the exporter, trainer and worker",
+    )
+    prometheus_username: str = Field(
+        default="",
+        validation_alias=AliasChoices("PROMETHEUS_USERNAME", "prometheus_username"),
+        description="basic-auth user for the Prometheus-API backend (with PROMETHEUS_PASSWORD[_FILE])",
+    )
+    prometheus_password: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PROMETHEUS_PASSWORD", "prometheus_password"),
+        description="basic-auth password; never logged",
+    )
+    prometheus_password_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PROMETHEUS_PASSWORD_FILE", "prometheus_password_file"),
+        description="file holding the basic-auth password (a mounted secret), read at each connection",
+    )
+    prometheus_bearer_token: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PROMETHEUS_BEARER_TOKEN", "prometheus_bearer_token"),
+        description="sent as `Authorization: Bearer ...`; never logged",
+    )
+    prometheus_bearer_token_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PROMETHEUS_BEARER_TOKEN_FILE", "prometheus_bearer_token_file"),
+        description="file holding the bearer token, read at each connection (rotated tokens work)",
+    )
+    prometheus_headers: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        validation_alias=AliasChoices("PROMETHEUS_HEADERS", "prometheus_headers"),
+        description='JSON object of extra request headers, e.g. `{"X-Scope-OrgID": "team-a"}` for a '
+        "Mimir/Cortex tenant",
+    )
+    prometheus_ca_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PROMETHEUS_CA_FILE", "prometheus_ca_file"),
+        description="PEM bundle of the CAs that may sign the backend's certificate",
+    )
+    prometheus_cert_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PROMETHEUS_CERT_FILE", "prometheus_cert_file"),
+        description="client certificate (PEM) for mutual TLS, with PROMETHEUS_KEY_FILE",
+    )
+    prometheus_key_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PROMETHEUS_KEY_FILE", "prometheus_key_file"),
+        description="private key (PEM) of the client certificate",
+    )
+    prometheus_tls_insecure_skip_verify: bool = Field(
+        default=False,
+        validation_alias=AliasChoices(
+            "PROMETHEUS_TLS_INSECURE_SKIP_VERIFY", "prometheus_tls_insecure_skip_verify"
+        ),
+        description="do not verify the backend's certificate (testing only)",
     )
     database_url: str = Field(
         default="postgresql://127.0.0.1:5432/slo_pipeline",
@@ -405,7 +527,66 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("SLO_PIPELINE_SLO_SYNC_METRICS_LISTEN", "slo_sync_metrics_listen"),
         description="HOST:PORT where `slo-pipeline rules sync` serves / and /metrics; empty to serve nothing",
     )
+    exporter_shards: int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        validation_alias=AliasChoices("SLO_PIPELINE_SHARDS", "exporter_shards"),
+        description="number of exporter replicas that split the detectors between them "
+        "(docs/scaling.md); 1 = one exporter scores everything",
+    )
+    exporter_shard_index: int | None = Field(
+        default=None,
+        ge=0,
+        validation_alias=AliasChoices("SLO_PIPELINE_SHARD_INDEX", "exporter_shard_index"),
+        description="this replica's shard, 0..SLO_PIPELINE_SHARDS-1; unset: the ordinal at the end "
+        "of the host name (a Kubernetes StatefulSet pod `slo-exporter-2` is shard 2)",
+    )
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig, exclude=True)
+
+    @field_validator("prometheus_headers", mode="before")
+    @classmethod
+    def _headers_json(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except ValueError as err:
+                raise ValueError(f"PROMETHEUS_HEADERS is not JSON: {err}") from None
+            if not isinstance(value, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+            ):
+                raise ValueError(
+                    'PROMETHEUS_HEADERS must be a JSON object of strings, e.g. {"X-Scope-OrgID": "a"}'
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _prometheus_connection_valid(self) -> Settings:
+        self.prometheus  # noqa: B018 - builds the group once so a contradiction fails at start
+        if self.exporter_shard_index is not None and self.exporter_shard_index >= self.exporter_shards:
+            raise ValueError(
+                f"SLO_PIPELINE_SHARD_INDEX={self.exporter_shard_index} is not below "
+                f"SLO_PIPELINE_SHARDS={self.exporter_shards}"
+            )
+        return self
+
+    @property
+    def prometheus(self) -> PrometheusConnection:
+        """The connection settings every Prometheus-API reader uses."""
+        return PrometheusConnection(
+            url=self.prometheus_url,
+            timeout_seconds=self.query_timeout_seconds,
+            username=self.prometheus_username,
+            password=self.prometheus_password,
+            password_file=self.prometheus_password_file,
+            bearer_token=self.prometheus_bearer_token,
+            bearer_token_file=self.prometheus_bearer_token_file,
+            headers=self.prometheus_headers,
+            ca_file=self.prometheus_ca_file,
+            cert_file=self.prometheus_cert_file,
+            key_file=self.prometheus_key_file,
+            tls_insecure_skip_verify=self.prometheus_tls_insecure_skip_verify,
+        )
 
 
 def _check_ui_auth(settings: Settings) -> None:
@@ -427,7 +608,15 @@ def load_settings(**overrides: object) -> Settings:
     A missing YAML file is an empty pipeline (no detectors), so `db migrate` or the webhook can
     run before anyone has written detectors; a present but invalid file is an error.
     """
-    settings = Settings(**overrides)  # type: ignore[arg-type]
+    try:
+        settings = Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as err:
+        # Only the field and the reason: pydantic's own text repeats the inputs, secrets included.
+        reasons = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'settings'}: {error['msg']}"
+            for error in err.errors()
+        )
+        raise ConfigError(f"invalid settings: {reasons}") from None
     _check_ui_auth(settings)
     if "pipeline" in overrides or not settings.config_path.exists():
         return settings

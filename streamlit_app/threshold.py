@@ -87,10 +87,9 @@ def fetch_tail_probabilities(
     """The exporter's published tail probabilities of `detector` over the last `days`."""
     end = time.time() if now is None else now
     return fetch_range(
-        settings.prometheus_url,
+        settings.prometheus,
         f'{TAIL_PROBABILITY_METRIC}{{detector="{detector.name}"}}',
         start=end - days * 24 * 3600,
         end=end,
         step_seconds=detector.step_seconds,
-        timeout=settings.query_timeout_seconds,
     )

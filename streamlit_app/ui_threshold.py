@@ -6,6 +6,7 @@ from dataclasses import asdict
 
 import streamlit as st
 
+from slo_pipeline.adapters.prometheus_connection import redact_url
 from slo_pipeline.core.rule_timing import RuleTiming, anomaly_alert_rule
 from slo_pipeline.settings import Settings
 from streamlit_app import threshold
@@ -39,7 +40,7 @@ def render(settings: Settings, who: Identity) -> None:
     if not submitted or name is None:
         return
     detector = detectors[name]
-    with show_errors(f"Prometheus at {settings.prometheus_url}"):
+    with show_errors(f"Prometheus at {redact_url(settings.prometheus_url)}"):
         block = threshold.fetch_tail_probabilities(settings, detector, days)
         if block.n_series == 0:
             st.warning(

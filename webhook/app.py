@@ -77,7 +77,7 @@ def create_app(settings: Settings, *, driver_source: DriverSource | None = None)
     configured_detectors = frozenset(d.name for d in settings.pipeline.detectors)
     drivers = DriverRecorder(
         database,
-        driver_source or PrometheusDriverSource(settings.prometheus_url),
+        driver_source or PrometheusDriverSource(settings.prometheus),
         # The shorter of the two: an operator who lowered the query timeout wants it honoured here.
         min(LOOKUP_BUDGET_SECONDS, settings.query_timeout_seconds),
         metrics,

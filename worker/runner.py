@@ -174,7 +174,7 @@ class RetrainWorker:
 
     def retry_drivers(self) -> list[DriverOutcome]:
         """One pass over incidents whose driver lookup failed; never raises (logs instead)."""
-        source = self._driver_source or PrometheusDriverSource(self.settings.prometheus_url)
+        source = self._driver_source or PrometheusDriverSource(self.settings.prometheus)
         try:
             conn = connect(self.settings.database_url, application_name="slo-pipeline-worker-drivers")
             try:

@@ -27,7 +27,16 @@ import psycopg2.extras
 import requests
 import urllib3
 
+from slo_pipeline.adapters.prometheus_connection import (
+    PrometheusAuthError,
+    PrometheusQueryError,
+    as_connection,
+    prometheus_session,
+    raise_for_auth,
+    redact_url,
+)
 from slo_pipeline.core.explanations import DRIVER_INFO_METRIC, DRIVER_LABEL
+from slo_pipeline.settings import PrometheusConnection
 
 log = logging.getLogger(__name__)
 
@@ -195,32 +204,45 @@ def find_drivers(
 class PrometheusDriverSource:
     """Instant queries against the Prometheus HTTP API."""
 
-    def __init__(self, prometheus_url: str) -> None:
-        self._url = prometheus_url.rstrip("/") + "/api/v1/query"
+    def __init__(self, prometheus: str | PrometheusConnection) -> None:
+        self._connection = as_connection(prometheus)
+        self._url = self._connection.url.rstrip("/") + "/api/v1/query"
 
     def driver_series(self, detector: str, at: datetime, timeout: float) -> list[dict[str, str]]:
         query = driver_query(detector)
-        context = f"driver query {query!r} at {at.isoformat()} to {self._url}"
+        context = f"driver query {query!r} at {at.isoformat()} to {redact_url(self._url)}"
         deadline = time.monotonic() + timeout
+        try:
+            session = prometheus_session(self._connection)
+        except PrometheusQueryError as err:  # an unreadable secret file: names the file only
+            raise DriverLookupError(f"{context} failed: {err}") from None
         try:
             # `timeout` bounds the connect and each socket read, not the whole answer; reading the
             # body in chunks against a deadline keeps a server that drips its answer from holding
             # the request for long (at most one more read past the budget).
-            with requests.get(
-                self._url,
-                params={"query": query, "time": f"{at.timestamp():.3f}", "timeout": f"{timeout:.3f}"},
-                timeout=timeout,
-                stream=True,
-            ) as response:
+            with (
+                session,
+                session.get(
+                    self._url,
+                    params={"query": query, "time": f"{at.timestamp():.3f}", "timeout": f"{timeout:.3f}"},
+                    timeout=timeout,
+                    stream=True,
+                ) as response,
+            ):
+                raise_for_auth(response.status_code, self._url)
                 content = bytearray()
                 # read1: whatever one socket read returns (read(n) would wait for all n bytes).
                 while chunk := response.raw.read1(65536, decode_content=True):
                     content.extend(chunk)
                     if time.monotonic() > deadline:
                         raise DriverLookupError(f"{context}: no complete answer within {timeout:.1f}s")
+        except PrometheusAuthError as err:
+            raise DriverLookupError(str(err)) from None
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as err:
-            # Errors while reading the body come from urllib3 itself (read1 is below requests).
-            raise DriverLookupError(f"{context} failed: {_first_line(err)}") from err
+            # Errors while reading the body come from urllib3 itself (read1 is below requests);
+            # their text repeats the URL, so the password in it is redacted.
+            detail = _first_line(err).replace(self._url, redact_url(self._url))
+            raise DriverLookupError(f"{context} failed: {detail}") from err
         try:
             body: Any = json.loads(content)
         except ValueError as err:

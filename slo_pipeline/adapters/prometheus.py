@@ -31,7 +31,15 @@ from typing import Any, Literal
 
 import numpy as np
 
-from slo_pipeline.settings import DetectorConfig
+from slo_pipeline.adapters.prometheus_connection import PrometheusAuthError as PrometheusAuthError
+from slo_pipeline.adapters.prometheus_connection import PrometheusQueryError as PrometheusQueryError
+from slo_pipeline.adapters.prometheus_connection import (
+    as_connection,
+    prometheus_session,
+    raise_for_auth,
+    redact_url,
+)
+from slo_pipeline.settings import DetectorConfig, PrometheusConnection
 
 Transport = Literal["prometheus-api-client", "direct"]
 TRANSPORTS: tuple[Transport, ...] = ("prometheus-api-client", "direct")
@@ -46,10 +54,6 @@ _TIMESTAMP_TOLERANCE_SECONDS = 1e-3
 
 # (query, start, end, step_seconds) -> the `result` list of one matrix answer
 ChunkFetcher = Callable[[str, float, float, float], list[dict[str, Any]]]
-
-
-class PrometheusQueryError(RuntimeError):
-    """A range query failed; the message names the query and the Prometheus URL."""
 
 
 @dataclass(frozen=True)
@@ -138,13 +142,13 @@ def _to_float(text: Any) -> float:
 
 
 def fetch_range(
-    prometheus_url: str,
+    prometheus: str | PrometheusConnection,
     query: str,
     *,
     start: float,
     end: float,
     step_seconds: float,
-    timeout: float = 30.0,
+    timeout: float | None = None,
     transport: Transport = DEFAULT_TRANSPORT,
 ) -> SeriesBlock:
     """All series of `query` over `[start, end]` on the grid of multiples of `step_seconds`.
@@ -153,7 +157,7 @@ def fetch_range(
     reached, times out, or rejects the query; `ValueError` for an empty range or bad step.
     """
     answer = fetch_range_answer(
-        prometheus_url,
+        prometheus,
         query,
         start=start,
         end=end,
@@ -165,19 +169,19 @@ def fetch_range(
 
 
 def fetch_detector_range(
-    prometheus_url: str,
+    prometheus: str | PrometheusConnection,
     detector: DetectorConfig,
     *,
     start: float,
     end: float,
-    timeout: float = 30.0,
+    timeout: float | None = None,
     transport: Transport = DEFAULT_TRANSPORT,
 ) -> SeriesBlock:
     """A detector's input over `[start, end]` on its step grid: its query's block, or for a
     multivariate detector every signal's block joined by label set (`join_signals`)."""
     blocks = [
         fetch_range(
-            prometheus_url,
+            prometheus,
             query,
             start=start,
             end=end,
@@ -236,19 +240,20 @@ def _format_step(step_seconds: float) -> str:
 
 
 @contextmanager
-def _api_client_fetcher(base_url: str, timeout: float) -> Iterator[ChunkFetcher]:
+def _api_client_fetcher(connection: PrometheusConnection) -> Iterator[ChunkFetcher]:
     from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
     from requests import RequestException
     from urllib3.util.retry import Retry
 
+    base_url, shown_url = connection.url.rstrip("/"), redact_url(connection.url.rstrip("/"))
     # One retry for a dropped keep-alive connection only; the library's default (3 retries with
     # exponential back-off on 5xx) would stall a whole exporter cycle while Prometheus is down.
+    # The session carries the credentials, headers and TLS settings (adapters/prometheus_connection.py).
     client = PrometheusConnect(
         url=base_url,
-        # Sent with every request; see the module docstring for why not gzip.
-        headers={"Accept-Encoding": "identity"},
+        session=prometheus_session(connection),
         retry=Retry(total=1, backoff_factor=0, status_forcelist=(), raise_on_status=False),
-        timeout=timeout,
+        timeout=connection.timeout_seconds,
     )
 
     def fetch(query: str, start: float, end: float, step_seconds: float) -> list[dict[str, Any]]:
@@ -260,12 +265,15 @@ def _api_client_fetcher(base_url: str, timeout: float) -> Iterator[ChunkFetcher]
                 step=_format_step(step_seconds),
             )
         except PrometheusApiClientException as err:
+            status = re.search(r"HTTP Status Code (\d+)", str(err))
+            if status:
+                raise_for_auth(int(status.group(1)), base_url)
             raise PrometheusQueryError(
-                f"Prometheus at {base_url!r} rejected query {query!r}: {_api_client_reason(str(err))}"
+                f"Prometheus at {shown_url!r} rejected query {query!r}: {_api_client_reason(str(err))}"
             ) from err
         except (RequestException, ValueError, KeyError, TypeError) as err:
             raise PrometheusQueryError(
-                f"could not run query {query!r} against Prometheus at {base_url!r}: {err}"
+                f"could not run query {query!r} against Prometheus at {shown_url!r}: {_scrub(err, base_url)}"
             ) from err
 
     with client:
@@ -273,43 +281,49 @@ def _api_client_fetcher(base_url: str, timeout: float) -> Iterator[ChunkFetcher]
 
 
 @contextmanager
-def _direct_fetcher(base_url: str, timeout: float) -> Iterator[ChunkFetcher]:
+def _direct_fetcher(connection: PrometheusConnection) -> Iterator[ChunkFetcher]:
     import orjson
     import requests
 
-    session = requests.Session()
-    # Loopback/LAN: gzip costs Prometheus and us more CPU than the bytes it saves.
-    session.headers["Accept-Encoding"] = "identity"
+    base_url, shown_url = connection.url.rstrip("/"), redact_url(connection.url.rstrip("/"))
+    session = prometheus_session(connection)
     url = f"{base_url}/api/v1/query_range"
 
     def fetch(query: str, start: float, end: float, step_seconds: float) -> list[dict[str, Any]]:
         params = {"query": query, "start": repr(start), "end": repr(end), "step": _format_step(step_seconds)}
         try:
-            response = session.get(url, params=params, timeout=timeout)
+            response = session.get(url, params=params, timeout=connection.timeout_seconds)
+            raise_for_auth(response.status_code, base_url)
             body = orjson.loads(response.content) if response.content else {}
         except requests.RequestException as err:
             raise PrometheusQueryError(
-                f"could not run query {query!r} against Prometheus at {base_url!r}: {err}"
+                f"could not run query {query!r} against Prometheus at {shown_url!r}: {_scrub(err, base_url)}"
             ) from err
         except orjson.JSONDecodeError as err:
             raise PrometheusQueryError(
-                f"Prometheus at {base_url!r} answered query {query!r} with HTTP {response.status_code} "
+                f"Prometheus at {shown_url!r} answered query {query!r} with HTTP {response.status_code} "
                 f"and a body that is not JSON: {_shorten(response.text)}"
             ) from err
         if response.status_code != 200 or body.get("status") != "success":
             detail = body.get("error") or _shorten(response.text)
             raise PrometheusQueryError(
-                f"Prometheus at {base_url!r} rejected query {query!r} (HTTP {response.status_code}): {detail}"
+                f"Prometheus at {shown_url!r} rejected query {query!r} "
+                f"(HTTP {response.status_code}): {detail}"
             )
         data = body.get("data") or {}
         if data.get("resultType") != "matrix":
             raise PrometheusQueryError(
-                f"query {query!r} at {base_url!r} returned {data.get('resultType')!r}, expected a matrix"
+                f"query {query!r} at {shown_url!r} returned {data.get('resultType')!r}, expected a matrix"
             )
         return data.get("result") or []
 
     with session:
         yield fetch
+
+
+def _scrub(err: BaseException, base_url: str) -> str:
+    """A transport error's text with the URL's password (urllib3 repeats the URL) redacted."""
+    return str(err).replace(base_url, redact_url(base_url))
 
 
 def _api_client_reason(message: str) -> str:
@@ -429,13 +443,13 @@ def _is_sorted(keys: Sequence[LabelKey]) -> bool:
 
 
 def fetch_range_answer(
-    prometheus_url: str,
+    prometheus: str | PrometheusConnection,
     query: str,
     *,
     start: float,
     end: float,
     step_seconds: float,
-    timeout: float = 30.0,
+    timeout: float | None = None,
     transport: Transport = DEFAULT_TRANSPORT,
 ) -> RangeAnswer:
     """`fetch_range`, answering a `RangeAnswer` (same block, plus point presence and label keys).
@@ -448,11 +462,11 @@ def fetch_range_answer(
     if transport == "prometheus-api-client" and step_seconds != int(step_seconds):
         # custom_query_range rounds start/end to whole seconds, which would shift a fractional grid.
         raise ValueError(f"the prometheus-api-client transport needs a whole-second step, got {step_seconds}")
-    base_url = prometheus_url.rstrip("/")
+    connection = as_connection(prometheus, timeout)
     open_fetcher = _api_client_fetcher if transport == "prometheus-api-client" else _direct_fetcher
     # Decoding allocates millions of small container objects (one list per point); pausing the
     # cyclic GC meanwhile spares repeated collections that can find nothing to free.
-    with open_fetcher(base_url, timeout) as fetch_chunk, _gc_paused():
+    with open_fetcher(connection) as fetch_chunk, _gc_paused():
         results = [
             fetch_chunk(query, float(chunk[0]), float(chunk[-1]), step_seconds)
             for chunk in _chunks(timestamps, MAX_POINTS_PER_QUERY)

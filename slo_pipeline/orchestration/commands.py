@@ -32,6 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from slo_pipeline.adapters.prometheus_connection import PrometheusAuthError
     from slo_pipeline.orchestration.retrain import retrain_detector
     from slo_pipeline.settings import load_settings
 
@@ -44,6 +45,9 @@ def _train(args: argparse.Namespace) -> int:
     for name in names:
         try:
             outcome = retrain_detector(settings, name)
+        except PrometheusAuthError as err:  # the same for every detector: stop, exit 2
+            print(f"training {name} failed: {err}", file=sys.stderr)
+            return 2
         except Exception as err:  # one detector's failure must not hide the others' results
             failures += 1
             log.error("training %s failed: %s", name, err)

@@ -19,6 +19,7 @@ from slo_pipeline.adapters import lake, registry
 from slo_pipeline.adapters.incident_history import KnownIncident, incident_history, incident_matrix
 from slo_pipeline.adapters.postgres import DatabaseError
 from slo_pipeline.adapters.prometheus import SeriesBlock, fetch_detector_range, series_keys
+from slo_pipeline.adapters.prometheus_connection import redact_url
 from slo_pipeline.core.alert_sim import simulate_alerts
 from slo_pipeline.core.features import compute_features
 from slo_pipeline.core.heldout import ValidationDecision, basic_validation, combine
@@ -48,11 +49,10 @@ class RetrainOutcome:
 def fetch_history(settings: Settings, detector: DetectorConfig, end: float) -> SeriesBlock:
     """The detector's training window (fetch_range splits it into queries Prometheus accepts)."""
     return fetch_detector_range(
-        settings.prometheus_url,
+        settings.prometheus,
         detector,
         start=end - detector.training_window_seconds,
         end=end,
-        timeout=settings.query_timeout_seconds,
     )
 
 
@@ -110,7 +110,8 @@ def prepare_training_data(settings: Settings, detector: DetectorConfig, *, end: 
     if block.values.size == 0:
         raise ValueError(
             f"detector {detector.name!r}: query returned no data over the last "
-            f"{detector.training_window_seconds}s from {settings.prometheus_url!r}: {detector.query_text}"
+            f"{detector.training_window_seconds}s from {redact_url(settings.prometheus_url)!r}: "
+            f"{detector.query_text}"
         )
     frame = lake.training_frame(block.labels, block.timestamps, block.values, block.signals)
     snapshot_path = lake.write_snapshot(settings.data_lake, detector.name, frame, now=end)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from slo_pipeline.settings import Settings
+    from slo_pipeline.settings import PrometheusConnection, Settings
     from slo_pipeline.slo.render import RenderResult
     from slo_pipeline.slo.spec import SLO
 
@@ -282,9 +282,7 @@ def _sync(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     interval = settings.slo_sync_interval_seconds
     # At most one reload per tick: the loop itself is the debounce for a burst of UI edits.
-    reloader = DebouncedReloader(
-        args.prometheus_url or settings.prometheus_url, min_interval_seconds=interval
-    )
+    reloader = DebouncedReloader(_reload_target(args, settings), min_interval_seconds=interval)
     stop = threading.Event()
 
     def request_stop(signum: int, frame: object) -> None:
@@ -319,6 +317,11 @@ def _sync(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reload_target(args: argparse.Namespace, settings: Settings) -> PrometheusConnection:
+    """`--prometheus-url` or the settings' URL, with the settings' credentials either way."""
+    return settings.prometheus.with_url(args.prometheus_url) if args.prometheus_url else settings.prometheus
+
+
 def _read_spec(path: Path) -> list[SLO]:
     from slo_pipeline.slo.spec import SpecError, parse_specs
 
@@ -342,7 +345,7 @@ def _install(slos: list[SLO], args: argparse.Namespace, settings: Settings) -> i
         return EXIT_FAILED
     _report(result)
     if args.reload and result.changed:
-        reloader = DebouncedReloader(args.prometheus_url or settings.prometheus_url)
+        reloader = DebouncedReloader(_reload_target(args, settings))
         try:
             reloader.request()
             reloader.flush()

@@ -116,14 +116,7 @@ def evidence_from_series(
 
 def _present(settings: Settings, query: str, start: float, end: float, step: float) -> np.ndarray:
     """Per grid point of `[start, end]`: did `query` (one series after `max`) have a sample?"""
-    block = fetch_range(
-        settings.prometheus_url,
-        query,
-        start=start,
-        end=end,
-        step_seconds=step,
-        timeout=settings.query_timeout_seconds,
-    )
+    block = fetch_range(settings.prometheus, query, start=start, end=end, step_seconds=step)
     if block.n_series == 0:
         return np.zeros(len(block.timestamps), dtype=bool)
     return np.isfinite(block.values).any(axis=1)

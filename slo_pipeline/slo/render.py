@@ -18,10 +18,14 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from slo_pipeline.slo.promcheck import PROMTOOL, check_rule_files, explain_rule_problems
 from slo_pipeline.slo.rulegen import GENERATED_MARKER
 from slo_pipeline.slo.spec import SLO
+
+if TYPE_CHECKING:
+    from slo_pipeline.settings import PrometheusConnection
 
 log = logging.getLogger(__name__)
 
@@ -117,19 +121,34 @@ def install_rule_files(
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def post_reload(prometheus_url: str, timeout_seconds: float = 10.0) -> None:
-    """POST /-/reload (needs Prometheus started with --web.enable-lifecycle)."""
+def post_reload(prometheus: str | PrometheusConnection, timeout_seconds: float = 10.0) -> None:
+    """POST /-/reload (needs Prometheus started with --web.enable-lifecycle), with the connection
+    settings' credentials (a reverse proxy in front of Prometheus may ask for them)."""
     import requests
 
-    url = prometheus_url.rstrip("/") + "/-/reload"
+    from slo_pipeline.adapters.prometheus_connection import (
+        PrometheusQueryError,
+        as_connection,
+        prometheus_session,
+        redact_url,
+    )
+
+    connection = as_connection(prometheus)
+    url = connection.url.rstrip("/") + "/-/reload"
+    shown = redact_url(url)
     try:
-        response = requests.post(url, timeout=timeout_seconds)
+        with prometheus_session(connection) as session:
+            response = session.post(url, timeout=timeout_seconds)
+    except PrometheusQueryError as err:  # an unreadable secret file
+        raise ReloadError(str(err)) from None
     except requests.RequestException as err:
-        raise ReloadError(f"could not reach Prometheus at {url}: {err}") from err
+        raise ReloadError(f"could not reach Prometheus at {shown}: {type(err).__name__}") from err
+    if response.status_code == 401:
+        raise ReloadError(f"Prometheus at {shown} answered HTTP 401 Unauthorized: check the credentials")
     if response.status_code != 200:
         hint = " (start Prometheus with --web.enable-lifecycle)" if response.status_code == 403 else ""
         raise ReloadError(
-            f"Prometheus refused {url}: HTTP {response.status_code} {response.text.strip()}{hint}"
+            f"Prometheus refused {shown}: HTTP {response.status_code} {response.text.strip()[:300]}{hint}"
         )
 
 
@@ -145,16 +164,20 @@ class DebouncedReloader:
 
     def __init__(
         self,
-        prometheus_url: str,
+        prometheus: str | PrometheusConnection,
         *,
         min_interval_seconds: float = DEFAULT_RELOAD_INTERVAL_SECONDS,
         timeout_seconds: float = 10.0,
-        post: Callable[[str, float], None] = post_reload,
+        post: Callable[[str | PrometheusConnection, float], None] = post_reload,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if min_interval_seconds < 0:
             raise ValueError(f"min_interval_seconds must be >= 0, got {min_interval_seconds}")
-        self.prometheus_url = prometheus_url
+        from slo_pipeline.adapters.prometheus_connection import redact_url
+
+        self._target = prometheus
+        # For logs: never the credentials.
+        self.prometheus_url = redact_url(prometheus if isinstance(prometheus, str) else prometheus.url)
         self.min_interval_seconds = min_interval_seconds
         self.timeout_seconds = timeout_seconds
         self._post = post
@@ -210,6 +233,6 @@ class DebouncedReloader:
 
     def _reload_locked(self) -> None:
         self._last_reload = self._clock()
-        self._post(self.prometheus_url, self.timeout_seconds)
+        self._post(self._target, self.timeout_seconds)
         self.reload_count += 1
         log.info("reloaded Prometheus at %s", self.prometheus_url)

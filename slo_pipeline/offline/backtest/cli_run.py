@@ -16,11 +16,13 @@ from pathlib import Path
 import pandas as pd
 
 from slo_pipeline.adapters.prometheus import (
+    PrometheusAuthError,
     PrometheusQueryError,
     SeriesBlock,
     fetch_detector_range,
     fetch_range,
 )
+from slo_pipeline.adapters.prometheus_connection import redact_url
 from slo_pipeline.core.alert_sim import AlertRule
 from slo_pipeline.offline.backtest.defaults import CSV_DEFAULT_BUDGET, CSV_DEFAULT_MIN_TRAINING_SAMPLES
 from slo_pipeline.offline.backtest.io import (
@@ -269,26 +271,32 @@ def _fetch_prometheus(
     if not query or not args.start:
         raise InputError("--prometheus-url needs --start (and --end, default now) and --query or --detector")
     start, end = parse_time(args.start, now=now), parse_time(args.end or "now", now=now)
-    url, step = args.prometheus_url.rstrip("/"), args.step or detector.step_seconds
+    from slo_pipeline.settings import load_settings
+
+    # The credentials, headers and TLS settings come from the environment, as for every reader.
+    connection = load_settings().prometheus.with_url(args.prometheus_url.rstrip("/"))
+    url, step = redact_url(connection.url), args.step or detector.step_seconds
 
     def fetch(chunk_start: float, chunk_end: float) -> SeriesBlock:
         try:
             if joined:
                 return fetch_detector_range(
-                    url,
+                    connection,
                     detector.model_copy(update={"step_seconds": step}),
                     start=chunk_start,
                     end=chunk_end,
                     timeout=_QUERY_TIMEOUT_SECONDS,
                 )
             return fetch_range(
-                url,
+                connection,
                 query,
                 start=chunk_start,
                 end=chunk_end,
                 step_seconds=step,
                 timeout=_QUERY_TIMEOUT_SECONDS,
             )
+        except PrometheusAuthError as err:
+            raise InputError(str(err)) from None
         except PrometheusQueryError as err:
             raise InputError(
                 describe_query_error(err, url=url, query=query, timeout=_QUERY_TIMEOUT_SECONDS)
