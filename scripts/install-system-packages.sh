@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the stack runs on when they are missing: Prometheus (+promtool),
-# Alertmanager (+amtool) and the PostgreSQL server binaries (for a private demo/test server).
+# Alertmanager (+amtool), the PostgreSQL server binaries (for a private demo/test server) and
+# VictoriaMetrics (+vmalert, for the second-backend tests).
 # Only root can install; anyone else gets the exact command to run.
 set -euo pipefail
 
@@ -9,6 +10,8 @@ command -v prometheus >/dev/null 2>&1 && command -v promtool >/dev/null 2>&1 || 
 command -v prometheus-alertmanager >/dev/null 2>&1 && command -v amtool >/dev/null 2>&1 \
   || missing+=(prometheus-alertmanager)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+# VictoriaMetrics single node + vmalert: the second Prometheus-API backend of the integration tests.
+command -v victoria-metrics >/dev/null 2>&1 && command -v vmalert >/dev/null 2>&1 || missing+=(victoria-metrics)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
@@ -24,6 +27,6 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # Debian's packages start daemons on their default ports where an init system runs; the stack
 # starts its own processes on free ports, so stop any that came up.
-for service in prometheus prometheus-alertmanager prometheus-node-exporter; do
+for service in prometheus prometheus-alertmanager prometheus-node-exporter victoria-metrics; do
   (command -v systemctl >/dev/null 2>&1 && systemctl stop "$service" 2>/dev/null) || true
 done

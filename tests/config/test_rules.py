@@ -42,6 +42,7 @@ MUTATIONS = {
     "retrain_label_lost": ('retrain: "true"', 'retrain: "false"'),
     "retrain_too_eager": ("ratio_avg1h > 0.2", "ratio_avg1h > 0.05"),
     "exporter_down_any_job": ('up{job="slo-pipeline-exporter"} == 0', "up == 0"),
+    "shard_missing_never_per_shard": ("unless on (shard)", "unless on ()"),
 }
 
 
