@@ -18,11 +18,11 @@ import pytest
 
 from exporter.service import ExporterService
 from exporter.sharding import UNSHARDED, Shard
-from slo_pipeline import launch
-from slo_pipeline.model import DetectorModel
-from slo_pipeline.registry import ModelRef
+from slo_pipeline.adapters.registry import ModelRef
+from slo_pipeline.core.model import DetectorModel
+from slo_pipeline.core.training import fit_detector_model
+from slo_pipeline.devstack import launch
 from slo_pipeline.settings import DetectorConfig, FeatureWindows, PipelineConfig, load_settings
-from slo_pipeline.training import fit_detector_model
 
 pytestmark = pytest.mark.integration
 

@@ -20,15 +20,15 @@ import pytest
 
 from exporter.service import ExporterService
 from exporter.sharding import UNSHARDED
-from slo_pipeline import launch
-from slo_pipeline.backtest.prometheus_range import format_time
+from slo_pipeline.adapters.prometheus import PrometheusAuthError
+from slo_pipeline.adapters.registry import ModelRef
 from slo_pipeline.cli import main
-from slo_pipeline.model import DetectorModel
-from slo_pipeline.prometheus_io import PrometheusAuthError
-from slo_pipeline.registry import ModelRef
-from slo_pipeline.retrain import prepare_training_data, retrain_detector
+from slo_pipeline.core.model import DetectorModel
+from slo_pipeline.core.training import fit_detector_model
+from slo_pipeline.devstack import launch
+from slo_pipeline.offline.backtest.prometheus_range import format_time
+from slo_pipeline.orchestration.retrain import prepare_training_data, retrain_detector
 from slo_pipeline.settings import Settings, load_settings
-from slo_pipeline.training import fit_detector_model
 from tests.fixtures.victoria import import_series, start_victoria_metrics
 
 pytestmark = pytest.mark.integration
