@@ -9,13 +9,11 @@ Credentials never reach a message: URLs are printed through `redact_url`, secret
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
-from slo_pipeline.settings import PrometheusConnection
+import requests
 
-if TYPE_CHECKING:
-    import requests
+from slo_pipeline.settings import PrometheusConnection
 
 AUTH_STATUSES = (401, 403)
 
@@ -103,9 +101,7 @@ def client_cert(connection: PrometheusConnection) -> tuple[str, str] | None:
 def prometheus_session(connection: PrometheusConnection) -> requests.Session:
     """A session that sends the connection's credentials, headers and TLS settings with every
     request. Secret files are read now, so a rotated token is used by the next session."""
-    import requests
-
-    session = requests.Session()
+    session = _SettingsFirstSession()
     # Loopback/LAN: gzip costs Prometheus and us more CPU than the bytes it saves
     # (slo_pipeline/adapters/prometheus.py explains the measurement).
     session.headers["Accept-Encoding"] = "identity"
@@ -114,6 +110,19 @@ def prometheus_session(connection: PrometheusConnection) -> requests.Session:
     session.verify = tls_verify(connection)
     session.cert = client_cert(connection)
     return session
+
+
+class _SettingsFirstSession(requests.Session):
+    """`requests` lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override a session's own `verify`
+    (psf/requests#3829), which would silently ignore PROMETHEUS_CA_FILE and skip-verify on any
+    machine that sets them (many container images do). The settings win here; proxies and the
+    rest of the environment still apply."""
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[no-untyped-def]
+        merged = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if verify is None and self.verify is not True:
+            merged["verify"] = self.verify
+        return merged
 
 
 def raise_for_auth(status_code: int, url: str) -> None:
