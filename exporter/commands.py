@@ -7,7 +7,7 @@ import argparse
 DEFAULT_LISTEN = "127.0.0.1:9110"
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "exporter",
         help="score series with the @champion models and serve anomaly metrics",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices
+from pydantic import AliasChoices, BaseModel
 from pydantic.fields import FieldInfo
 
 from slo_pipeline.settings import DetectorConfig, FeatureWindows, Settings, SignalConfig
@@ -43,7 +43,7 @@ def _default(info: FieldInfo) -> str:
     return text.replace(str(Path.cwd()), ".") if text != "" else '""'
 
 
-def _rows(model: type, with_env: bool) -> list[str]:
+def _rows(model: type[BaseModel], with_env: bool) -> list[str]:
     rows = []
     for name, info in model.model_fields.items():
         if info.exclude:

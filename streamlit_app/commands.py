@@ -15,7 +15,7 @@ EXIT_FAILED = 1
 EXIT_INVALID = 2
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     ui = subparsers.add_parser("ui", help="operator UI administration")
     ui_actions = ui.add_subparsers(dest="ui_command", metavar="ACTION", required=True)
     user = ui_actions.add_parser("user", help="manage who may sign in to the UI, with which role")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import BinaryIO
+from typing import IO
 
 READ_CHUNK_BYTES = 64 * 1024
 
@@ -14,7 +14,7 @@ class BodyTooLarge(ValueError):
         self.limit = limit
 
 
-def read_limited(stream: BinaryIO, declared_length: int | None, limit: int) -> bytes:
+def read_limited(stream: IO[bytes], declared_length: int | None, limit: int) -> bytes:
     """The whole body, or BodyTooLarge.
 
     Content-Length is checked first (cheap refusal without reading), and the limit is enforced

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     webhook = subparsers.add_parser(
         "webhook", help="serve the Alertmanager webhook (gunicorn + Flask)", description=_run_webhook.__doc__
     )

@@ -108,7 +108,7 @@ def run(settings: Settings, listen: str, workers: int | None = None) -> int:
         "proc_name": "slo-pipeline-webhook",
     }
 
-    class WebhookApplication(BaseApplication):  # type: ignore[misc]
+    class WebhookApplication(BaseApplication):
         def load_config(self) -> None:
             for key, value in options.items():
                 self.cfg.set(key, value)

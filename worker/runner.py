@@ -44,10 +44,17 @@ ERROR_TEXT_LIMIT = 4000
 
 
 class RetrainOutcomeLike(Protocol):
-    run_id: str
-    model_version: str
-    promoted: bool
-    reasons: list[str]
+    @property
+    def run_id(self) -> str: ...
+
+    @property
+    def model_version(self) -> str: ...
+
+    @property
+    def promoted(self) -> bool: ...
+
+    @property
+    def reasons(self) -> list[str]: ...
 
 
 # train(settings, detector_name, *, may_promote) -> outcome; `may_promote()` must be asked (and

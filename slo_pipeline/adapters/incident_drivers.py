@@ -189,7 +189,7 @@ def find_drivers(
                 except DriverLookupError as err:
                     failure = str(err)
         if key not in answers:
-            reason = failure if queried else f"not looked up: {failure or 'no answer'}"
+            reason = (failure or "no answer") if queried else f"not looked up: {failure or 'no answer'}"
             outcomes.append(DriverOutcome(incident.id, FAILED, reason=reason, queried=queried))
             continue
         driver = match_driver(incident.alert.labels, answers[key])

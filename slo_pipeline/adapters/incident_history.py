@@ -107,5 +107,5 @@ def incident_matrix(
         if not rows.any():
             continue
         columns = [n for n, labels in enumerate(series_labels) if incident.matches(labels)]
-        mask[np.ix_(rows, columns)] = True
+        mask[np.ix_(rows, np.asarray(columns, dtype=np.intp))] = True
     return mask

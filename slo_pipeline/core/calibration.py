@@ -118,7 +118,8 @@ def anomaly_score(tail_probability: np.ndarray, threshold: float) -> np.ndarray:
     if not 0.0 < threshold < 1.0:
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
     p = np.clip(np.asarray(tail_probability, dtype=np.float64), MIN_PROBABILITY, 1.0)
-    return np.log(p) / np.log(threshold)
+    scores: np.ndarray = np.log(p) / np.log(threshold)
+    return scores
 
 
 def _round(value: float) -> float:

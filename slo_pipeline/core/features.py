@@ -72,7 +72,8 @@ def clean(values: np.ndarray, max_gap: int) -> np.ndarray:
     """
     frame = pd.DataFrame(np.asarray(values, dtype=np.float64))
     frame = frame.replace([np.inf, -np.inf], np.nan)
-    return frame.ffill(limit=max_gap).to_numpy()
+    filled: np.ndarray = frame.ffill(limit=max_gap).to_numpy()
+    return filled
 
 
 def compute_features(values: np.ndarray, windows: FeatureWindows) -> np.ndarray:
@@ -159,7 +160,8 @@ def trailing_features(values: np.ndarray, windows: FeatureWindows, rows: int = 1
 
 def latest_features(values: np.ndarray, windows: FeatureWindows) -> np.ndarray:
     """Features of the last row only: `[N, F]`. Same code as training, last row kept."""
-    return trailing_features(values, windows, rows=1)[-1]
+    last: np.ndarray = trailing_features(values, windows, rows=1)[-1]
+    return last
 
 
 def _robust_scale(iqr: np.ndarray, median: np.ndarray, mean_abs: np.ndarray, std: np.ndarray) -> np.ndarray:
@@ -177,10 +179,11 @@ def _robust_scale(iqr: np.ndarray, median: np.ndarray, mean_abs: np.ndarray, std
 def _signed_log(x: np.ndarray) -> np.ndarray:
     """sign(x) * log1p(min(|x|, max)) in one buffer: ~3x faster than clip, sign and abs with their
     temporaries (12M features at 1,000 series x 7 days: 0.25 s instead of 0.8 s). NaN stays NaN."""
-    out = np.abs(x)
+    out: np.ndarray = np.abs(x)
     np.minimum(out, _MAX_ROBUST_UNITS, out=out)
     np.log1p(out, out=out)
-    return np.copysign(out, x, out=out)
+    np.copysign(out, x, out=out)
+    return out
 
 
 def training_rows(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -3,7 +3,7 @@
 The basic gate judges what operators will experience: alarm *onsets* of the shipped alert rule
 (`for:` / `keep_firing_for:`, simulated by backtest.onset) while the service was healthy, on
 held-out data both candidate and champion see for the first time. SLO-based validation
-(slo/validation.py) adds breaches, confirmed incidents and lead time; `combine` merges the
+(core/slo_gate.py) adds breaches, confirmed incidents and lead time; `combine` merges the
 decisions so every reason is recorded.
 """
 

@@ -84,7 +84,8 @@ class DetectorModel:
         """The forest's raw score, higher = more anomalous. `rows[M, F]` must be finite."""
         if len(rows) == 0:
             return np.empty(0)
-        return -self.forest.score_samples(rows)
+        scores: np.ndarray = -self.forest.score_samples(rows)
+        return scores
 
     def sample_tail_probability(self, rows: np.ndarray) -> np.ndarray:
         """Per-sample calibrated P(score >= observed) under normal data; NaN rows give NaN.
@@ -143,7 +144,8 @@ class DetectorModel:
         """Tail probability of the last sample of every series in `values[T, N]`; NaN = unscorable."""
         rows = self.windows.evidence if self.evidence is not None else 1
         features = trailing_features(self.check_values(values), self.windows, rows)
-        return self.feature_tail_probability(features)[-1]
+        latest: np.ndarray = self.feature_tail_probability(features)[-1]
+        return latest
 
     def alarm_threshold(self, false_alarms_per_week: float, step_seconds: float) -> float:
         """Per-sample tail probability p* at which normal data raises `false_alarms_per_week`

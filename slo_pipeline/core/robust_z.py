@@ -29,7 +29,8 @@ class RobustZ:
 
     def z(self, rows: np.ndarray) -> np.ndarray:
         """Per-feature robust z of `rows[M, F]`."""
-        return (np.asarray(rows, dtype=np.float64) - self.center) / self.scale
+        z: np.ndarray = (np.asarray(rows, dtype=np.float64) - self.center) / self.scale
+        return z
 
     def statistic(self, rows: np.ndarray) -> np.ndarray:
         return _max_abs_z(rows, self.center, self.scale)
@@ -77,4 +78,5 @@ def _max_abs_z(rows: np.ndarray, center: np.ndarray, scale: np.ndarray) -> np.nd
     rows = np.asarray(rows, dtype=np.float64)
     if len(rows) == 0:
         return np.empty(0)
-    return (np.abs(rows - center) / scale).max(axis=1)
+    largest: np.ndarray = (np.abs(rows - center) / scale).max(axis=1)
+    return largest

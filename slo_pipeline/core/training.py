@@ -186,7 +186,7 @@ def _with_feedback_thresholds(
         raise ValueError(f"{len(keys)} series keys for {features.shape[1]} series")
     series = np.flatnonzero(flagged.any(axis=0))
     p = model.feature_tail_probability(features[:, series])
-    factors = threshold_factors(p, flagged[:, series], threshold, [keys[k] for k in series])
+    factors = threshold_factors(p, flagged[:, series], threshold, [keys[k] for k in series.tolist()])
     return replace(model, series_threshold_factors=factors)
 
 

@@ -125,7 +125,8 @@ def moving_median(cleaned: np.ndarray, window: int, min_periods: int) -> np.ndar
     if min_periods > rows:
         return np.full_like(cleaned, np.nan)
     # bottleneck wants window <= rows; a trailing window longer than the data is the whole prefix.
-    return bottleneck.move_median(cleaned, min(window, rows), min_count=min_periods, axis=0)
+    medians: np.ndarray = bottleneck.move_median(cleaned, min(window, rows), min_count=min_periods, axis=0)
+    return medians
 
 
 def _lag(x: np.ndarray, rows: int) -> np.ndarray:

@@ -10,7 +10,7 @@ import sys
 log = logging.getLogger(__name__)
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     train = subparsers.add_parser(
         "train",
         help="train, validate and maybe promote detector models",

@@ -11,30 +11,33 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from slo_pipeline.adapters import lake, registry
+from slo_pipeline.adapters import lake
+from slo_pipeline.adapters import registry as mlflow_registry
 from slo_pipeline.adapters.incident_history import KnownIncident, incident_history, incident_matrix
 from slo_pipeline.adapters.postgres import DatabaseError
 from slo_pipeline.adapters.prometheus import SeriesBlock, fetch_detector_range, series_keys
 from slo_pipeline.adapters.prometheus_connection import redact_url
-from slo_pipeline.core.alert_sim import simulate_alerts
-from slo_pipeline.core.features import compute_features
-from slo_pipeline.core.heldout import ValidationDecision, basic_validation, combine
+from slo_pipeline.adapters.registry import ModelRef, RegisteredModel
 from slo_pipeline.core.model import DetectorModel
+from slo_pipeline.core.promotion import (
+    HeldOut,
+    decide_promotion,
+    decision_tags,
+    held_out_scores,
+    lease_lost,
+    validation_split,
+)
 from slo_pipeline.core.rule_timing import RuleTiming, anomaly_alert_rule
+from slo_pipeline.core.slo_gate import SloEvidence
 from slo_pipeline.core.training import TrainingReport, fit_detector_model
 from slo_pipeline.settings import DetectorConfig, Settings
-from slo_pipeline.slo.evidence import SloEvidence, fetch_slo_evidence
-from slo_pipeline.slo.validation import ValidationPolicy, episodes, unhealthy_mask, validate_against_slo
+from slo_pipeline.slo.evidence import fetch_slo_evidence
 
 log = logging.getLogger(__name__)
-
-# The newest share of the history is held out: neither fitted nor calibrated on, so candidate
-# and champion are compared on data both see for the first time.
-VALIDATION_FRACTION = 0.15
 
 
 @dataclass(frozen=True)
@@ -54,25 +57,6 @@ def fetch_history(settings: Settings, detector: DetectorConfig, end: float) -> S
         start=end - detector.training_window_seconds,
         end=end,
     )
-
-
-def held_out_probabilities(model: DetectorModel, values: np.ndarray, split: int) -> np.ndarray:
-    """Published tail probabilities `[T - split, N]` of the held-out rows, as the exporter computes them.
-
-    Features and the evidence window are warmed on the rows before the split, so the first
-    held-out rows are scored with full windows.
-    """
-    context = min(split, model.windows.evidence - 1)
-    features = compute_features(values, model.windows)[split - context :]
-    return model.feature_tail_probability(features)[context:]
-
-
-def held_out_scores(
-    model: DetectorModel, detector: DetectorConfig, values: np.ndarray, split: int, keys: list[str]
-) -> np.ndarray:
-    """`anomaly_score[T - split, N]` at the model's own threshold for the detector's budget."""
-    threshold = model.alarm_threshold(detector.false_alarms_per_week, detector.step_seconds)
-    return model.anomaly_scores(held_out_probabilities(model, values, split), threshold, keys)
 
 
 def known_incidents(
@@ -126,7 +110,7 @@ def prepare_training_data(settings: Settings, detector: DetectorConfig, *, end: 
         excluded=cells([i for i in incidents if i.confirmed or i.slo_wide]),
         unhealthy=cells([i for i in incidents if not i.false_positive]),
         false_positive=cells([i for i in incidents if i.false_positive]),
-        split=int(len(block.timestamps) * (1.0 - VALIDATION_FRACTION)),
+        split=validation_split(len(block.timestamps)),
         incident_count=len(incidents),
         snapshot_path=snapshot_path,
         frame=frame,
@@ -152,7 +136,103 @@ def retrain_detector(
         series_keys=data.keys,
         rule=anomaly_alert_rule(detector.step_seconds, RuleTiming.from_settings(settings)),
     )
-    return judge_and_register(settings, detector, data, candidate, report, may_promote=may_promote)
+    return judge_and_register(
+        settings,
+        detector,
+        data,
+        candidate,
+        report,
+        registry=MlflowRegistry(settings),
+        evidence=PrometheusSloEvidence(settings),
+        may_promote=may_promote,
+    )
+
+
+class ModelRegistry(Protocol):
+    """The registry calls the retrain shell makes (MlflowRegistry; in-memory ones in unit tests)."""
+
+    def champion_ref(self, detector: str) -> ModelRef | None: ...
+
+    def load_model(self, ref: ModelRef) -> DetectorModel: ...
+
+    def log_and_register(
+        self,
+        detector: str,
+        model: DetectorModel,
+        *,
+        params: dict[str, Any],
+        metrics: dict[str, float],
+        tags: dict[str, str],
+        dataset_path: str,
+        dataset_frame: Any,
+    ) -> RegisteredModel: ...
+
+    def tag_version(self, detector: str, version: str, tags: dict[str, str]) -> None: ...
+
+    def set_champion(self, detector: str, version: str) -> None: ...
+
+
+class SloEvidenceSource(Protocol):
+    def slo_evidence(
+        self, slo: str, detector: str, timestamps: np.ndarray, step_seconds: float
+    ) -> SloEvidence:
+        """Breaches, pages and confirmed incidents of `slo` over `timestamps`."""
+        ...
+
+
+class MlflowRegistry:
+    """The MLflow registry named by the settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def champion_ref(self, detector: str) -> ModelRef | None:
+        return mlflow_registry.champion_ref(self._settings, detector)
+
+    def load_model(self, ref: ModelRef) -> DetectorModel:
+        return mlflow_registry.load_model(self._settings, ref)
+
+    def log_and_register(
+        self,
+        detector: str,
+        model: DetectorModel,
+        *,
+        params: dict[str, Any],
+        metrics: dict[str, float],
+        tags: dict[str, str],
+        dataset_path: str,
+        dataset_frame: Any,
+    ) -> RegisteredModel:
+        return mlflow_registry.log_and_register(
+            self._settings,
+            detector,
+            model,
+            params=params,
+            metrics=metrics,
+            tags=tags,
+            dataset_path=dataset_path,
+            dataset_frame=dataset_frame,
+        )
+
+    def tag_version(self, detector: str, version: str, tags: dict[str, str]) -> None:
+        mlflow_registry.tag_version(self._settings, detector, version, tags)
+
+    def set_champion(self, detector: str, version: str) -> None:
+        mlflow_registry.set_champion(self._settings, detector, version)
+
+
+class PrometheusSloEvidence:
+    """Recording-rule history from Prometheus and confirmed incidents from PostgreSQL."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def slo_evidence(
+        self, slo: str, detector: str, timestamps: np.ndarray, step_seconds: float
+    ) -> SloEvidence:
+        return fetch_slo_evidence(
+            self._settings, slo=slo, detector=detector, timestamps=timestamps, step_seconds=step_seconds
+        )
 
 
 def judge_and_register(
@@ -162,6 +242,8 @@ def judge_and_register(
     candidate: DetectorModel,
     report: TrainingReport,
     *,
+    registry: ModelRegistry,
+    evidence: SloEvidenceSource,
     may_promote: Callable[[], bool] | None = None,
 ) -> RetrainOutcome:
     """Validate `candidate` against the champion on held-out data; register it; maybe promote.
@@ -170,50 +252,33 @@ def judge_and_register(
     and never becomes the champion.
     """
     block, split = data.block, data.split
-    champion_ref = registry.champion_ref(settings, detector.name)
-    champion = _load_champion(settings, champion_ref)
+    champion_ref = registry.champion_ref(detector.name)
+    champion = _load_champion(registry, champion_ref)
     held_out_times = block.timestamps[split:]
-    evidence = (
-        fetch_slo_evidence(
-            settings,
-            slo=detector.slo,
-            detector=detector.name,
-            timestamps=held_out_times,
-            step_seconds=detector.step_seconds,
-        )
+    slo_evidence = (
+        evidence.slo_evidence(detector.slo, detector.name, held_out_times, detector.step_seconds)
         if detector.slo is not None
         else None
     )
-    healthy = ~data.unhealthy[split:]
-    if evidence is not None:
-        # Alarms while the SLO breached (and in its lead/recovery margins) are not false alarms for
-        # the basic gate either; the incident log may lack the breach (pages recorded before the
-        # webhook ran, backfilled history), and then a detector that caught it was rejected for it.
-        slo_episodes = episodes(evidence.breaches, evidence.confirmed_incidents, evidence.page_times)
-        healthy = healthy & ~unhealthy_mask(held_out_times, slo_episodes)[:, None]
-    rule = anomaly_alert_rule(detector.step_seconds, RuleTiming.from_settings(settings))
-    candidate_scores = held_out_scores(candidate, detector, block.values, split, data.keys)
-    champion_scores = (
-        held_out_scores(champion, detector, block.values, split, data.keys) if champion is not None else None
+    held_out = HeldOut(
+        timestamps=held_out_times,
+        candidate_scores=held_out_scores(candidate, detector, block.values, split, data.keys),
+        champion_scores=(
+            held_out_scores(champion, detector, block.values, split, data.keys)
+            if champion is not None
+            else None
+        ),
+        healthy=~data.unhealthy[split:],
     )
-    decision = basic_validation(
-        candidate_scores=candidate_scores,
-        champion_scores=champion_scores,
-        healthy=healthy,
-        rule=rule,
-        step_seconds=detector.step_seconds,
-        false_alarms_per_week=detector.false_alarms_per_week,
+    decision = decide_promotion(
+        detector,
+        held_out,
+        anomaly_alert_rule(detector.step_seconds, RuleTiming.from_settings(settings)),
+        slo_evidence,
+        excluded_incident_samples=float(data.excluded.sum()),
     )
-    if detector.slo is not None:
-        decision = combine(
-            decision,
-            slo_validation(
-                settings, detector, held_out_times, candidate_scores, champion_scores, evidence=evidence
-            ),
-        )
-    decision.metrics["excluded_incident_samples"] = float(data.excluded.sum())
+    compared_with = champion_ref.version if champion_ref else None
     registered = registry.log_and_register(
-        settings,
         detector.name,
         candidate,
         params={
@@ -227,20 +292,16 @@ def judge_and_register(
             "excluded_incidents": data.incident_count,
         },
         metrics={**report.as_metrics(), **_finite(decision.metrics)},
-        tags=_decision_tags(decision, champion_ref),
+        tags=decision_tags(decision, compared_with),
         dataset_path=data.snapshot_path,
         dataset_frame=data.frame,
     )
     version = registered.ref.version
     if decision.promote and may_promote is not None and not may_promote():
-        decision = ValidationDecision(
-            promote=False,
-            reasons=[*decision.reasons, "passed validation, but the job was taken over by another worker"],
-            metrics=decision.metrics,
-        )
-    registry.tag_version(settings, detector.name, version, _decision_tags(decision, champion_ref))
+        decision = lease_lost(decision)
+    registry.tag_version(detector.name, version, decision_tags(decision, compared_with))
     if decision.promote:
-        registry.set_champion(settings, detector.name, version)
+        registry.set_champion(detector.name, version)
     log.info(
         "detector %s: version %s %s (%s)",
         detector.name,
@@ -257,87 +318,16 @@ def judge_and_register(
     )
 
 
-def slo_validation(
-    settings: Settings,
-    detector: DetectorConfig,
-    timestamps: np.ndarray,
-    candidate_scores: np.ndarray,
-    champion_scores: np.ndarray | None,
-    *,
-    evidence: SloEvidence | None = None,
-) -> ValidationDecision:
-    """Judge both models by the alarms the shipped alert rule would have raised for the SLO.
-
-    `evidence` (what judge_and_register already fetched for these `timestamps`) or, without it,
-    fetched here from Prometheus and PostgreSQL.
-    """
-    if detector.slo is None:
-        raise ValueError(f"detector {detector.name!r} protects no SLO; there is nothing to validate against")
-    rule = anomaly_alert_rule(detector.step_seconds, RuleTiming.from_settings(settings))
-
-    def alarms(scores: np.ndarray) -> np.ndarray:
-        firing, _ = simulate_alerts(scores, rule)
-        return firing.any(axis=1)
-
-    scored_series = int(np.isfinite(candidate_scores).any(axis=0).sum())
-    if evidence is None:
-        evidence = fetch_slo_evidence(
-            settings,
-            slo=detector.slo,
-            detector=detector.name,
-            timestamps=timestamps,
-            step_seconds=detector.step_seconds,
-        )
-    window_hours = (timestamps[-1] - timestamps[0]) / 3600.0
-    # The policy wants a day of healthy data; shorter histories (the demo keeps three days, so
-    # the held-out slice is ~11 h) are judged on at least half of their held-out window instead.
-    policy = ValidationPolicy(min_healthy_hours=min(24.0, 0.5 * window_hours))
-    notes: list[str] = []
-    if evidence.recorded_samples == 0:
-        # Not a rejection: first models are trained before any rule has run (the demo, a fresh
-        # install). But "no breach" then means "no evidence", and the run must say so.
-        notes.append(
-            "Prometheus holds no recording-rule history of it in the held-out window "
-            "(are its rules loaded?): breaches and pages not assessed"
-        )
-    decision = validate_against_slo(
-        timestamps=timestamps,
-        candidate_alarms=alarms(candidate_scores),
-        champion_alarms=alarms(champion_scores) if champion_scores is not None else None,
-        breaches=evidence.breaches,
-        incidents=evidence.confirmed_incidents,
-        # Alarms are counted over the whole detector (any series), so the budget is per series
-        # times the series that were scored.
-        false_alarms_per_week=detector.false_alarms_per_week * max(1, scored_series),
-        page_times=evidence.page_times,
-        policy=policy,
-    )
-    # The basic gate's reasons sit next to these on the job and the MLflow version: name the SLO.
-    return ValidationDecision(
-        promote=decision.promote,
-        reasons=[f"SLO {detector.slo!r}: {reason}" for reason in [*notes, *decision.reasons]],
-        metrics={**decision.metrics, "slo_recorded_samples": float(evidence.recorded_samples)},
-    )
-
-
-def _load_champion(settings: Settings, ref: registry.ModelRef | None) -> DetectorModel | None:
+def _load_champion(registry: ModelRegistry, ref: ModelRef | None) -> DetectorModel | None:
     if ref is None:
         return None
     try:
-        return registry.load_model(settings, ref)
-    except registry.ModelLoadError as err:
+        return registry.load_model(ref)
+    except mlflow_registry.ModelLoadError as err:
         # A champion that cannot be loaded cannot be compared with; the candidate is judged on
         # its own merits, and the failure is recorded in the log for the operator.
         log.warning("champion %s/%s could not be loaded for comparison: %s", ref.model_name, ref.version, err)
         return None
-
-
-def _decision_tags(decision: ValidationDecision, champion: registry.ModelRef | None) -> dict[str, str]:
-    return {
-        "slo_pipeline.decision": "promoted" if decision.promote else "rejected",
-        "slo_pipeline.reasons": "; ".join(decision.reasons)[:5000],
-        "slo_pipeline.compared_with": champion.version if champion else "none",
-    }
 
 
 def _finite(metrics: dict[str, float]) -> dict[str, float]:

@@ -26,7 +26,7 @@ DEFAULT_RULES_OUT = Path("rules") / "slo"
 EXIT_INVALID = 2
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     slo = subparsers.add_parser("slo", help="load, export and validate SLO specs (Sloth prometheus/v1)")
     actions = slo.add_subparsers(dest="slo_command", metavar="ACTION", required=True)
 

@@ -25,16 +25,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import numpy as np
 
 from slo_pipeline.adapters import postgres as db
 from slo_pipeline.adapters.prometheus import PrometheusQueryError, fetch_range, step_grid
+from slo_pipeline.core.slo_gate import Interval, SloEvidence, intervals_where, onset_times
 from slo_pipeline.settings import Settings
 from slo_pipeline.slo.burnrate import TIERS, WINDOW_SECONDS, BurnTier
 from slo_pipeline.slo.rulegen import sli_error_metric
-from slo_pipeline.slo.validation import Interval, intervals_where, onset_times
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +50,6 @@ _CONFIRMED = """
        AND feedback = 'true_positive'
        AND starts_at <= to_timestamp(%s) AND coalesce(ends_at, now()) >= to_timestamp(%s)
 """
-
-
-@dataclass(frozen=True)
-class SloEvidence:
-    breaches: list[Interval]
-    page_times: list[float]
-    confirmed_incidents: list[Interval]
-    # Grid points at which the SLO's recording rules had a sample; 0 means Prometheus holds no
-    # history of this SLO in the window (rules not loaded, a misspelt `slo:`), so "no breach"
-    # means "no evidence", not "healthy".
-    recorded_samples: int = 0
 
 
 def tier_condition_query(slo: str, tier: BurnTier, *, include_alerts: bool = True) -> str:
@@ -119,7 +107,8 @@ def _present(settings: Settings, query: str, start: float, end: float, step: flo
     block = fetch_range(settings.prometheus, query, start=start, end=end, step_seconds=step)
     if block.n_series == 0:
         return np.zeros(len(block.timestamps), dtype=bool)
-    return np.isfinite(block.values).any(axis=1)
+    present: np.ndarray = np.isfinite(block.values).any(axis=1)
+    return present
 
 
 def fetch_slo_evidence(

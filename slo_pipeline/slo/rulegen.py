@@ -273,7 +273,7 @@ def _represent_str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
-class _RulesDumper(yaml.SafeDumper):
+class _RulesDumper(yaml.SafeDumper):  # type: ignore[misc]  # PyYAML ships no type hints
     """Block style for multi-line PromQL, so generated files diff and read like hand-written ones."""
 
     # Declared on our own subclass (not yaml.add_representer), so importing changes nothing global.
@@ -285,4 +285,4 @@ class _RulesDumper(yaml.SafeDumper):
 
 
 def _dump(document: Mapping[str, Any]) -> str:
-    return yaml.dump(document, Dumper=_RulesDumper, sort_keys=False, width=10_000, allow_unicode=True)
+    return str(yaml.dump(document, Dumper=_RulesDumper, sort_keys=False, width=10_000, allow_unicode=True))

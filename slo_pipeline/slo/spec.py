@@ -393,7 +393,7 @@ def dump_specs(slos: Sequence[SLO]) -> str:
             document["labels"] = dict(labels)
         document["slos"] = [_compact_block(m.block) for m in members]
         documents.append(document)
-    return yaml.safe_dump_all(documents, sort_keys=False, allow_unicode=True, width=1000)
+    return str(yaml.safe_dump_all(documents, sort_keys=False, allow_unicode=True, width=1000))
 
 
 def _compact_block(block: SLOBlock) -> dict[str, Any]:

@@ -139,7 +139,7 @@ def delete_slo(
     with conn, conn.cursor() as cur:
         _who(cur, changed_by, change_note)
         cur.execute("DELETE FROM slos WHERE name = %s", (name,))
-        return cur.rowcount > 0
+        return bool(cur.rowcount > 0)
 
 
 def load_slos(conn: psycopg2.extensions.connection) -> list[SLO]:

@@ -139,7 +139,8 @@ class SLOSource(Protocol):
 
 
 class RuleTarget(Protocol):
-    out_dir: Path
+    @property
+    def out_dir(self) -> Path: ...
 
     def digest(self) -> str: ...
 

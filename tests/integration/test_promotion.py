@@ -17,7 +17,13 @@ import pytest
 from exporter.service import ExporterService
 from slo_pipeline.adapters import registry
 from slo_pipeline.core.training import fit_detector_model
-from slo_pipeline.orchestration.retrain import judge_and_register, prepare_training_data, retrain_detector
+from slo_pipeline.orchestration.retrain import (
+    MlflowRegistry,
+    PrometheusSloEvidence,
+    judge_and_register,
+    prepare_training_data,
+    retrain_detector,
+)
 from slo_pipeline.settings import Settings
 from tests.fixtures.simulated import SimulatedService, simulated_service
 
@@ -69,7 +75,15 @@ def test_bad_candidate_rejected_good_promoted_rollback_serves_previous(service: 
         1 + 1e-6 * np.random.default_rng(0).standard_normal(history.shape)
     )
     bad_model, bad_report = fit_detector_model(flat, detector)
-    bad = judge_and_register(settings, detector, data, bad_model, bad_report)
+    bad = judge_and_register(
+        settings,
+        detector,
+        data,
+        bad_model,
+        bad_report,
+        registry=MlflowRegistry(settings),
+        evidence=PrometheusSloEvidence(settings),
+    )
     assert not bad.promoted
     assert any("allows" in reason or "fires on" in reason for reason in bad.reasons), bad.reasons
     # Rejected, yet registered and tagged with why, and never serving.

@@ -43,17 +43,23 @@ from mlflow.tracking import MlflowClient
 from slo_pipeline.adapters import registry
 from slo_pipeline.adapters.prometheus import fetch_range
 from slo_pipeline.core.rule_timing import RuleTiming, anomaly_alert_rule
+from slo_pipeline.core.slo_gate import onset_times
 from slo_pipeline.core.training import fit_detector_model
 from slo_pipeline.devstack import launch
 from slo_pipeline.devstack.simulator.history import write_history
 from slo_pipeline.devstack.simulator.model import Incident
-from slo_pipeline.orchestration.retrain import judge_and_register, prepare_training_data, retrain_detector
+from slo_pipeline.orchestration.retrain import (
+    MlflowRegistry,
+    PrometheusSloEvidence,
+    judge_and_register,
+    prepare_training_data,
+    retrain_detector,
+)
 from slo_pipeline.settings import PipelineConfig, Settings, load_pipeline_config, load_settings
 from slo_pipeline.slo.burnrate import TIERS
 from slo_pipeline.slo.evidence import fetch_slo_evidence, tier_condition_query
 from slo_pipeline.slo.rulegen import render_rule_files
 from slo_pipeline.slo.spec import parse_specs
-from slo_pipeline.slo.validation import onset_times
 from tests.fixtures.paths import REPO_ROOT
 from tests.fixtures.services import prometheus_query
 from tests.fixtures.simulated import last_anchor
@@ -254,7 +260,15 @@ def test_retrain_judges_candidates_by_the_real_breach(history: History, settings
         series_keys=data.keys,
         rule=anomaly_alert_rule(detector.step_seconds, RuleTiming.from_settings(settings)),
     )
-    blind = judge_and_register(settings, detector, data, blind_model, blind_report)
+    blind = judge_and_register(
+        settings,
+        detector,
+        data,
+        blind_model,
+        blind_report,
+        registry=MlflowRegistry(settings),
+        evidence=PrometheusSloEvidence(settings),
+    )
 
     assert not blind.promoted
     assert blind.metrics["slo_candidate_breaches_caught"] == 0.0

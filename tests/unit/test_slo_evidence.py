@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from slo_pipeline.adapters.prometheus import PrometheusQueryError, SeriesBlock
+from slo_pipeline.core.slo_gate import Interval
 from slo_pipeline.settings import Settings
 from slo_pipeline.slo import evidence as slo_evidence
 from slo_pipeline.slo.burnrate import TIERS
@@ -23,7 +24,6 @@ from slo_pipeline.slo.evidence import (
     recorded_query,
     tier_condition_query,
 )
-from slo_pipeline.slo.validation import Interval
 
 STEP = 60.0
 GRID = 1_700_000_040.0 + np.arange(20) * STEP  # multiples of the step, as fetch_range aligns

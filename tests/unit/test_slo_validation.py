@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from slo_pipeline.core.heldout import combine
-from slo_pipeline.slo.validation import (
+from slo_pipeline.core.slo_gate import (
     Interval,
     ValidationPolicy,
     episodes,

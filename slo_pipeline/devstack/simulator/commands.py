@@ -30,7 +30,7 @@ def positive_float(value: str) -> float:
     return number
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     simulator = subparsers.add_parser("simulator", help="the simulated HTTP service used by the demo")
     commands = simulator.add_subparsers(dest="simulator_command", metavar="ACTION", required=True)
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -177,7 +178,7 @@ def _base_detector(args: argparse.Namespace) -> DetectorConfig:
         detector = pipeline.detector(args.detector)
     else:
         # The operating point chosen on NAB is for files; a raw --query keeps the production defaults.
-        file_defaults = {
+        file_defaults: dict[str, Any] = {
             "false_alarms_per_week": CSV_DEFAULT_BUDGET,
             "min_training_samples": CSV_DEFAULT_MIN_TRAINING_SAMPLES,
         }

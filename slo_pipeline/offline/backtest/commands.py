@@ -14,7 +14,7 @@ _DEFAULT_FOR_STEPS = 2
 _DEFAULT_KEEP_STEPS = 15
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "backtest",
         help="replay history through the detector and report alarms (optionally against labels)",

@@ -168,7 +168,7 @@ def merge_blocks(blocks: Sequence[SeriesBlock], grid: np.ndarray) -> tuple[list[
         if not block.labels:
             continue
         rows = np.searchsorted(grid, block.timestamps)
-        columns = [column[_label_key(label_set)] for label_set in block.labels]
+        columns = np.asarray([column[_label_key(label_set)] for label_set in block.labels], dtype=np.intp)
         values[np.ix_(rows, columns)] = block.values
     return [dict(key) for key in keys], values
 

@@ -86,7 +86,7 @@ def nab_score(
     # count neither as misses nor as hits (perfect still counts them, as NAB's runner does).
     best = {k: -profile.fn_weight for k, (_, last) in enumerate(windows) if last >= probation}
     fp_total = 0.0
-    for i in np.flatnonzero(detected):
+    for i in np.flatnonzero(detected).tolist():
         if i < probation:
             continue
         inside = _window_containing(windows, i)

@@ -15,7 +15,7 @@ well over the most recent window", judged on the same timestamps for candidate a
    champion beyond what the budget itself expects, no materially later detection.
 
 Inputs come from Prometheus history (breaches: where a paging burn-rate tier's condition held;
-pages: the fast tier's onsets; both evaluated on the recording rules, see slo_evidence.py) and
+pages: the fast tier's onsets; both evaluated on the recording rules, see slo/evidence.py) and
 from the incidents table (operator feedback `true_positive`); the worker fetches them, this
 module only decides.
 """
@@ -43,6 +43,19 @@ class Interval:
     def __post_init__(self) -> None:
         if not self.end >= self.start:
             raise ValueError(f"interval end {self.end} is before its start {self.start}")
+
+
+@dataclass(frozen=True)
+class SloEvidence:
+    """What Prometheus and the incident log say about an SLO over a window (slo/evidence.py fetches it)."""
+
+    breaches: list[Interval]
+    page_times: list[float]
+    confirmed_incidents: list[Interval]
+    # Grid points at which the SLO's recording rules had a sample; 0 means Prometheus holds no
+    # history of this SLO in the window (rules not loaded, a misspelt `slo:`), so "no breach"
+    # means "no evidence", not "healthy".
+    recorded_samples: int = 0
 
 
 @dataclass(frozen=True)
