@@ -82,7 +82,7 @@ def run(settings: Settings, listen: str, workers: int | None = None) -> int:
 
     timeval = socket_timeout_option(settings.webhook_client_timeout_seconds)
 
-    class TimeoutThreadWorker(ThreadWorker):  # type: ignore[misc]
+    class TimeoutThreadWorker(ThreadWorker):
         """gthread with a kernel timeout on every client socket: a stalled half-sent request
         fails its read (the connection is closed) instead of holding a thread forever."""
 
