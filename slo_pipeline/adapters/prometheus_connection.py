@@ -9,6 +9,7 @@ Credentials never reach a message: URLs are printed through `redact_url`, secret
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -118,7 +119,9 @@ class _SettingsFirstSession(requests.Session):
     machine that sets them (many container images do). The settings win here; proxies and the
     rest of the environment still apply."""
 
-    def merge_environment_settings(self, url, proxies, stream, verify, cert):  # type: ignore[no-untyped-def]
+    def merge_environment_settings(
+        self, url: str, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> dict[str, Any]:
         merged = super().merge_environment_settings(url, proxies, stream, verify, cert)
         if verify is None and self.verify is not True:
             merged["verify"] = self.verify
