@@ -10,7 +10,7 @@ setup: $(VENV)/.installed system-packages
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,ui]"
 	touch $@
 
 system-packages:

@@ -16,6 +16,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "them with the detector's @champion model from MLflow and publish anomaly_score, "
             "anomaly_tail_probability and anomaly_model_info on /metrics (also /healthz, /-/ready)."
         ),
+        epilog="""examples:
+  slo-pipeline exporter                           127.0.0.1:9110, detectors from SLO_PIPELINE_CONFIG
+  slo-pipeline exporter --listen 0.0.0.0:9110     reachable from other hosts (e.g. a container)""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
         "--listen",

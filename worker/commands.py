@@ -10,6 +10,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "worker",
         help="claim and run retrain jobs; retry failed incident driver lookups",
         description=_run_worker.__doc__,
+        epilog="""examples:
+  slo-pipeline worker                             poll the queue; /metrics on 127.0.0.1:9111
+  slo-pipeline worker --once                      run at most one job, then exit (cron)
+  slo-pipeline worker --metrics-listen ''         no metrics listener""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     worker.add_argument("--once", action="store_true", help="process at most one job, then exit")
     worker.add_argument(

@@ -12,6 +12,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Backfill history for a simulated service, train the first models and start "
         "Prometheus, Alertmanager, exporter, webhook, worker and the UI on free loopback ports. "
         "Injects an incident every few minutes; Ctrl-C stops everything it started.",
+        epilog="""examples:
+  slo-pipeline demo                               three days of history, UI included
+  slo-pipeline demo --days 1 --no-ui              quicker start, no Streamlit
+  slo-pipeline demo --incident-every 0            no injected incidents""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     demo.add_argument("--data-dir", default=None, help="state folder (default: .data/demo in the repo)")
     demo.add_argument("--days", type=float, default=3.0, help="days of backfilled history")

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -16,9 +17,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="train, validate and maybe promote detector models",
         description="Fetch each detector's history from Prometheus, snapshot it to the data lake, "
         "fit and calibrate an IsolationForest, log it to MLflow, register a version and move "
-        "@champion when validation passes.",
+        "@champion when validation passes. Prints one JSON line per trained detector; exits 1 "
+        "when a detector failed, 2 when Prometheus, MLflow or PostgreSQL cannot be reached.",
+        epilog="""examples:
+  slo-pipeline train                              every detector in SLO_PIPELINE_CONFIG
+  slo-pipeline train demo_latency_p95             one detector
+  slo-pipeline train --jobs 4                     four detectors at a time""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     train.add_argument("detectors", nargs="*", help="detector names (default: all configured)")
+    train.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        metavar="N",
+        help="detectors trained at the same time, in worker processes (default 1)",
+    )
     train.set_defaults(handler=_train)
 
     model = subparsers.add_parser("model", help="inspect registered models, roll back")
@@ -31,38 +45,92 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     rollback.set_defaults(handler=_model_rollback)
 
 
-def _train(args: argparse.Namespace) -> int:
-    from slo_pipeline.adapters.prometheus_connection import PrometheusAuthError
+def _unreachable(err: BaseException) -> bool:
+    """True when a service every detector needs (MLflow, PostgreSQL, Prometheus) did not answer:
+    the next detector would fail the same way, so `train` stops at the first."""
+    import requests
+
+    from slo_pipeline.adapters.postgres import DatabaseError
+    from slo_pipeline.adapters.prometheus_connection import PrometheusAuthError, PrometheusSecretError
+    from slo_pipeline.adapters.registry import RegistryError
+
+    everyones = (
+        RegistryError,
+        DatabaseError,
+        PrometheusAuthError,
+        PrometheusSecretError,
+        requests.ConnectionError,
+        ConnectionError,
+    )
+    seen: BaseException | None = err
+    while seen is not None:
+        if isinstance(seen, everyones):
+            return True
+        if type(seen).__module__.startswith("mlflow"):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _train_one(settings: Any, name: str) -> tuple[str, Any, BaseException | None]:
+    """One detector, in this process or a joblib worker; the error is returned, not raised."""
     from slo_pipeline.orchestration.retrain import retrain_detector
-    from slo_pipeline.settings import load_settings
+
+    try:
+        return name, retrain_detector(settings, name), None
+    except Exception as err:  # one detector's failure must not hide the others' results
+        return name, None, err
+
+
+def _train(args: argparse.Namespace) -> int:
+    """Train, validate and register each detector; promote the new model when it passes."""
+    from joblib import Parallel, delayed
+    from tqdm import tqdm
+
+    from slo_pipeline.settings import ConfigError, load_settings
 
     settings = load_settings()
     names = args.detectors or [d.name for d in settings.pipeline.detectors]
     if not names:
-        print(f"no detectors configured in {settings.config_path}", file=sys.stderr)
-        return 2
+        raise ConfigError(f"no detectors configured in {settings.config_path}")
+    if args.jobs < 1:
+        raise ConfigError(f"--jobs must be at least 1, got {args.jobs}")
+
+    jobs = min(args.jobs, len(names))
+    if jobs > 1:
+        # Worker processes, not threads: MLflow's model serialization (skops) is not thread-safe
+        # (two detectors logged from two threads failed to serialize). The tracking store is
+        # created here first, so the processes do not race to create its tables.
+        from slo_pipeline.adapters.registry import ensure_experiment
+
+        ensure_experiment(settings, names[0])
+    results = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")(
+        delayed(_train_one)(settings, name) for name in names
+    )
     failures = 0
-    for name in names:
-        try:
-            outcome = retrain_detector(settings, name)
-        except PrometheusAuthError as err:  # the same for every detector: stop, exit 2
-            print(f"training {name} failed: {err}", file=sys.stderr)
-            return 2
-        except Exception as err:  # one detector's failure must not hide the others' results
-            failures += 1
-            log.error("training %s failed: %s", name, err)
-            continue
-        print(
-            json.dumps(
-                {
-                    "detector": name,
-                    "version": outcome.model_version,
-                    "run_id": outcome.run_id,
-                    "promoted": outcome.promoted,
-                    "reasons": outcome.reasons,
-                }
+    # The bar shows on a terminal only (tqdm turns itself off when stderr is not a TTY).
+    with tqdm(total=len(names), desc="training", unit="detector", disable=None, file=sys.stderr) as bar:
+        for name, outcome, err in results:
+            bar.update(1)
+            bar.set_postfix_str(name)
+            if err is not None:
+                if _unreachable(err):
+                    raise err
+                failures += 1
+                log.error("training %s failed: %s", name, err)
+                continue
+            bar.write(
+                json.dumps(
+                    {
+                        "detector": name,
+                        "version": outcome.model_version,
+                        "run_id": outcome.run_id,
+                        "promoted": outcome.promoted,
+                        "reasons": outcome.reasons,
+                    }
+                ),
+                file=sys.stdout,
             )
-        )
     return 1 if failures else 0
 
 

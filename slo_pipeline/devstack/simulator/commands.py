@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -118,17 +119,27 @@ def run_history(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from slo_pipeline.devstack.simulator.history import write_history
+    from tqdm import tqdm
+
+    from slo_pipeline.devstack.simulator.history import STAGES, write_history
 
     end = time.time() // args.step * args.step
-    write_history(
-        Path(args.out),
-        start=end - args.days * 86_400,
-        end=end,
-        step_seconds=args.step,
-        seed=args.seed,
-        labels=dict(args.label) if args.label else None,
-    )
+    # On a terminal only: tqdm turns itself off when stderr is not a TTY.
+    with tqdm(total=len(STAGES), desc="history", unit="stage", disable=None, file=sys.stderr) as bar:
+
+        def stage_done(name: str) -> None:
+            bar.set_postfix_str(name)
+            bar.update(1)
+
+        write_history(
+            Path(args.out),
+            start=end - args.days * 86_400,
+            end=end,
+            step_seconds=args.step,
+            seed=args.seed,
+            labels=dict(args.label) if args.label else None,
+            on_stage=stage_done,
+        )
     logging.getLogger("slo_pipeline.devstack.simulator").info(
         "wrote %.1f days of history to %s", args.days, args.out
     )

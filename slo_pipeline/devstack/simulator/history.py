@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +15,10 @@ from slo_pipeline.devstack.simulator.model import Incident, IntervalSample, samp
 DEFAULT_HISTORY_LABELS = {"job": "demo-service", "instance": "simulator:8000"}
 
 
+# What `write_history` reports to `on_stage`, in order.
+STAGES = ("sampled", "rendered", "written")
+
+
 def write_history(
     path: Path,
     *,
@@ -25,6 +29,7 @@ def write_history(
     incidents: Sequence[Incident] = (),
     labels: Mapping[str, str] | None = None,
     written_until: float | None = None,
+    on_stage: Callable[[str], None] | None = None,
 ) -> None:
     """Write the service's counters from `start` to `end` (unix seconds) as OpenMetrics.
 
@@ -33,7 +38,9 @@ def write_history(
     Samples after `written_until` are drawn but not written: the file is then a prefix of the
     history from `start` to `end`, with exactly that history's random draws (the draws depend on
     the number of steps, so a shorter `end` would be a different realisation).
+    `on_stage(name)` hears each stage as it finishes (STAGES), e.g. for a progress bar.
     """
+    report = on_stage or (lambda _stage: None)
     if not end > start:
         raise ValueError(f"history end ({end}) must be after its start ({start})")
     if step_seconds <= 0:
@@ -48,11 +55,14 @@ def write_history(
         if kept == 0:
             raise ValueError(f"no sample of the history from {start} is at or before {written_until}")
         stamps, sample = stamps[:kept], _first_steps(sample, kept)
+    report("sampled")
     text = render_openmetrics_history(
         stamps, sample, extra_labels=DEFAULT_HISTORY_LABELS if labels is None else labels
     )
+    report("rendered")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
+    report("written")
 
 
 def _first_steps(sample: IntervalSample, steps: int) -> IntervalSample:

@@ -26,6 +26,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "precision/recall/F1, detection delay, false alarms per week and the NAB standard score "
             "per file (or series) and in total."
         ),
+        epilog="""examples:
+  slo-pipeline backtest --input series.csv --output scores.csv --labels labels.json
+  slo-pipeline backtest --prometheus-url http://127.0.0.1:9090 --detector demo_latency_p95 \\
+      --start now-7d --output scores.csv""",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     source = parser.add_argument_group("input (CSV files or a Prometheus range)")
     source.add_argument("--input", nargs="+", type=Path, help="CSV files (timestamp,value[,...]) or folders")
