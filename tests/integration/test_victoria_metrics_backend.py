@@ -20,7 +20,7 @@ import pytest
 
 from exporter.service import ExporterService
 from exporter.sharding import UNSHARDED
-from slo_pipeline.adapters.prometheus import PrometheusAuthError
+from slo_pipeline.adapters.prometheus import PrometheusAuthError, fetch_detector_range
 from slo_pipeline.adapters.registry import ModelRef
 from slo_pipeline.cli import main
 from slo_pipeline.core.model import DetectorModel
@@ -28,8 +28,8 @@ from slo_pipeline.core.training import fit_detector_model
 from slo_pipeline.devstack import launch
 from slo_pipeline.offline.backtest.prometheus_range import format_time
 from slo_pipeline.orchestration.retrain import prepare_training_data, retrain_detector
-from slo_pipeline.settings import Settings, load_settings
-from tests.fixtures.victoria import import_series, start_victoria_metrics
+from slo_pipeline.settings import PrometheusConnection, Settings, load_settings
+from tests.fixtures.victoria import import_series, start_victoria_metrics, start_vmauth
 
 pytestmark = pytest.mark.integration
 
@@ -233,3 +233,25 @@ def test_backtest_replays_a_range_read_through_basic_auth(
     capsys.readouterr()
     assert main(args) == 2
     assert_clean_refusal(capsys.readouterr().err.removeprefix("backtest: "), victoria)
+
+
+def test_a_bearer_token_reaches_vmauth_and_a_missing_one_is_refused(tmp_path: Path, config: Path) -> None:
+    """vmauth (VictoriaMetrics' auth proxy) admits a bearer token: the history comes back."""
+    token = "vmauth-token-5d1c"
+    backend = start_victoria_metrics(tmp_path / "victoria")
+    try:
+        labels = [{"job": "shop", "route": route} for route in ROUTES]
+        import_series(backend.url, None, METRIC, labels, sample_times()[-61:], history()[-61:])
+        proxy = start_vmauth(tmp_path / "vmauth", bearer_token=token, backend_url=backend.url)
+        try:
+            detector = load_settings(config_path=config).pipeline.detector(DETECTOR)
+            with_token = PrometheusConnection(url=proxy.url, bearer_token=token)
+            block = fetch_detector_range(with_token, detector, start=END - 3600, end=END)
+            np.testing.assert_allclose(block.values, history()[-61:], rtol=1e-12)
+            with pytest.raises(PrometheusAuthError) as caught:
+                fetch_detector_range(PrometheusConnection(url=proxy.url), detector, start=END - 3600, end=END)
+            assert proxy.url in str(caught.value) and "HTTP 401" in str(caught.value)
+        finally:
+            proxy.stop()
+    finally:
+        backend.stop()
