@@ -7,6 +7,7 @@ modules do the rest. Streamlit executes this file as `__main__` on every rerun (
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 import streamlit as st
@@ -21,12 +22,16 @@ PAGES: dict[str, Callable[[Settings, Identity], None]] = {
     "Incidents": ui_incidents.render,
     "Models": ui_models.render,
     "SLOs": ui_slos.render,
-    "Threshold preview": ui_threshold.render,
+    "Threshold": ui_threshold.render,
 }
 
 
 def main() -> None:
     st.set_page_config(page_title="slo-pipeline", layout="wide")
+    # An operator waits on the page: a dead MLflow server must fail in seconds, not after
+    # MLflow's default retries with back-off (minutes). Explicit settings still win.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "3")
     try:
         # Read on every run (cheap): an edited YAML or environment shows up without a restart.
         settings = load_settings()

@@ -9,6 +9,7 @@ behaviour for both.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -171,4 +172,42 @@ def feedback_history(database_url: str, incident_id: int) -> list[dict[str, Any]
          ORDER BY changed_at DESC, id DESC
         """,
         [incident_id],
+    )
+
+
+def slo_incident_spans(
+    database_url: str, slo: str, start: dt.datetime, end: dt.datetime
+) -> list[dict[str, Any]]:
+    """Incidents of an SLO overlapping `[start, end]`, as `start`, `end`, `name` spans for charts."""
+    return pg.fetch_all(
+        database_url,
+        """
+        SELECT starts_at AS start, COALESCE(ends_at, now()) AS end,
+               '#' || id || ' ' || alertname AS name
+          FROM incidents
+         WHERE slo = %s AND starts_at <= %s AND COALESCE(ends_at, now()) >= %s
+         ORDER BY starts_at
+         LIMIT 500
+        """,
+        [slo, end, start],
+    )
+
+
+def known_incidents(
+    database_url: str, detector: str, slo: str | None, start: dt.datetime, end: dt.datetime
+) -> list[dict[str, Any]]:
+    """Incidents a budget should catch: the detector's own and its SLO's pages, minus those
+    operators marked false positive, overlapping `[start, end]`, oldest first."""
+    return pg.fetch_all(
+        database_url,
+        """
+        SELECT id, alertname, severity, starts_at, COALESCE(ends_at, now()) AS ends_at, feedback
+          FROM incidents
+         WHERE (detector = %s OR (slo = %s AND severity = 'page'))
+           AND feedback IS DISTINCT FROM 'false_positive'
+           AND starts_at <= %s AND COALESCE(ends_at, now()) >= %s
+         ORDER BY starts_at
+         LIMIT 200
+        """,
+        [detector, slo, end, start],
     )

@@ -53,18 +53,92 @@ def version_rows(versions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def rollback_plan(detector: str, versions: list[dict[str, Any]]) -> RollbackPlan | None:
-    """None when there is no `@previous` version to go back to."""
-    current = target = None
+def rollback_plan(
+    detector: str, versions: list[dict[str, Any]], target: str | None = None
+) -> RollbackPlan | None:
+    """Champion -> `target` (default: the `@previous` version); None when there is no target."""
+    current = previous = None
     for version in versions:
         aliases = version.get("aliases") or []
         if registry.CHAMPION in aliases:
             current = str(version["version"])
         if registry.PREVIOUS in aliases:
-            target = str(version["version"])
-    if target is None:
+            previous = str(version["version"])
+    target = target or previous
+    if target is None or target == current:
         return None
     return RollbackPlan(detector=detector, current=current, target=target)
+
+
+def rollback_targets(versions: list[dict[str, Any]]) -> list[str]:
+    """Versions that could become the champion, `@previous` first, then newest first."""
+    candidates = [str(v["version"]) for v in versions if registry.CHAMPION not in (v.get("aliases") or [])]
+    previous = [str(v["version"]) for v in versions if registry.PREVIOUS in (v.get("aliases") or [])]
+    return previous + [c for c in candidates if c not in previous]
+
+
+# Validation metrics worth plotting across versions (MLflow run metrics the worker logs).
+PLOTTED_METRICS = {
+    "candidate_false_alarms": "alarms on held-out data",
+    "validation_allowed_false_alarms": "allowed held-out alarms",
+    "slo_candidate_breaches_caught": "SLO breaches caught",
+    "slo_candidate_pages_missed": "SLO pages missed",
+    "slo_candidate_median_lead_seconds": "median lead before page (s)",
+    "slo_candidate_healthy_alarms": "alarms while the SLO was healthy",
+}
+
+
+def run_metrics(settings: Settings, run_ids: list[str]) -> dict[str, dict[str, float]]:
+    """run id -> its logged metrics; runs MLflow no longer has are left out."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(
+        tracking_uri=settings.mlflow_tracking_uri, registry_uri=settings.mlflow_tracking_uri
+    )
+    found: dict[str, dict[str, float]] = {}
+    for run_id in run_ids:
+        if not run_id:
+            continue
+        try:
+            found[run_id] = dict(client.get_run(run_id).data.metrics)
+        except Exception as err:  # one lost run must not hide the others' metrics
+            if "RESOURCE_DOES_NOT_EXIST" not in str(err) and "not found" not in str(err).lower():
+                raise registry.RegistryError(f"could not read run {run_id}: {err}") from err
+    return found
+
+
+def metric_rows(versions: list[dict[str, Any]], metrics: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    """Long `version`, `metric`, `value`, `decision` rows for the plotted metrics."""
+    rows = []
+    for version in versions:
+        logged = metrics.get(version.get("run_id") or "", {})
+        decision = (version.get("tags") or {}).get(DECISION_TAG, "") or "no decision"
+        for key, label in PLOTTED_METRICS.items():
+            if key in logged:
+                rows.append(
+                    {
+                        "version": str(version["version"]),
+                        "version_number": int(version["version"]),
+                        "metric": label,
+                        "value": float(logged[key]),
+                        "decision": decision,
+                    }
+                )
+    return rows
+
+
+def queue_retrain(database_url: str, detector: str, by: str) -> int | None:
+    """Queue a retrain job as the webhook does; None when one is already queued or running."""
+    rows = pg.fetch_all(
+        database_url,
+        """
+        INSERT INTO retrain_jobs (detector, reason) VALUES (%s, %s)
+        ON CONFLICT (detector) WHERE status IN ('queued', 'running') DO NOTHING
+        RETURNING id
+        """,
+        [detector, f"requested in the UI by {by}"],
+    )
+    return int(rows[0]["id"]) if rows else None
 
 
 def list_versions(settings: Settings, detector: str) -> list[dict[str, Any]]:
@@ -73,15 +147,23 @@ def list_versions(settings: Settings, detector: str) -> list[dict[str, Any]]:
 
 
 def rollback(settings: Settings, plan: RollbackPlan, by: str) -> registry.ModelRef:
-    """Swap @champion and @previous, then tag the new champion with who did it and when.
+    """Make the version the operator chose (`plan.target`) the champion, if the champion is still
+    the one they saw (`plan.current`), then tag it with who did it and when.
 
-    The alias swap is the action and happens first; the tags are the audit note on top, so a
+    The alias move is the action and happens first; the tags are the audit note on top, so a
     tagging failure is reported but cannot leave the aliases half-moved.
     """
     by = by.strip()
     if not by:
         raise ValueError("say who you are: a rollback changes what every exporter serves")
-    promoted = registry.rollback(settings, plan.detector)
+    now = registry.champion_ref(settings, plan.detector)
+    if (now.version if now else None) != plan.current:
+        raise ValueError(
+            f"{plan.detector}@champion is version {now.version if now else 'none'} now, not "
+            f"{plan.current or 'none'} as shown: reload the page"
+        )
+    registry.set_champion(settings, plan.detector, plan.target)
+    promoted = registry.ModelRef(model_name=plan.detector, version=plan.target, run_id="")
     registry.tag_version(
         settings,
         plan.detector,

@@ -43,7 +43,7 @@ def connection(database_url: str) -> Iterator[psycopg2.extensions.connection]:
 
 
 def fetch_all(database_url: str, query: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
-    """Run one read-only query in its own transaction."""
+    """Run one query in its own (committed) transaction; its rows as dicts."""
     with (
         connection(database_url) as conn,
         conn,

@@ -93,3 +93,71 @@ def fetch_tail_probabilities(
         end=end,
         step_seconds=detector.step_seconds,
     )
+
+
+def firing_any(
+    tail_probability: np.ndarray, detector: DetectorConfig, budget: float, rule: AlertRule
+) -> np.ndarray:
+    """[T] bool: whether any series' replayed alert fires at each step under `budget`."""
+    matrix = np.asarray(tail_probability, dtype=np.float64)
+    scored = np.isfinite(matrix)
+    threshold = threshold_for(detector, budget)
+    scores = np.where(scored, anomaly_score(np.where(scored, matrix, 1.0), threshold), np.nan)
+    firing, _ = simulate_alerts(scores, rule)
+    return firing.any(axis=1) if firing.size else np.zeros(len(matrix), dtype=bool)
+
+
+def proposed_score_line(detector: DetectorConfig, current: float, proposed: float) -> float:
+    """Where the proposed threshold sits on the current score scale (the current one is 1).
+
+    score = log p / log p*, so the proposed p*' is reached at log p*' / log p* on today's scale.
+    """
+    return float(np.log(threshold_for(detector, proposed)) / np.log(threshold_for(detector, current)))
+
+
+def max_score(tail_probability: np.ndarray, detector: DetectorConfig, budget: float) -> np.ndarray:
+    """[T] highest anomaly score across series at `budget` (NaN where no series was scored)."""
+    matrix = np.asarray(tail_probability, dtype=np.float64)
+    scored = np.isfinite(matrix)
+    scores = np.where(
+        scored, anomaly_score(np.where(scored, matrix, 1.0), threshold_for(detector, budget)), -np.inf
+    )
+    best = scores.max(axis=1) if scores.size else np.full(len(matrix), -np.inf)
+    return np.where(np.isfinite(best), best, np.nan)
+
+
+@dataclass(frozen=True)
+class Catch:
+    caught: bool
+    first_alarm: float | None  # unix seconds of the first replayed alarm in the incident's window
+    lead_seconds: float | None  # SLO page time - first alarm (positive: the alarm came first)
+
+
+def catch(
+    timestamps: np.ndarray,
+    firing: np.ndarray,
+    start: float,
+    end: float,
+    page_time: float | None,
+    lead_window_seconds: float = 3600.0,
+) -> Catch:
+    """Did an alarm fire from `lead_window` before the incident until its end, and how early
+    was it compared with the SLO's page (if one was sent)?"""
+    in_window = (timestamps >= start - lead_window_seconds) & (timestamps <= end) & firing
+    if not in_window.any():
+        return Catch(caught=False, first_alarm=None, lead_seconds=None)
+    first = float(timestamps[np.argmax(in_window)])
+    return Catch(
+        caught=True, first_alarm=first, lead_seconds=None if page_time is None else page_time - first
+    )
+
+
+def budget_curve(
+    tail_probability: np.ndarray, detector: DetectorConfig, rule: AlertRule, points: int = 13
+) -> list[dict[str, float]]:
+    """Replayed alarms per week (all series) for budgets spaced evenly on a log scale, 0.05-50,
+    per week of the history actually returned (a young Prometheus holds less than was asked)."""
+    budgets = np.geomspace(0.05, 50.0, points)
+    rows = preview(tail_probability, detector, [float(b) for b in budgets], rule)
+    weeks = max(1, len(tail_probability)) * detector.step_seconds / SECONDS_PER_WEEK
+    return [{"budget": r.false_alarms_per_week, "alarms_per_week": r.alarms / weeks} for r in rows]

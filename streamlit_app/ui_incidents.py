@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import streamlit as st
 
+from slo_pipeline.adapters.prometheus_connection import redact_url
 from slo_pipeline.settings import Settings
-from streamlit_app import incidents
+from streamlit_app import charts, incident_series, incidents
 from streamlit_app.identity import Identity, require_editor
 from streamlit_app.ui_common import run_action, show_errors, show_flashes
 
@@ -41,10 +43,11 @@ def render(settings: Settings, who: Identity) -> None:
     )
     show_flashes()
     with show_errors("The incident list"):
-        _render(settings.database_url, who)
+        _render(settings, who)
 
 
-def _render(database_url: str, who: Identity) -> None:
+def _render(settings: Settings, who: Identity) -> None:
+    database_url = settings.database_url
     choices = incidents.filter_choices(database_url)
     filters = _filters(choices)
     rows = incidents.list_incidents(database_url, filters)
@@ -66,6 +69,8 @@ def _render(database_url: str, who: Identity) -> None:
         st.warning(f"Incident {incident_id} no longer exists.")
         return
     _details(incident)
+    with show_errors(f"Prometheus at {redact_url(settings.prometheus_url)}"):
+        _charts(settings, incident)
     _feedback(database_url, incident, who)
 
 
@@ -122,6 +127,39 @@ def _details(incident: dict[str, Any]) -> None:
     url = incident["generator_url"] or ""
     if url.startswith(("http://", "https://")):
         st.link_button("Open the alert's expression in Prometheus", url)
+
+
+def _charts(settings: Settings, incident: dict[str, Any]) -> None:
+    name = incident["detector"]
+    detector = next((d for d in settings.pipeline.detectors if d.name == name), None)
+    if detector is None:
+        st.caption(
+            "No charts: the incident names no configured detector."
+            if not name
+            else f"No charts: detector {name!r} is not in the pipeline configuration."
+        )
+        return
+    series = incident_series.fetch_incident_series(settings.prometheus, incident, detector, time.time())
+    st.markdown("**Anomaly score** (shaded: the incident; dashed: the alert threshold, score 1)")
+    if series.score.empty:
+        st.caption("Prometheus holds no anomaly score of this series around the incident.")
+    else:
+        st.altair_chart(charts.score_with_threshold(series.score, 1.0, series.span), width="stretch")
+    left, right = st.columns(2)
+    with left:
+        st.markdown(f"**Driving SLI: {series.sli_title}**")
+        if series.sli.empty:
+            st.caption("No data for this SLI around the incident.")
+        else:
+            st.altair_chart(charts.lines(series.sli, series.sli_title, series.span), width="stretch")
+    with right:
+        st.markdown("**SLO burn rate**")
+        if series.slo_burn.empty:
+            st.caption("No SLO burn recorded around the incident (no SLO, or its rules are not loaded).")
+        else:
+            st.altair_chart(
+                charts.lines(series.slo_burn, "burn rate (x budget)", series.span), width="stretch"
+            )
 
 
 def _field(column: Any, label: str, value: str) -> None:

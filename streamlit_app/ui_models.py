@@ -1,12 +1,14 @@
-"""Models page: registered versions and their promotion decisions, retrain jobs, rollback."""
+"""Models page: registered versions with their validation metrics and promotion decisions,
+"retrain now" through the job queue, rollback to a chosen version, the retrain jobs."""
 
 from __future__ import annotations
 
+import pandas as pd
 import streamlit as st
 
 from slo_pipeline.core.redact import redact_credentials
 from slo_pipeline.settings import Settings
-from streamlit_app import models
+from streamlit_app import charts, models
 from streamlit_app.identity import Identity, require_editor
 from streamlit_app.ui_common import run_action, show_errors, show_flashes
 
@@ -21,14 +23,23 @@ def render(settings: Settings, who: Identity) -> None:
     detector = st.selectbox("Detector", detectors, key="models_detector")
     if detector is None:
         return
-    st.subheader("Registered versions")
+    st.subheader("Registered versions", anchor=False)
     st.caption(
-        "`champion` is what the exporters serve; `previous` is the champion it replaced, kept for a "
-        "one-click rollback. A rejected candidate stays registered but never serves."
+        "`champion` is what the exporters serve; `previous` is the champion it replaced. A rejected "
+        "candidate stays registered but never serves."
     )
     with show_errors(f"The MLflow registry at {redact_credentials(settings.mlflow_tracking_uri)}"):
         _versions(settings, detector, who)
-    st.subheader("Retrain jobs")
+    st.subheader("Retrain jobs", anchor=False)
+    if who.can_edit:
+        st.button(
+            f"Retrain {detector} now",
+            key=f"retrain_{detector}",
+            on_click=run_action,
+            args=("Queueing a retrain", _retrain, settings.database_url, detector, who),
+            help="Queues a job for the worker, as an alert would; the worker validates the new model "
+            "against the SLO before it may serve.",
+        )
     with show_errors("The retrain job history"):
         _jobs(settings.database_url, detector)
 
@@ -39,24 +50,36 @@ def _versions(settings: Settings, detector: str, who: Identity) -> None:
         st.info(f"No registered versions of {detector!r} yet: the first training registers one.")
         return
     st.dataframe(models.version_rows(versions), hide_index=True)
-    plan = models.rollback_plan(detector, versions)
-    if plan is None:
-        st.caption("Rollback is not possible: no version carries the `previous` alias.")
+    metrics = models.metric_rows(
+        versions, models.run_metrics(settings, [v.get("run_id") or "" for v in versions])
+    )
+    if metrics:
+        st.markdown("**Validation metrics across versions** (colour: the promotion decision)")
+        frame = pd.DataFrame(metrics)
+        st.altair_chart(charts.metric_by_version(frame, list(models.PLOTTED_METRICS.values())))
+    targets = models.rollback_targets(versions)
+    if not targets:
+        st.caption("Rollback is not possible: there is no other version.")
         return
     if who.can_edit:
-        _rollback(settings, plan, who)
+        _rollback(settings, detector, versions, targets, who)
     else:
         st.info(f"You are signed in as {who.role}: only editors can roll back.")
 
 
-def _rollback(settings: Settings, plan: models.RollbackPlan, who: Identity) -> None:
-    st.markdown(
-        f"**Rollback**: make version **{plan.target}** the champion again "
-        f"(version {plan.current or 'none'} becomes `previous`)."
+def _rollback(
+    settings: Settings, detector: str, versions: list[dict[str, object]], targets: list[str], who: Identity
+) -> None:
+    st.markdown("**Rollback**")
+    target = st.selectbox(
+        "Make this version the champion", targets, key=f"rollback_target_{detector}", help="`previous` first"
     )
+    plan = models.rollback_plan(detector, versions, target)  # type: ignore[arg-type]
+    if plan is None:
+        return
     confirmed = st.checkbox(
-        f"I understand that every exporter switches {plan.detector} to version {plan.target} "
-        "on its next cycle.",
+        f"I understand that every exporter switches {plan.detector} from version "
+        f"{plan.current or 'none'} to version {plan.target} on its next cycle.",
         key=f"rollback_confirm_{plan.detector}",
     )
     st.button(
@@ -73,11 +96,19 @@ def _do_rollback(settings: Settings, plan: models.RollbackPlan, who: Identity) -
     def action() -> str:
         require_editor(who, "Rollback")
         promoted = models.rollback(settings, plan, who.name)
-        return f"{plan.detector}: version {promoted.version} is the champion again."
+        return f"{plan.detector}: version {promoted.version} is the champion now."
 
     run_action("Rollback", action)
     # Unticked after use so a second click needs a second, deliberate confirmation.
     st.session_state[f"rollback_confirm_{plan.detector}"] = False
+
+
+def _retrain(database_url: str, detector: str, who: Identity) -> str:
+    require_editor(who, "Retraining")
+    job = models.queue_retrain(database_url, detector, who.name)
+    if job is None:
+        return f"A retrain of {detector} is already queued or running; its result will show below."
+    return f"Retrain job {job} for {detector} queued; the worker picks it up within its poll interval."
 
 
 def _jobs(database_url: str, detector: str) -> None:

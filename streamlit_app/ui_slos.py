@@ -1,50 +1,122 @@
-"""SLOs page: the stored SLOs, an audited edit of objective and time period, the revision trail."""
+"""SLOs page: every SLO with its live budget and burn (sparklines), one SLO in detail (Pyrra-style
+charts), an audited edit, and the revision trail."""
 
 from __future__ import annotations
 
+import time
+
+import pandas as pd
 import streamlit as st
 
+from slo_pipeline.adapters.prometheus import PrometheusQueryError
+from slo_pipeline.adapters.prometheus_connection import redact_url
 from slo_pipeline.settings import Settings
+from slo_pipeline.slo.burnrate import TIERS
 from slo_pipeline.slo.spec import SLO
-from streamlit_app import slos
+from streamlit_app import charts, incidents, slo_series, slos
 from streamlit_app.identity import Identity, require_editor
 from streamlit_app.ui_common import run_action, show_errors, show_flashes
+
+RANGES = {"6 hours": 6 * 3600, "1 day": 86400, "7 days": 7 * 86400, "the period": None}
 
 
 def render(settings: Settings, who: Identity) -> None:
     st.header("SLOs")
     st.caption(
-        "Every change is recorded in `slo_revisions` with who made it, when, why, and the old and new "
-        f"values. Prometheus evaluates a saved edit within about {settings.slo_sync_interval_seconds:g} s "
-        "where `slo-pipeline rules sync` runs (docker-compose's `slo-sync` service, `make demo`); "
-        "without it, run `slo-pipeline rules render --reload`."
+        "Budget and burn rates come from Prometheus (the SLO recording rules); a tier's burn is the "
+        "smaller of its two windows' burn rates, the number its alert compares with the factor. "
+        "Every change is recorded in `slo_revisions` with who made it, when, why, and the old and "
+        "new values; Prometheus evaluates a saved edit within about "
+        f"{settings.slo_sync_interval_seconds:g} s where `slo-pipeline rules sync` runs."
     )
     show_flashes()
     with show_errors("The SLO store"):
-        _render(settings.database_url, who)
+        _render(settings, who)
 
 
-def _render(database_url: str, who: Identity) -> None:
-    stored = {slo.name: slo for slo in slos.load_slos(database_url)}
+def _render(settings: Settings, who: Identity) -> None:
+    stored = {slo.name: slo for slo in slos.load_slos(settings.database_url)}
     if not stored:
         st.info("No SLOs are stored yet. Load a spec file with `slo-pipeline slo apply -f FILE`.")
         return
-    st.dataframe(slos.slo_rows(list(stored.values())), hide_index=True)
+    _overview(settings, list(stored.values()))
     name = st.selectbox("SLO", list(stored), key="slo_name")
     if name is None:
         return
     slo = stored[name]
-    st.subheader(f"Edit {name}")
+    st.subheader(name, anchor=False)
+    with show_errors(f"Prometheus at {redact_url(settings.prometheus_url)}"):
+        _detail_charts(settings, slo)
+    st.subheader(f"Edit {name}", anchor=False)
     if who.can_edit:
-        _edit_form(database_url, slo, who)
+        _edit_form(settings.database_url, slo, who)
     else:
         st.info(f"You are signed in as {who.role}: only editors can change SLOs.")
-    st.subheader(f"History of {name}")
-    history = slos.revision_rows(database_url, name)
+    st.subheader(f"History of {name}", anchor=False)
+    history = slos.revision_rows(settings.database_url, name)
     if history:
         st.dataframe(history, hide_index=True)
     else:
         st.info("No revisions recorded.")
+
+
+def _overview(settings: Settings, stored: list[SLO]) -> None:
+    try:
+        overview = slo_series.fetch_overview(settings.prometheus)
+    except PrometheusQueryError as err:
+        st.error(f"Prometheus at {redact_url(settings.prometheus_url)} is unavailable: {err}")
+        overview = slo_series.Overview(budget_remaining={}, tier_burn={t.burn_tier: {} for t in TIERS})
+    rows = slo_series.overview_rows(stored, overview)
+    config: dict[str, object] = {
+        "budget left %": st.column_config.NumberColumn(format="%.1f %%"),
+        "budget (24 h)": st.column_config.AreaChartColumn(width="small"),
+    }
+    for tier in TIERS:
+        config[f"{tier.burn_tier} (24 h)"] = st.column_config.LineChartColumn(width="small", y_min=0)
+        config[f"{tier.burn_tier} factor"] = st.column_config.NumberColumn(width="small", format="%g")
+    st.dataframe(rows, hide_index=True, column_config=config, key="slo_overview")
+
+
+def _detail_charts(settings: Settings, slo: SLO) -> None:
+    choice = st.radio("Range", list(RANGES), index=1, horizontal=True, key=f"slo_range_{slo.name}")
+    seconds = RANGES.get(choice or "1 day") or slo.period_days * 86400
+    end = time.time()
+    detail = slo_series.fetch_detail(settings.prometheus, slo, end - seconds, end)
+    if detail.budget_remaining.empty and detail.error_ratio.empty:
+        st.warning(
+            f"Prometheus has no recording-rule data for {slo.name!r} in this range: are its rules "
+            "loaded (`slo-pipeline rules sync` / `rules render`)?"
+        )
+        return
+    spans = incidents.slo_incident_spans(
+        settings.database_url,
+        slo.name,
+        pd.Timestamp(end - seconds, unit="s", tz="UTC"),
+        pd.Timestamp(end, unit="s", tz="UTC"),
+    )
+    alerts = pd.concat(
+        [detail.alerts, pd.DataFrame(spans, columns=["start", "end", "name"])], ignore_index=True
+    )
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Error budget burn-down**")
+        st.altair_chart(charts.budget_burndown(detail.budget_remaining, alerts), width="stretch")
+    with right:
+        st.markdown("**Error ratio against the objective**")
+        st.altair_chart(
+            charts.error_ratio(detail.error_ratio, float(slo.error_budget_ratio), alerts),
+            width="stretch",
+        )
+    st.markdown(
+        "**Burn rate per window pair against its alert factor** (shaded: alerts that fired and incidents)"
+    )
+    factors = {f"{t.burn_tier} {t.short}/{t.long}": float(t.factor(slo.period_days)) for t in TIERS}
+    burn = detail.tier_burn.assign(
+        tier=detail.tier_burn["tier"].map({t.burn_tier: f"{t.burn_tier} {t.short}/{t.long}" for t in TIERS})
+    )
+    st.altair_chart(charts.burn_rates(burn, factors, alerts), width="stretch")
+    if not alerts.empty:
+        st.dataframe(alerts, hide_index=True)
 
 
 def _edit_form(database_url: str, slo: SLO, who: Identity) -> None:

@@ -36,6 +36,7 @@ def seed_incident(
     slo: str | None = None,
     starts_at: str = "2024-05-01T10:00:00Z",
     driver: str | None = None,
+    labels: dict[str, str] | None = None,
 ) -> int:
     """One incident with the delivery it references, as the webhook would have stored them."""
     body = {"fingerprint": fingerprint, "nonce": uuid.uuid4().hex}
@@ -46,7 +47,7 @@ def seed_incident(
         "VALUES ('ticket', %s, %s, %s, %s) RETURNING id",
         (status, fingerprint, digest, json.dumps(body)),
     )
-    labels = {"alertname": alertname, **({"detector": detector} if detector else {})}
+    labels = {"alertname": alertname, **({"detector": detector} if detector else {}), **(labels or {})}
     return _insert(
         database_url,
         """

@@ -16,7 +16,7 @@ from tests.fixtures.ui import APP, PASSWORD, add_ui_user, sign_in, signed_in_app
 from tests.integration.test_streamlit_data import seed_incident
 
 pytestmark = pytest.mark.integration
-PAGES = ["Incidents", "Models", "SLOs", "Threshold preview"]
+PAGES = ["Incidents", "Models", "SLOs", "Threshold"]
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ def app_env(database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 def test_prometheus_down_shows_an_error_in_the_threshold_preview(app_env: str) -> None:
     at = signed_in_app(app_env)
-    at.sidebar.radio(key="page").set_value("Threshold preview").run()
+    at.sidebar.radio(key="page").set_value("Threshold").run()
     at.button(key="FormSubmitter:threshold_preview-Preview").click().run()
     assert not at.exception
     messages = [e.value for e in at.error]
@@ -82,7 +82,7 @@ def test_threshold_preview_counts_the_alarms_in_the_history(
 ) -> None:
     monkeypatch.setenv("PROMETHEUS_URL", fake_prometheus)
     at = signed_in_app(app_env)
-    at.sidebar.radio(key="page").set_value("Threshold preview").run()
+    at.sidebar.radio(key="page").set_value("Threshold").run()
     at.number_input(key="preview_budget").set_value(2.0)
     at.slider(key="preview_days").set_value(1)
     at.button(key="FormSubmitter:threshold_preview-Preview").click().run()
