@@ -4,6 +4,7 @@ the SLO's burn rate, from Prometheus, as `time, series, value` frames for charts
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,8 @@ from streamlit_app.slo_series import PROMETHEUS_TIMEOUT_SECONDS, slo_filter, win
 
 BEFORE_SECONDS = 2 * 3600
 AFTER_SECONDS = 3600
+# An incident still firing after days is shown from its start for this long, not to "now".
+LONGEST_SECONDS = 2 * 86400
 # Labels that say which alert or detector it was, not which series: never used to pick a series.
 NOT_SERIES_LABELS = frozenset({"__name__", "alertname", "detector", "slo", "severity", "job", "instance"})
 
@@ -86,8 +89,8 @@ def fetch_incident_series(
 ) -> IncidentSeries:
     started = _seconds(incident["starts_at"])
     ended = _seconds(incident["ends_at"]) if incident.get("ends_at") else now
-    start, end = started - BEFORE_SECONDS, min(now, ended + AFTER_SECONDS)
-    step = max(float(detector.step_seconds), (end - start) / 400)
+    start, end = started - BEFORE_SECONDS, min(now, ended + AFTER_SECONDS, started + LONGEST_SECONDS)
+    step = float(max(detector.step_seconds, math.ceil((end - start) / 400)))
     labels = incident.get("labels") or {}
 
     def fetch(query: str) -> SeriesBlock:

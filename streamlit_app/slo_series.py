@@ -7,6 +7,7 @@ rates: the alert fires when both exceed the tier's factor, so that is the number
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -61,7 +62,7 @@ class Overview:
 def fetch_overview(prometheus: str | PrometheusConnection, now: float | None = None) -> Overview:
     end = time.time() if now is None else now
     start = end - SPARKLINE_HOURS * 3600
-    step = SPARKLINE_HOURS * 3600 / SPARKLINE_POINTS
+    step = float(SPARKLINE_HOURS * 3600 // SPARKLINE_POINTS)
 
     def by_slo(query: str) -> dict[str, list[float]]:
         block = _fetch(prometheus, query, start, end, step)
@@ -108,7 +109,7 @@ class Detail:
 
 
 def fetch_detail(prometheus: str | PrometheusConnection, slo: SLO, start: float, end: float) -> Detail:
-    step = max(60.0, (end - start) / 300)
+    step = float(max(60, math.ceil((end - start) / 300)))
     flt = slo_filter(slo.name)
     budget = _fetch(prometheus, f"max(slo:period_error_budget_remaining:ratio{flt})", start, end, step)
     ratios = []
