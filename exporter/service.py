@@ -46,6 +46,7 @@ from exporter.http_server import MetricsPage, start_http_server
 from exporter.self_metrics import ExporterMetrics
 from exporter.series_cache import DEFAULT_REREAD_SECONDS, CachingSeriesSource, FetchStats
 from exporter.sharding import Shard, assignment, owned_detectors, resolve_shard
+from slo_pipeline.adapters.budgets import BudgetOverrides
 from slo_pipeline.adapters.prometheus import RangeAnswer, SeriesBlock, fetch_range_answer, series_keys
 from slo_pipeline.adapters.prometheus_connection import PrometheusAuthError, redact_url
 from slo_pipeline.settings import DetectorConfig, Settings
@@ -129,6 +130,7 @@ class ExporterService:
         series_source: SeriesSource | None = None,
         wall_clock: Callable[[], float] = time.time,
         shard: Shard | None = None,
+        budgets: BudgetOverrides | None = None,
     ) -> None:
         self.settings = settings
         if shard is None:
@@ -154,6 +156,9 @@ class ExporterService:
         self._cycles = 0
         self._last_explanation_error: dict[str, str] = {}
         self._wall_clock = wall_clock
+        # A budget applied in the UI (PostgreSQL) overrides the YAML's, without a restart;
+        # without `budgets` (tests of the cycle) the YAML's budget is used.
+        self._budgets = budgets
         self._last_cycle_end: float | None = None  # monotonic
         self._stop = threading.Event()
         self._loop_thread: threading.Thread | None = None
@@ -213,7 +218,8 @@ class ExporterService:
         self._count_fetch(name)
         try:
             probabilities = model.score_latest(block.values)
-            threshold = model.alarm_threshold(detector.false_alarms_per_week, detector.step_seconds)
+            budget = self._budgets.budget(detector) if self._budgets else detector.false_alarms_per_week
+            threshold = model.alarm_threshold(budget, detector.step_seconds)
             # Series keys (a JSON text per series, ~50 ms at 10k) only matter for per-series
             # feedback thresholds; most models have none.
             keys = series_keys(block.labels) if model.series_threshold_factors else None
@@ -435,7 +441,7 @@ def run(settings: Settings, listen: str, shard: Shard | None = None) -> int:
             "no detectors configured in %s: the exporter will publish only its own metrics",
             settings.config_path,
         )
-    service = ExporterService(settings, shard=shard)
+    service = ExporterService(settings, shard=shard, budgets=BudgetOverrides(settings.database_url))
     server = service.start(listen)
     host, port = server.server_address[:2]
     log.info(
@@ -463,6 +469,6 @@ def run(settings: Settings, listen: str, shard: Shard | None = None) -> int:
 
 def run_once(settings: Settings, shard: Shard | None = None) -> tuple[CycleReport, bytes]:
     """One cycle without HTTP: the report and the page a scrape would return right after it."""
-    service = ExporterService(settings, shard=shard)
+    service = ExporterService(settings, shard=shard, budgets=BudgetOverrides(settings.database_url))
     report = service.run_cycle()
     return report, service.page.body()

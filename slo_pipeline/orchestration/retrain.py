@@ -17,6 +17,7 @@ import numpy as np
 
 from slo_pipeline.adapters import lake
 from slo_pipeline.adapters import registry as mlflow_registry
+from slo_pipeline.adapters.budgets import BudgetOverrides
 from slo_pipeline.adapters.incident_history import KnownIncident, incident_history, incident_matrix
 from slo_pipeline.adapters.postgres import DatabaseError
 from slo_pipeline.adapters.prometheus import SeriesBlock, fetch_detector_range, series_keys
@@ -125,7 +126,8 @@ def retrain_detector(
     may_promote: Callable[[], bool] | None = None,
 ) -> RetrainOutcome:
     """`may_promote` (the worker's lease check) is asked right before @champion would move."""
-    detector = settings.pipeline.detector(detector_name)
+    # The budget in force: an override applied in the UI wins over the YAML's.
+    detector = BudgetOverrides(settings.database_url).apply(settings.pipeline.detector(detector_name))
     data = prepare_training_data(settings, detector, end=float(now if now is not None else time.time()))
     split = data.split
     candidate, report = fit_detector_model(
