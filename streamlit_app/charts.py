@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import altair as alt
 import pandas as pd
 
+# What the builders return: altair's chart types (its stubs widen `.properties()` this far).
+Chart = alt.Chart | alt.LayerChart | alt.FacetChart
 THRESHOLD_COLOUR = "#e45756"  # a red that reads on white and on Streamlit's dark grey
 SPAN_COLOUR = "#f58518"
 HEIGHT = 220
@@ -29,7 +31,7 @@ def _time_marks(marks: pd.DataFrame | None) -> list[alt.Chart]:
     ]
 
 
-def budget_burndown(frame: pd.DataFrame, alerts: pd.DataFrame | None = None) -> alt.LayerChart:
+def budget_burndown(frame: pd.DataFrame, alerts: pd.DataFrame | None = None) -> Chart:
     """Error budget left over the period (100 % = untouched, 0 % = spent), as in Pyrra."""
     data = frame.assign(percent=frame["value"] * 100)
     line = (
@@ -49,9 +51,7 @@ def budget_burndown(frame: pd.DataFrame, alerts: pd.DataFrame | None = None) -> 
     return alt.layer(*_time_marks(alerts), line, zero).properties(height=HEIGHT)
 
 
-def error_ratio(
-    frame: pd.DataFrame, budget_ratio: float, alerts: pd.DataFrame | None = None
-) -> alt.LayerChart:
+def error_ratio(frame: pd.DataFrame, budget_ratio: float, alerts: pd.DataFrame | None = None) -> Chart:
     """The SLI's error ratio per window against the error budget (1 - objective)."""
     lines = (
         alt.Chart(frame)
@@ -75,9 +75,7 @@ def error_ratio(
     return alt.layer(*_time_marks(alerts), lines, objective).properties(height=HEIGHT)
 
 
-def burn_rates(
-    frame: pd.DataFrame, factors: dict[str, float], alerts: pd.DataFrame | None = None
-) -> alt.LayerChart:
+def burn_rates(frame: pd.DataFrame, factors: dict[str, float], alerts: pd.DataFrame | None = None) -> Chart:
     """Each tier's burn rate (min of its two windows) with its alert factor as a dashed rule."""
     tiers = list(factors)
     colour = alt.Color("tier:N", title="tier", sort=tiers, scale=alt.Scale(domain=tiers))
@@ -105,7 +103,7 @@ def burn_rates(
 
 def score_with_threshold(
     frame: pd.DataFrame, threshold: float, span: pd.DataFrame | None = None, title: str = "anomaly score"
-) -> alt.LayerChart:
+) -> Chart:
     """Series over time (`time`, `series`, `value`), a threshold rule, an optional shaded span."""
     lines = (
         alt.Chart(frame)
@@ -129,7 +127,7 @@ def score_with_threshold(
     return alt.layer(*_time_marks(span), lines, rule).properties(height=HEIGHT)
 
 
-def lines(frame: pd.DataFrame, y_title: str, span: pd.DataFrame | None = None) -> alt.LayerChart:
+def lines(frame: pd.DataFrame, y_title: str, span: pd.DataFrame | None = None) -> Chart:
     """Plain `time`, `series`, `value` lines (a driving SLI, an SLO's burn) with an optional span."""
     chart = (
         alt.Chart(frame)
@@ -148,7 +146,7 @@ def lines(frame: pd.DataFrame, y_title: str, span: pd.DataFrame | None = None) -
     return alt.layer(*_time_marks(span), chart).properties(height=HEIGHT)
 
 
-def metric_by_version(frame: pd.DataFrame, metrics: Sequence[str]) -> alt.Chart:
+def metric_by_version(frame: pd.DataFrame, metrics: Sequence[str]) -> Chart:
     """Validation metrics (`version`, `metric`, `value`) across model versions, one panel each."""
     data = frame[frame["metric"].isin(list(metrics))]
     return (
@@ -166,7 +164,7 @@ def metric_by_version(frame: pd.DataFrame, metrics: Sequence[str]) -> alt.Chart:
     )
 
 
-def alarms_per_week(frame: pd.DataFrame, current: float, proposed: float) -> alt.LayerChart:
+def alarms_per_week(frame: pd.DataFrame, current: float, proposed: float) -> Chart:
     """Replayed alarms per week (`budget`, `alarms_per_week`) against the false-alarm budget."""
     curve = (
         alt.Chart(frame)
@@ -188,7 +186,7 @@ def alarms_per_week(frame: pd.DataFrame, current: float, proposed: float) -> alt
     return alt.layer(curve, rules).properties(height=HEIGHT)
 
 
-def score_with_two_thresholds(frame: pd.DataFrame, current: float, proposed: float) -> alt.LayerChart:
+def score_with_two_thresholds(frame: pd.DataFrame, current: float, proposed: float) -> Chart:
     """A score line with the current (1) and the proposed threshold as labelled dashed rules."""
     line = (
         alt.Chart(frame)

@@ -104,7 +104,9 @@ def firing_any(
     threshold = threshold_for(detector, budget)
     scores = np.where(scored, anomaly_score(np.where(scored, matrix, 1.0), threshold), np.nan)
     firing, _ = simulate_alerts(scores, rule)
-    return firing.any(axis=1) if firing.size else np.zeros(len(matrix), dtype=bool)
+    if not firing.size:
+        return np.zeros(len(matrix), dtype=bool)
+    return np.asarray(firing.any(axis=1), dtype=bool)
 
 
 def proposed_score_line(detector: DetectorConfig, current: float, proposed: float) -> float:

@@ -74,7 +74,7 @@ def _rollback(
     target = st.selectbox(
         "Make this version the champion", targets, key=f"rollback_target_{detector}", help="`previous` first"
     )
-    plan = models.rollback_plan(detector, versions, target)  # type: ignore[arg-type]
+    plan = models.rollback_plan(detector, versions, target)
     if plan is None:
         return
     confirmed = st.checkbox(

@@ -4,6 +4,7 @@ charts), an audited edit, and the revision trail."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -67,7 +68,7 @@ def _overview(settings: Settings, stored: list[SLO]) -> None:
         st.error(f"Prometheus at {redact_url(settings.prometheus_url)} is unavailable: {err}")
         overview = slo_series.Overview(budget_remaining={}, tier_burn={t.burn_tier: {} for t in TIERS})
     rows = slo_series.overview_rows(stored, overview)
-    config: dict[str, object] = {
+    config: dict[str, Any] = {
         "budget left %": st.column_config.NumberColumn(format="%.1f %%"),
         "budget (24 h)": st.column_config.AreaChartColumn(width="small"),
     }
