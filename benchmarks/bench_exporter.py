@@ -201,7 +201,7 @@ def bench_model_stages(
     model = trained_model(detector)
     features = latest_features(values, model.windows)
     features_seconds = median_seconds(lambda: latest_features(values, model.windows), repeat)
-    scoring_seconds = median_seconds(lambda: model.tail_probability(features), repeat)
+    scoring_seconds = median_seconds(lambda: model.sample_tail_probability(features), repeat)
     score_latest_seconds = median_seconds(lambda: model.score_latest(values), repeat)
     return [
         (size, "features (latest row, all series)", features_seconds),

@@ -4,10 +4,10 @@ Run: `.venv/bin/python benchmarks/bench_training.py [--series 1000] [--days 7] [
 
 The history is synthetic (daily cycle + noise + a few level shifts). It is first backfilled into
 a real Prometheus 2.42 (promtool) and fetched back the way the worker does
-(`retrain.fetch_history` = `fetch_detector_range` over the training window), then trained on:
+(`orchestration.retrain.fetch_history` = `fetch_detector_range` over the training window), then trained on:
 features, forest fit, calibration (forest scores, evidence, onset factor) and the model's
-metadata. `--no-fetch` skips Prometheus and trains on the in-memory history. Reference point from
-the design brief: Prophet per series takes ~1.3 s each here (~22 min for 1,000 series); the
+metadata. `--no-fetch` skips Prometheus and trains on the in-memory history. Reference point:
+Prophet per series takes ~1.3 s each here (~22 min for 1,000 series); the
 target is >= 200x faster, fetch included.
 Prints one table; every figure is the median of `--repeat` runs.
 """
@@ -90,7 +90,7 @@ def fetched_history(
         )
         prometheus = launch.start_prometheus(config_file=config, data_dir=folder / "data")
         try:
-            # The worker's call (retrain.fetch_history) with the training window ending at `end`.
+            # The worker's call (orchestration.retrain.fetch_history) with the training window ending at `end`.
             def fetch(transport: Transport = DEFAULT_TRANSPORT) -> np.ndarray:
                 start = end - detector.training_window_seconds + step
                 url = prometheus.url

@@ -2,7 +2,7 @@
 
 The text is rendered once per scoring cycle and served as-is on every scrape: at 100k series a
 pre-rendered page is several times cheaper to serve than a labelled `Gauge` per series or a
-custom collector (see DESIGN.md "Targets"), and a scrape can never wait on Prometheus or MLflow.
+custom collector (docs/benchmarks.md), and a scrape can never wait on Prometheus or MLflow.
 
 Label rules (the metric contract in docs/metrics.md):
 - every sample carries `detector`, plus `slo` when the detector protects one;

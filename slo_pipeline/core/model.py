@@ -111,14 +111,6 @@ class DetectorModel:
             p = np.minimum(1.0, 2.0 * np.minimum(p, self.robust_z.tail_probability(rows)))
         return p
 
-    def tail_probability(self, rows: np.ndarray) -> np.ndarray:
-        """Per-row probability for rows without time context (kept for v1 callers).
-
-        Equals the published probability only when the evidence window is 1; with time context
-        use `feature_tail_probability([T, N, F])`.
-        """
-        return self.sample_tail_probability(rows)
-
     def feature_tail_probability(self, features: np.ndarray) -> np.ndarray:
         """Published tail probabilities for a time-ordered `[T, N, F]` block: `[T, N]`.
 
