@@ -90,7 +90,7 @@ def fetched_history(
         )
         prometheus = launch.start_prometheus(config_file=config, data_dir=folder / "data")
         try:
-            # The worker's call (orchestration.retrain.fetch_history) with the training window ending at `end`.
+            # The worker's call (orchestration.retrain.fetch_history), the window ending at `end`.
             def fetch(transport: Transport = DEFAULT_TRANSPORT) -> np.ndarray:
                 start = end - detector.training_window_seconds + step
                 url = prometheus.url

@@ -45,6 +45,31 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     listing = actions.add_parser("list", help="users and roles (never the hashes)")
     listing.set_defaults(handler=_list)
 
+    serve = ui_actions.add_parser(
+        "serve",
+        help="run the operator UI (`streamlit run` of the installed app)",
+        description="Start Streamlit on the app this package installed, so a wheel or container "
+        "needs no source checkout. Streamlit settings come from its usual places (STREAMLIT_* "
+        "variables, .streamlit/config.toml).",
+    )
+    serve.add_argument("--listen", default="127.0.0.1:8501", metavar="HOST:PORT", help="bind address")
+    serve.set_defaults(handler=_serve)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    """Become `streamlit run` (exec, so signals and the exit code are Streamlit's own)."""
+    import os
+    from pathlib import Path
+
+    host, _, port = args.listen.rpartition(":")
+    if not host or not port.isdigit():
+        print(f"--listen must be HOST:PORT, got {args.listen!r}", file=sys.stderr)
+        return EXIT_INVALID
+    app = Path(__file__).with_name("app.py")
+    argv = [sys.executable, "-m", "streamlit", "run", str(app)]
+    argv += [f"--server.address={host}", f"--server.port={port}"]
+    os.execv(sys.executable, argv)
+
 
 def _read_password() -> str:
     if sys.stdin.isatty():
