@@ -18,8 +18,10 @@ RULE_FILES = sorted(p for p in RULES_DIR.rglob("*.yml") if "tests" not in p.rela
 def run_tool(tool: str, *args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     binary = shutil.which(tool)
     assert binary is not None, f"{tool} is not on PATH (Debian: prometheus / prometheus-alertmanager)"
+    # A hang guard, not a speed check: the longest rule unit test (slo-demo-guards, weeks of
+    # simulated series) took over 120 s on this 2-core machine under load.
     return subprocess.run(
-        [binary, *map(str, args)], capture_output=True, text=True, check=False, cwd=cwd, timeout=120
+        [binary, *map(str, args)], capture_output=True, text=True, check=False, cwd=cwd, timeout=600
     )
 
 
