@@ -99,7 +99,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--server", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    parser.add_argument(
+        "--server",
+        default=os.environ.get("SLO_PIPELINE_TEST_DATABASE_URL")
+        or "postgresql://postgres@127.0.0.1:5432/postgres",
+        help="PostgreSQL server to create the throw-away database on (default: "
+        "SLO_PIPELINE_TEST_DATABASE_URL, else the local server)",
+    )
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", default="1,4,8")
     parser.add_argument("--workers", type=int, default=2)

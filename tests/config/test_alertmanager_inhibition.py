@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import pytest
 import requests
 
 from slo_pipeline.devstack.launch import ManagedProcess, free_port
+from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -17,23 +17,26 @@ def _alert(name: str, **labels: str) -> dict[str, object]:
     return {"labels": {"alertname": name, **labels}, "annotations": {}}
 
 
+def _states(alertmanager: ManagedProcess) -> dict[str, str]:
+    response = requests.get(f"{alertmanager.url}/api/v2/alerts", timeout=5)
+    response.raise_for_status()
+    return {
+        alert["labels"]["alertname"] + "/" + alert["labels"].get("slo", "-"): alert["status"]["state"]
+        for alert in response.json()
+    }
+
+
 def _states_when_settled(alertmanager: ManagedProcess, expected_suppressed: set[str]) -> dict[str, str]:
-    """Poll until the inhibitions have been computed (after group_wait) or time runs out."""
-    deadline = time.monotonic() + 20
-    states: dict[str, str] = {}
-    while time.monotonic() < deadline:
-        response = requests.get(f"{alertmanager.url}/api/v2/alerts", timeout=5)
-        response.raise_for_status()
-        states = {
-            alert["labels"]["alertname"] + "/" + alert["labels"].get("slo", "-"): alert["status"]["state"]
-            for alert in response.json()
-        }
-        suppressed = {key for key, state in states.items() if state == "suppressed"}
-        if suppressed >= expected_suppressed:
-            # Give any wrongly suppressed alert the same chance to show up before judging.
-            return states
-        time.sleep(0.2)
-    return states
+    """Wait until the inhibitions have been computed (after group_wait). The caller then judges
+    the whole state, so a wrongly suppressed alert shows up too."""
+    return wait_until(
+        lambda: _states(alertmanager),
+        timeout=20,
+        describe=f"Alertmanager to suppress {sorted(expected_suppressed)}",
+        until=lambda states: (
+            {key for key, state in states.items() if state == "suppressed"} >= expected_suppressed
+        ),
+    )
 
 
 def test_pages_and_faster_burn_tiers_inhibit_within_the_same_slo(

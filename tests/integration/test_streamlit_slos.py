@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,7 @@ from slo_pipeline.slo.spec import SpecError, parse_specs
 from streamlit_app import slos
 from tests.fixtures.database import fetch_all
 from tests.fixtures.ui import CLOSED_PROMETHEUS, assert_only_prometheus_down, signed_in_app
+from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -105,6 +105,18 @@ def test_a_row_written_by_hand_in_its_own_form_can_still_be_edited(database_url:
     assert _stored(database_url) == [(99.9, "30d", "ivan")]
 
 
+def _advisory_lock_waiters(database_url: str) -> int:
+    """Sessions of this test's database waiting (not granted) on an advisory lock."""
+    rows = fetch_all(
+        database_url,
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+    count = rows[0][0]
+    assert isinstance(count, int)
+    return count
+
+
 def test_two_concurrent_saves_of_the_same_version_cannot_both_win(database_url: str) -> None:
     """Both editors opened version 1. While a third session holds the store's lock, both saves
     start and wait; when it is released exactly one may win. A check made outside the lock would
@@ -127,7 +139,14 @@ def test_two_concurrent_saves_of_the_same_version_cannot_both_win(database_url: 
             editors = [threading.Thread(target=save, args=args) for args in (("gina", 99.0), ("hugo", 99.9))]
             for editor in editors:
                 editor.start()
-            time.sleep(1.0)  # both are now waiting on the lock (or past any check made without it)
+            # Both editors queue behind the held lock; a save that never takes it just finishes.
+            wait_until(
+                lambda: (_advisory_lock_waiters(database_url), sum(e.is_alive() for e in editors)),
+                timeout=30,
+                interval=0.05,
+                describe="both editors to wait on the store's lock (lock waiters, editors alive)",
+                until=lambda seen: seen[0] == 2 or seen[1] == 0,
+            )
         holder.rollback()  # releases the transaction-scoped lock
         for editor in editors:
             editor.join(timeout=30)

@@ -23,6 +23,7 @@ import pytest
 from slo_pipeline.devstack.launch import ManagedProcess
 from slo_pipeline.settings import PipelineConfig, Settings, load_settings
 from tests.fixtures.database import fetch_all
+from tests.fixtures.waiting import wait_until, watching
 from worker.jobs import MAX_ATTEMPTS, JobResult, claim_job, finish_job
 from worker.runner import RetrainWorker
 
@@ -114,10 +115,13 @@ def test_failed_training_is_recorded_and_the_loop_goes_on(database_url: str) -> 
     loop = threading.Thread(target=worker.run_forever, name="worker-loop")
     loop.start()
     try:
-        deadline = time.monotonic() + 30
-        while job_row(database_url, fine)["status"] != "succeeded":
-            assert time.monotonic() < deadline, "worker loop did not reach the second job"
-            time.sleep(0.05)
+        wait_until(
+            lambda: job_row(database_url, fine)["status"],
+            timeout=30,
+            interval=0.05,
+            describe="the worker loop to finish the second job",
+            until=lambda status: status == "succeeded",
+        )
     finally:
         worker.stop_requested.set()
         loop.join(timeout=30)
@@ -163,14 +167,17 @@ def test_heartbeat_keeps_the_lease_so_no_one_takes_a_live_job(database_url: str)
     rival = RetrainWorker(worker_settings(database_url, lease=2.0), worker_id="rival", train=slow)
     # The rival may only start looking once the owner holds the job, or it could simply win the
     # first claim (that is not a takeover).
-    deadline = time.monotonic() + 30
-    while job_row(database_url, job)["worker_id"] != "owner":
-        assert time.monotonic() < deadline, "the owner never claimed the job"
-        time.sleep(0.02)
+    wait_until(
+        lambda: job_row(database_url, job)["worker_id"],
+        timeout=30,
+        interval=0.02,
+        describe="the owner to claim the job",
+        until=lambda worker_id: worker_id == "owner",
+    )
     try:
         while thread.is_alive():
             assert rival.run_once() is None, "a job with a live heartbeat was taken over"
-            time.sleep(0.2)
+            thread.join(timeout=0.2)  # the rival's polling interval; ends early once the owner is done
     finally:
         thread.join(timeout=30)
     row = job_row(database_url, job)
@@ -211,21 +218,25 @@ def test_a_killed_workers_job_is_finished_by_another_exactly_once(
         )
     doomed = ManagedProcess("doomed-worker", popen, 0, log_path)
     managed_processes.append(doomed)
-    deadline = time.monotonic() + 60
-    while not marker.exists():
-        assert doomed.is_running(), f"doomed worker exited early:\n{doomed.log_tail()}"
-        assert time.monotonic() < deadline, "doomed worker never started training"
-        time.sleep(0.05)
+    wait_until(
+        marker.exists,
+        timeout=60,
+        interval=0.05,
+        describe="the doomed worker to start training",
+        **watching(doomed),
+    )
     assert job_row(database_url, job)["worker_id"] == "doomed"
     os.killpg(popen.pid, signal.SIGKILL)  # no chance to release or finish anything
     popen.wait(timeout=10)
 
     trainer = RecordingTrainer()
     successor = RetrainWorker(worker_settings(database_url, lease=30.0), worker_id="successor", train=trainer)
-    deadline = time.monotonic() + 30
-    while (processed := successor.run_once()) is None:
-        assert time.monotonic() < deadline, "the dead worker's job was never taken over"
-        time.sleep(0.1)
+    processed = wait_until(
+        successor.run_once,
+        timeout=30,
+        interval=0.1,
+        describe="the successor to take the dead worker's job over",
+    )
     assert processed.job.id == job and processed.recorded
     row = job_row(database_url, job)
     assert (row["status"], row["worker_id"], row["attempts"], row["run_id"]) == (

@@ -22,6 +22,7 @@ from slo_pipeline.adapters.registry import ModelLoadError, ModelRef, RegistryErr
 from slo_pipeline.core.model import DetectorModel
 from slo_pipeline.core.training import fit_detector_model
 from slo_pipeline.settings import DetectorConfig, FeatureWindows, PipelineConfig, SignalConfig, load_settings
+from tests.fixtures.waiting import wait_until
 from tests.unit.fake_prometheus import STALE, FakePrometheus
 
 WINDOWS = FeatureWindows(short=3, medium=6, long=12)
@@ -420,7 +421,13 @@ def test_http_endpoints_serve_the_cached_page_and_health(trained_model: Detector
     server = service.start("127.0.0.1:0")
     base = f"http://127.0.0.1:{server.server_address[1]}"
     try:
-        _wait_until(lambda: _status(f"{base}/-/ready") == 200)
+        wait_until(
+            lambda: _status(f"{base}/-/ready"),
+            timeout=10,
+            interval=0.05,
+            describe="/-/ready",
+            until=lambda s: s == 200,
+        )
         assert _status(f"{base}/healthz") == 200
         with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:
             assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
@@ -440,15 +447,6 @@ def _status(url: str) -> int:
             return response.status
     except urllib.error.HTTPError as err:
         return err.code
-
-
-def _wait_until(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
 
 
 class ExplainSpy:

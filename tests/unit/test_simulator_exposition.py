@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,14 +160,6 @@ def test_history_shows_its_incidents(tmp_path: Path) -> None:
         return at(t1) - at(t0)
 
     assert errors_between(1800, 2400) > 20 * errors_between(600, 1200)
-
-
-def test_three_days_of_history_generate_in_a_few_seconds(tmp_path: Path) -> None:
-    began = time.perf_counter()
-    write_history(tmp_path / "history.om", start=0.0, end=3 * 86_400.0, step_seconds=15)
-    elapsed = time.perf_counter() - began
-    # ~1 s on the 2-core reference machine; generous so a busy CI box does not flake.
-    assert elapsed < 8, f"3 days took {elapsed:.1f}s"
 
 
 def test_history_written_until_is_a_prefix_of_the_longer_history(tmp_path: Path) -> None:

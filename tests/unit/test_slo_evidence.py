@@ -2,18 +2,18 @@
 
 The PromQL itself is proven against the generated alert rules by
 tests/config/test_slo_evidence_queries.py (promtool) and against real backfilled history by
-tests/integration/test_slo_validation_history.py.
+tests/integration/test_slo_validation_history.py; the confirmed-incidents SQL against a real
+database by tests/integration/test_slo_evidence_fetch.py.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pytest
 
-from slo_pipeline.adapters.prometheus import PrometheusQueryError, SeriesBlock
+from slo_pipeline.adapters.prometheus import PrometheusQueryError
 from slo_pipeline.core.slo_gate import Interval
+from slo_pipeline.devstack.launch import free_port
 from slo_pipeline.settings import Settings
 from slo_pipeline.slo import evidence as slo_evidence
 from slo_pipeline.slo.burnrate import TIERS
@@ -81,76 +81,10 @@ def test_a_quote_in_the_name_cannot_break_out_of_the_matcher() -> None:
     assert 'slo="a\\"} or vector(1) or x{b=\\""' in recorded_query('a"} or vector(1) or x{b="')
 
 
-class FakePrometheus:
-    """Answers fetch_range by query: which grid rows have a sample."""
-
-    def __init__(self, rows: dict[str, np.ndarray], fail: bool = False) -> None:
-        self.rows = rows
-        self.fail = fail
-        self.queries: list[str] = []
-
-    def __call__(self, url: str, query: str, *, start: float, end: float, step_seconds: float, **_: Any):  # type: ignore[no-untyped-def]
-        self.queries.append(query)
-        if self.fail:
-            raise PrometheusQueryError("connection refused")
-        timestamps = np.arange(np.ceil(start / step_seconds), np.floor(end / step_seconds) + 1) * step_seconds
-        present = self.rows.get(query)
-        if present is None:
-            return SeriesBlock(labels=[], timestamps=timestamps, values=np.empty((len(timestamps), 0)))
-        values = np.where(present, 1.0, np.nan)[:, None]
-        return SeriesBlock(labels=[{}], timestamps=timestamps, values=values)
-
-
-class FakeConnection:
-    def __init__(self, rows: list[tuple[float, float]]) -> None:
-        self.rows = rows
-        self.params: tuple[object, ...] = ()
-
-    def cursor(self) -> FakeConnection:
-        return self
-
-    def __enter__(self) -> FakeConnection:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def execute(self, query: str, params: tuple[object, ...]) -> None:
-        self.params = params
-
-    def fetchall(self) -> list[tuple[float, float]]:
-        return self.rows
-
-    def close(self) -> None:
-        return None
-
-
-@pytest.fixture
-def settings() -> Settings:
-    return Settings(prometheus_url="http://prometheus.invalid:9090", database_url="postgresql://x@invalid/db")
-
-
-def test_fetch_combines_prometheus_tiers_and_confirmed_incidents(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    fast, medium = tier_condition_query("s", TIERS[0]), tier_condition_query("s", TIERS[1])
-    prometheus = FakePrometheus(
-        {fast: mask(6), medium: mask(4, 5, 6, 7), recorded_query("s"): mask(*range(20))}
+def test_an_unreachable_prometheus_names_the_slo() -> None:
+    # A loopback port nobody listens on: the connection is refused before any database is needed.
+    settings = Settings(
+        prometheus_url=f"http://127.0.0.1:{free_port()}", database_url="postgresql://x@invalid/db"
     )
-    connection = FakeConnection([(GRID[15], GRID[16])])
-    monkeypatch.setattr(slo_evidence, "fetch_range", prometheus)
-    monkeypatch.setattr(slo_evidence.db, "connect", lambda url: connection)
-
-    evidence = fetch_slo_evidence(settings, slo="s", detector="d", timestamps=GRID, step_seconds=STEP)
-
-    assert evidence.breaches == [Interval(GRID[4], GRID[8])]
-    assert evidence.page_times == [GRID[6]]
-    assert evidence.confirmed_incidents == [Interval(GRID[15], GRID[16])]
-    assert evidence.recorded_samples == len(GRID)
-    assert connection.params == ("d", "s", GRID[-1], GRID[0])
-
-
-def test_an_unreachable_prometheus_names_the_slo(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(slo_evidence, "fetch_range", FakePrometheus({}, fail=True))
-    with pytest.raises(PrometheusQueryError, match=r"history of SLO 'shop'.*connection refused"):
+    with pytest.raises(PrometheusQueryError, match=r"history of SLO 'shop'.*127\.0\.0\.1"):
         fetch_slo_evidence(settings, slo="shop", detector="d", timestamps=GRID, step_seconds=STEP)

@@ -9,8 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -32,6 +31,7 @@ from slo_pipeline.slo.sync import (
     run_sync,
     run_tick,
 )
+from tests.fixtures.waiting import wait_until
 
 SPEC = """
 version: prometheus/v1
@@ -139,13 +139,6 @@ class Loop:
 
     def tick(self) -> TickOutcome:
         return run_tick(self.state, self.source, self.folder, self.reloader, self.outages)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        time.sleep(0.01)
 
 
 def errors(caplog: pytest.LogCaptureFixture) -> list[str]:
@@ -326,7 +319,13 @@ def test_a_deferred_reload_that_failed_is_retried(tmp_path: Path, caplog: pytest
     loop.prometheus.down = True
     loop.tick()  # within the interval: the reloader defers the reload to its timer, which fails
     assert not loop.state.reload_due
-    wait_until(lambda: loop.prometheus.attempts == 2)
+    wait_until(
+        lambda: loop.prometheus.attempts,
+        timeout=5,
+        interval=0.01,
+        describe="2 reload attempts",
+        until=lambda n: n == 2,
+    )
     loop.prometheus.down = False
     # The next ticks pick the timer's error up and reload again once the interval allows.
 
@@ -334,7 +333,9 @@ def test_a_deferred_reload_that_failed_is_retried(tmp_path: Path, caplog: pytest
         loop.tick()
         return loop.prometheus.reloads == 2 and not loop.outages.reload.failing
 
-    wait_until(settled)
+    wait_until(
+        settled, timeout=5, interval=0.01, describe="the reload to work again after its deferred failure"
+    )
     assert not loop.state.reload_due
     assert [m for m in errors(caplog) if m.startswith("reloading Prometheus failed")] != []
 
