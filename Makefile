@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: setup system-packages demo test lint unit bench clean
+.PHONY: setup system-packages demo test lint unit bench chaos clean
 
 setup: $(VENV)/.installed system-packages
 
@@ -40,6 +40,12 @@ lint: setup
 bench: setup
 	@bash scripts/ensure-postgres.sh
 	$(BIN)/python benchmarks/run_all.py
+
+# Storms and faults against real services (minutes; kept out of `make test`): prints one table,
+# recorded in docs/reliability.md.
+chaos: setup
+	@bash scripts/ensure-postgres.sh
+	$(BIN)/python benchmarks/chaos.py
 
 clean:
 	rm -rf .data

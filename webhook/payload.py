@@ -112,6 +112,12 @@ def delivery_key(document: Any) -> DeliveryKey:
 def parse_notification(document: Any) -> Notification:
     if not isinstance(document, Mapping):
         raise PayloadError("", f"notification must be a JSON object, got {_json_type(document)}")
+    nul_path = _path_of_nul(document, "")
+    if nul_path is not None:
+        # Valid JSON, but PostgreSQL text and jsonb cannot hold U+0000, ever.
+        raise PayloadError(
+            nul_path or "(a key)", "contains a NUL character (\\u0000), which cannot be stored"
+        )
     version = document.get("version")
     if version is None:
         raise PayloadError("version", 'missing; expected "4" (Alertmanager webhook payload version)')
@@ -170,6 +176,26 @@ def _parse_alert(item: Any, path: str) -> Alert:
         generator_url=generator_url,
         fingerprint=fingerprint,
     )
+
+
+def _path_of_nul(node: Any, path: str) -> str | None:
+    """The path of the first string (key or value) holding U+0000, or None."""
+    if isinstance(node, str):
+        return path if "\x00" in node else None
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            child = f"{path}.{key}" if path else str(key)
+            if "\x00" in key:
+                return child.replace("\x00", "\\u0000")
+            found = _path_of_nul(value, child)
+            if found is not None:
+                return found
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            found = _path_of_nul(value, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
 
 
 def _check_indexed_length(value: str, path: str) -> None:

@@ -107,11 +107,16 @@ class RecordResult:
 def store_rejected_delivery(
     conn: psycopg2.extensions.connection, body_text: str, body_sha256: str, key: DeliveryKey, error: str
 ) -> bool:
-    """Keep a JSON body we refused, with the reason, so nothing Alertmanager sent is lost."""
+    """Keep a JSON body we refused, with the reason, so nothing Alertmanager sent is lost.
+
+    The key fields and the reason are informational copies: a NUL character in them (PostgreSQL
+    text cannot hold one) is replaced, so the row can be written whenever the body itself can."""
+    receiver, status, group_key, reason = (
+        None if value is None else value.replace("\x00", "\ufffd")
+        for value in (key.receiver, key.status, key.group_key, error)
+    )
     with conn, conn.cursor() as cur:
-        cur.execute(
-            INSERT_DELIVERY_SQL, (key.receiver, key.status, key.group_key, body_sha256, body_text, error)
-        )
+        cur.execute(INSERT_DELIVERY_SQL, (receiver, status, group_key, body_sha256, body_text, reason))
         return cur.fetchone() is not None
 
 

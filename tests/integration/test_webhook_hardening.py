@@ -271,3 +271,23 @@ def test_healthz_does_not_show_database_user_host_or_name(
     assert answer.status_code == 503
     assert answer.json() == {"status": "unavailable", "database": "unavailable"}
     assert dbname in webhook.log_tail()  # the detail is in the log, for the operator
+
+
+@pytest.mark.parametrize("where", ["fingerprint", "label key", "receiver"])
+def test_nul_character_in_a_text_column_is_400_not_500(
+    webhook: ManagedProcess, database_url: str, where: str
+) -> None:
+    """Found by `make chaos` (fuzz): a raw U+0000 in a value bound to a text column made psycopg2
+    raise before PostgreSQL saw it, and the webhook answered 500."""
+    alert = make_alert("f1")
+    body = make_notification(alert)
+    if where == "fingerprint":
+        alert["fingerprint"] = "f\u00001"
+    elif where == "label key":
+        alert["labels"] = {"alertname": "A", "te\u0000am": "x"}
+    else:
+        body["receiver"] = "r\u0000"
+    answer = post(webhook, body)
+    assert answer.status_code == 400, answer.text
+    assert "NUL character" in answer.json()["error"]
+    assert count(database_url, "incidents") == 0

@@ -191,3 +191,19 @@ def test_long_unindexed_values_are_accepted() -> None:
     )
     assert parsed.group_key == long
     assert parsed.alerts[0].labels["team"] == long
+
+
+@pytest.mark.parametrize(
+    ("document", "field"),
+    [
+        (notification(alert(labels={"alertname": "a\u0000b"})), "alerts[0].labels.alertname"),
+        (notification(alert(annotations={"x\u0000": "y"})), "alerts[0].annotations.x\\u0000"),
+        ({**notification(alert()), "receiver": "\u0000"}, "receiver"),
+        ({**notification(alert()), "commonLabels": {"a": ["\u0000"]}}, "commonLabels.a[0]"),
+    ],
+)
+def test_nul_characters_anywhere_are_refused_naming_the_field(document: dict[str, Any], field: str) -> None:
+    with pytest.raises(PayloadError) as caught:
+        parse_notification(document)
+    assert caught.value.field_path == field
+    assert "\u0000" not in str(caught.value)
