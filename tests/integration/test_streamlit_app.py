@@ -202,3 +202,30 @@ def test_models_page_rolls_back_after_confirmation(
     assert client.get_model_version("checkout_latency", "2").tags["slo_pipeline.rollback_by"] == "dave"
     # The confirmation is used up: a second rollback needs a second tick.
     assert at.button(key="rollback_checkout_latency").disabled
+
+
+def test_alert_supplied_strings_are_shown_as_text_never_as_markdown(app_env: str) -> None:
+    """Issue 9 finding 9: alert names, label values, generator URLs and feedback notes come from
+    whoever can post alerts or sign in; none of them may become a link or formatting."""
+    alertname = "**URGENT** [sign in again](http://evil.example)"
+    incident = seed_incident(app_env, "fp-x", alertname=alertname)
+    fetch_all(
+        app_env,
+        "UPDATE incidents SET severity = '# page', generator_url = 'javascript:alert(1)', "
+        "feedback = 'true_positive', feedback_by = 'alice', feedback_at = now(), "
+        "feedback_note = ':red[ignore] [this](http://evil.example)' WHERE id = %s RETURNING id",
+        (incident,),
+    )
+
+    at = signed_in_app(app_env)
+
+    assert not at.exception
+    shown_as_text = [t.value for t in at.text]
+    assert alertname in shown_as_text
+    assert "# page" in shown_as_text
+    assert any(":red[ignore] [this](http://evil.example)" in t for t in shown_as_text)
+    markdown = "\n".join([str(m.value) for m in at.markdown] + [str(s.value) for s in at.subheader])
+    assert "evil.example" not in markdown and "URGENT" not in markdown and "javascript" not in markdown
+    assert at.get("link_button") == []  # javascript: is not an http(s) link: no button for it
+    fetch_all(app_env, "UPDATE incidents SET generator_url = 'http://127.0.0.1:9090/graph' RETURNING id")
+    assert len(at.run().get("link_button")) == 1  # an http(s) URL does get its button
