@@ -22,6 +22,7 @@ from typing import NoReturn
 # parsed namespace and returns a process exit code.
 COMMAND_MODULES = (
     "slo_pipeline.orchestration.commands",
+    "slo_pipeline.orchestration.lake_commands",
     "slo_pipeline.slo.commands",
     "slo_pipeline.offline.backtest.commands",
     "exporter.commands",

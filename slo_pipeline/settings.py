@@ -363,7 +363,46 @@ class Settings(BaseSettings):
     data_lake: str = Field(
         default_factory=lambda: str(state_dir() / "lake"),
         validation_alias=AliasChoices("SLO_PIPELINE_DATA_LAKE", "data_lake"),
-        description="folder where training frames are snapshotted as Parquet",
+        description="root of the data lake (a folder, or s3://bucket/prefix with credentials and endpoint "
+        "from the AWS_* environment variables): a Delta Lake table `samples` partitioned by detector and "
+        "day (docs/lake.md)",
+    )
+    lake_retention_days: float = Field(
+        default=400.0,
+        gt=0,
+        validation_alias=AliasChoices("SLO_PIPELINE_LAKE_RETENTION_DAYS", "lake_retention_days"),
+        description="days of history the lake keeps; older day partitions are dropped by the sync loop's "
+        "daily maintenance and `slo-pipeline lake maintain` (400: a year-on-year comparison fits)",
+    )
+    lake_vacuum_retention_hours: int = Field(
+        default=168,
+        ge=0,
+        validation_alias=AliasChoices(
+            "SLO_PIPELINE_LAKE_VACUUM_RETENTION_HOURS", "lake_vacuum_retention_hours"
+        ),
+        description="files dropped or compacted away stay this long before maintenance deletes them, so "
+        "readers (and time travel) that still use them can finish",
+    )
+    lake_sync_interval_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        validation_alias=AliasChoices("SLO_PIPELINE_LAKE_SYNC_INTERVAL", "lake_sync_interval_seconds"),
+        description="seconds between two passes of `slo-pipeline lake sync`",
+    )
+    lake_sync_overlap_seconds: float = Field(
+        default=3600.0,
+        ge=0,
+        validation_alias=AliasChoices("SLO_PIPELINE_LAKE_SYNC_OVERLAP", "lake_sync_overlap_seconds"),
+        description="each sync pass re-reads this much before the newest row in the lake, so late "
+        "samples and short gaps are filled",
+    )
+    lake_initial_sync_seconds: float = Field(
+        default=15 * 86400.0,
+        gt=0,
+        validation_alias=AliasChoices("SLO_PIPELINE_LAKE_INITIAL_SYNC", "lake_initial_sync_seconds"),
+        description="how far back the sync loop reaches for a detector the lake has no rows of yet, and "
+        "at most on any pass (15 days: Prometheus' default retention); older ranges are backfilled with "
+        "`slo-pipeline lake sync --detector NAME --start T --end T`",
     )
     exporter_interval_seconds: float = Field(
         default=60.0,

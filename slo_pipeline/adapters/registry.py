@@ -12,11 +12,14 @@ import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from slo_pipeline.core.model import DetectorModel
 from slo_pipeline.core.redact import redact_credentials
 from slo_pipeline.settings import NAME_PATTERN, Settings
+
+if TYPE_CHECKING:
+    from slo_pipeline.adapters.lake import LakeSlice
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +130,7 @@ def log_and_register(
     params: Mapping[str, object],
     metrics: Mapping[str, float],
     tags: Mapping[str, str] | None = None,
-    dataset_path: str | None = None,
-    dataset_frame: Any = None,
+    lake_slice: LakeSlice | None = None,
 ) -> RegisteredModel:
     """One MLflow run: params, metrics, dataset, model; then a new registered version."""
     experiment_id = ensure_experiment(settings, detector_name)
@@ -138,11 +140,8 @@ def log_and_register(
                 mlflow.log_params({k: str(v) for k, v in params.items()})
                 mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
                 mlflow.set_tags(dict(tags or {}))
-                if dataset_frame is not None and dataset_path is not None:
-                    dataset = mlflow.data.from_pandas(
-                        dataset_frame, source=dataset_path, name=f"{detector_name}-training"
-                    )
-                    mlflow.log_input(dataset, context="training")
+                if lake_slice is not None:
+                    log_lake_slice(mlflow, lake_slice)
                 info = mlflow.sklearn.log_model(
                     model.forest,
                     name="model",
@@ -160,6 +159,24 @@ def log_and_register(
     ref = ModelRef(model_name=detector_name, version=str(version.version), run_id=run_id)
     log.info("registered %s version %s (run %s)", detector_name, ref.version, run_id)
     return RegisteredModel(ref=ref, model_uri=info.model_uri)
+
+
+def log_lake_slice(mlflow: Any, lake_slice: LakeSlice) -> None:
+    """The run's training data as an MLflow dataset: the lake table at one version (the source),
+    the slice's content hash (the digest) and the slice itself (detector and range) as tags."""
+    from mlflow.data.delta_dataset_source import DeltaDatasetSource
+    from mlflow.data.meta_dataset import MetaDataset
+
+    source = DeltaDatasetSource(path=lake_slice.table_uri, delta_table_version=lake_slice.version)
+    dataset = MetaDataset(source=source, name=f"{lake_slice.detector}-training", digest=lake_slice.digest)
+    mlflow.log_input(
+        dataset,
+        context="training",
+        tags={
+            "lake_slice": lake_slice.predicate,
+            "lake_rows": str(lake_slice.rows.num_rows),
+        },
+    )
 
 
 def champion_ref(settings: Settings, detector_name: str) -> ModelRef | None:

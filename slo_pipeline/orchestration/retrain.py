@@ -1,8 +1,9 @@
 """Train, validate and (maybe) promote one detector's model: the I/O around the pure pieces.
 
-history (Prometheus) -> Parquet snapshot (data lake) -> fit on the older part -> score the most
-recent part with candidate and champion -> validate -> MLflow run + registered version ->
-move `@champion` only when validation passes. Used by `slo-pipeline train` and by the worker.
+history (Prometheus merged into the data lake, read back as one lake slice) -> fit on the older
+part -> score the most recent part with candidate and champion -> validate -> MLflow run +
+registered version -> move `@champion` only when validation passes. Used by `slo-pipeline
+train` and by the worker.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ from slo_pipeline.adapters import lake
 from slo_pipeline.adapters import registry as mlflow_registry
 from slo_pipeline.adapters.budgets import BudgetOverrides
 from slo_pipeline.adapters.incident_history import KnownIncident, incident_history, incident_matrix
+from slo_pipeline.adapters.lake import LakeSlice
+from slo_pipeline.adapters.lake_rows import rows_block
 from slo_pipeline.adapters.postgres import DatabaseError
-from slo_pipeline.adapters.prometheus import SeriesBlock, fetch_detector_range, series_keys
+from slo_pipeline.adapters.prometheus import SeriesBlock, series_keys
 from slo_pipeline.adapters.prometheus_connection import redact_url
 from slo_pipeline.adapters.registry import ModelRef, RegisteredModel
 from slo_pipeline.core.model import DetectorModel
@@ -35,6 +38,7 @@ from slo_pipeline.core.promotion import (
 from slo_pipeline.core.rule_timing import RuleTiming, anomaly_alert_rule
 from slo_pipeline.core.slo_gate import SloEvidence
 from slo_pipeline.core.training import TrainingReport, fit_detector_model
+from slo_pipeline.orchestration.lake_sync import sync_range
 from slo_pipeline.settings import DetectorConfig, Settings
 from slo_pipeline.slo.evidence import fetch_slo_evidence
 
@@ -50,14 +54,6 @@ class RetrainOutcome:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-def fetch_history(settings: Settings, detector: DetectorConfig, end: float) -> SeriesBlock:
-    """The detector's training window (fetch_range splits it into queries Prometheus accepts)."""
-    return fetch_detector_range(
-        settings.prometheus,
-        detector,
-        start=end - detector.training_window_seconds,
-        end=end,
-    )
 
 
 def known_incidents(
@@ -74,7 +70,7 @@ def known_incidents(
 
 @dataclass(frozen=True)
 class TrainingData:
-    """A detector's history, snapshotted, with incident cells and the validation split."""
+    """A detector's history (a lake slice), with incident cells and the validation split."""
 
     block: SeriesBlock
     excluded: np.ndarray  # [T, N] confirmed incidents and SLO breaches: never trained on
@@ -82,24 +78,42 @@ class TrainingData:
     false_positive: np.ndarray  # [T, N] incidents operators marked noise
     split: int  # rows >= split are held out for validation
     incident_count: int
-    snapshot_path: str
-    frame: Any
+    lake_slice: LakeSlice
 
     @property
     def keys(self) -> list[str]:
         return series_keys(self.block.labels)
 
 
+def training_history(
+    settings: Settings, detector: DetectorConfig, *, end: float
+) -> tuple[SeriesBlock, LakeSlice]:
+    """The training window as the lake holds it once Prometheus' part of it has been merged in.
+
+    So the model sees Prometheus' data where Prometheus still has it and the lake's for older
+    ranges, and the run can name exactly what it trained on: one slice of one table version.
+    """
+    start = end - detector.training_window_seconds
+    sync_range(settings, detector, start=start, end=end)
+    lake_slice = lake.read_slice(settings.data_lake, detector.name, start=start, end=end)
+    block = rows_block(
+        lake_slice.rows,
+        start=start,
+        end=end,
+        step_seconds=detector.step_seconds,
+        signals=detector.signal_names,
+    )
+    return block, lake_slice
+
+
 def prepare_training_data(settings: Settings, detector: DetectorConfig, *, end: float) -> TrainingData:
-    block = fetch_history(settings, detector, end)
-    if block.values.size == 0:
+    block, lake_slice = training_history(settings, detector, end=end)
+    if block.n_series == 0:
         raise ValueError(
-            f"detector {detector.name!r}: query returned no data over the last "
-            f"{detector.training_window_seconds}s from {redact_url(settings.prometheus_url)!r}: "
+            f"detector {detector.name!r}: neither Prometheus at {redact_url(settings.prometheus_url)!r} nor "
+            f"the lake {settings.data_lake!r} holds data over the last {detector.training_window_seconds}s: "
             f"{detector.query_text}"
         )
-    frame = lake.training_frame(block.labels, block.timestamps, block.values, block.signals)
-    snapshot_path = lake.write_snapshot(settings.data_lake, detector.name, frame, now=end)
     incidents = known_incidents(settings, detector, float(block.timestamps[0]), end)
     settle = detector.windows.short * detector.step_seconds
 
@@ -113,8 +127,7 @@ def prepare_training_data(settings: Settings, detector: DetectorConfig, *, end: 
         false_positive=cells([i for i in incidents if i.false_positive]),
         split=validation_split(len(block.timestamps)),
         incident_count=len(incidents),
-        snapshot_path=snapshot_path,
-        frame=frame,
+        lake_slice=lake_slice,
     )
 
 
@@ -165,8 +178,7 @@ class ModelRegistry(Protocol):
         params: dict[str, Any],
         metrics: dict[str, float],
         tags: dict[str, str],
-        dataset_path: str,
-        dataset_frame: Any,
+        lake_slice: LakeSlice,
     ) -> RegisteredModel: ...
 
     def tag_version(self, detector: str, version: str, tags: dict[str, str]) -> None: ...
@@ -202,8 +214,7 @@ class MlflowRegistry:
         params: dict[str, Any],
         metrics: dict[str, float],
         tags: dict[str, str],
-        dataset_path: str,
-        dataset_frame: Any,
+        lake_slice: LakeSlice,
     ) -> RegisteredModel:
         return mlflow_registry.log_and_register(
             self._settings,
@@ -212,8 +223,7 @@ class MlflowRegistry:
             params=params,
             metrics=metrics,
             tags=tags,
-            dataset_path=dataset_path,
-            dataset_frame=dataset_frame,
+            lake_slice=lake_slice,
         )
 
     def tag_version(self, detector: str, version: str, tags: dict[str, str]) -> None:
@@ -290,13 +300,13 @@ def judge_and_register(
             "false_alarms_per_week": detector.false_alarms_per_week,
             "n_estimators": detector.n_estimators,
             "windows": detector.windows.model_dump_json(),
-            "snapshot": data.snapshot_path,
+            "lake_table": data.lake_slice.table_uri,
+            "lake_version": data.lake_slice.version,
             "excluded_incidents": data.incident_count,
         },
         metrics={**report.as_metrics(), **_finite(decision.metrics)},
         tags=decision_tags(decision, compared_with),
-        dataset_path=data.snapshot_path,
-        dataset_frame=data.frame,
+        lake_slice=data.lake_slice,
     )
     version = registered.ref.version
     if decision.promote and may_promote is not None and not may_promote():

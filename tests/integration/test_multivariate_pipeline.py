@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from exporter.service import ExporterService
-from slo_pipeline.adapters import registry
+from slo_pipeline.adapters import lake, registry
 from slo_pipeline.devstack.simulator.model import DEFAULT_ROUTES
 from slo_pipeline.orchestration.retrain import retrain_detector
 from tests.fixtures.simulated import SimulatedService, simulated_service
@@ -67,11 +66,9 @@ def test_multivariate_detector_trains_registers_and_serves_one_score_per_route(
     assert "latency_p95:level_vs_long" in model.feature_names
     assert "error_ratio:level_vs_other_signals" in model.feature_names
 
-    # The data-lake snapshot keeps every signal of every route.
-    snapshots = list((Path(settings.data_lake) / DETECTOR).glob("*.parquet"))
-    assert len(snapshots) == 1
-    frame = pd.read_parquet(snapshots[0])
-    assert set(frame["signal"]) == {"request_rate", "error_ratio", "latency_p95"}
+    # The lake keeps every signal of every route.
+    trained = lake.read_slice(settings.data_lake, DETECTOR, start=service.anchor - 86400, end=service.anchor)
+    assert set(trained.rows.column("signal").to_pylist()) == {"request_rate", "error_ratio", "latency_p95"}
 
     service = ExporterService(settings)
     report = service.run_cycle()

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from slo_pipeline.adapters.lake import training_frame
+from slo_pipeline.adapters.lake_rows import block_rows
 from slo_pipeline.adapters.prometheus import SeriesBlock, join_signals
 from slo_pipeline.core.features import (
     COHERENCE_FEATURE,
@@ -128,9 +128,15 @@ def test_config_describes_its_queries() -> None:
     assert single.queries == (("", "up"),) and single.query_text == "up" and single.signal_names == ()
 
 
-def test_lake_frame_has_one_row_per_signal() -> None:
+def test_lake_rows_have_one_row_per_signal() -> None:
     values = np.arange(12, dtype=float).reshape(2, 3, 2)
-    frame = training_frame([{"r": "a"}, {"r": "b"}, {"r": "c"}], np.array([0.0, 60.0]), values, ("x", "y"))
+    block = SeriesBlock(
+        labels=[{"r": "a"}, {"r": "b"}, {"r": "c"}],
+        timestamps=np.array([0.0, 60.0]),
+        values=values,
+        signals=("x", "y"),
+    )
+    frame = block_rows("d", block).to_pandas()
     assert len(frame) == 12
     row = frame[(frame["timestamp"] == pd.Timestamp(60, unit="s", tz="UTC")) & (frame["signal"] == "y")]
     assert list(row["value"]) == [7.0, 9.0, 11.0]

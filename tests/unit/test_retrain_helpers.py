@@ -1,15 +1,10 @@
-"""Pure helpers of the retrain path: incident cells and the data-lake frame."""
+"""Pure helpers of the retrain path: incident cells."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
-import pandas as pd
 
 from slo_pipeline.adapters.incident_history import KnownIncident, incident_matrix
-from slo_pipeline.adapters.lake import training_frame, write_snapshot
 
 SERIES = [{"route": "/a"}, {"route": "/b"}]
 
@@ -40,19 +35,3 @@ def test_an_incident_without_the_series_labels_masks_nothing() -> None:
 
 def test_no_incidents_mask_nothing() -> None:
     assert not incident_matrix(np.arange(10.0), SERIES, [], settle_seconds=5).any()
-
-
-def test_training_frame_round_trips_through_parquet(tmp_path: Path) -> None:
-    labels = [{"route": "/a"}, {"route": "/b"}]
-    timestamps = np.array([0.0, 60.0, 120.0])
-    values = np.array([[1.0, 10.0], [2.0, np.nan], [3.0, 30.0]])
-    frame = training_frame(labels, timestamps, values)
-    path = write_snapshot(str(tmp_path), "demo", frame, now=0)
-    assert Path(path).parent == tmp_path / "demo"
-    assert Path(path).name.startswith("19700101T000000")
-
-    back = pd.read_parquet(path)
-    assert len(back) == 6
-    b_series = back[back["series"] == json.dumps({"route": "/b"})]
-    assert list(b_series["value"].isna()) == [False, True, False]
-    assert back["timestamp"].iloc[-1] == pd.Timestamp(120, unit="s", tz="UTC")

@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from slo_pipeline.adapters.lake import LakeSlice
+from slo_pipeline.adapters.lake_rows import SCHEMA
 from slo_pipeline.adapters.prometheus import SeriesBlock
 from slo_pipeline.adapters.registry import ModelRef, RegisteredModel
 from slo_pipeline.core.alert_sim import AlertRule
@@ -163,8 +165,14 @@ def quiet_history() -> tuple[TrainingData, DetectorModel]:
         false_positive=nothing,
         split=SPLIT,
         incident_count=0,
-        snapshot_path="snapshot.parquet",
-        frame=None,
+        lake_slice=LakeSlice(
+            table_uri="/lake/samples",
+            version=0,
+            detector="d",
+            start=float(TIMES[0]),
+            end=float(TIMES[-1]),
+            rows=SCHEMA.empty_table(),
+        ),
     )
     detector = DETECTOR.model_copy(update={"windows": FeatureWindows(short=5, medium=30, long=120)})
     model, _ = fit_detector_model(values[:SPLIT], detector, series_keys=data.keys, rule=RULE)
