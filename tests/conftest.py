@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.services",
     "tests.fixtures.database",
     "tests.fixtures.browser",
+    "tests.fixtures.object_store",
 ]

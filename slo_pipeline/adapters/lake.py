@@ -113,6 +113,12 @@ def open_table(lake: str, *, create: bool = False, version: int | None = None) -
         DeltaTable.create(uri, SCHEMA, mode="ignore", partition_by=PARTITION_COLUMNS, storage_options=options)
         return DeltaTable(uri, storage_options=options)
     except (DeltaError, OSError) as err:
+        # Two writers creating the table at once: the log's first entry is put-if-absent, so one
+        # loses the commit (as "protocol changed"); the winner's table is the one to use.
+        try:
+            return DeltaTable(uri, storage_options=options)
+        except (DeltaError, OSError):
+            pass
         raise LakeError(f"could not create the lake table at {uri!r}: {err}") from err
 
 
