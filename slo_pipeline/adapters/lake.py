@@ -32,6 +32,8 @@ TABLE_NAME = "samples"
 # table, so this bounds the work, not the wait.
 MAX_COMMIT_ATTEMPTS = 8
 READ_COLUMNS = ["series", "signal", "timestamp", "value"]
+# Rows per merge commit: a merge holds its input and the matching target files in memory.
+MERGE_BATCH_ROWS = 2_000_000
 
 T = TypeVar("T")
 
@@ -80,13 +82,17 @@ def _storage_options(lake: str) -> dict[str, str] | None:
 def _writer_properties() -> Any:
     from deltalake import ColumnProperties, WriterProperties
 
-    # Measured (docs/lake.md): sorted rows + these encodings + zstd.
+    # Measured (docs/lake.md, benchmarks/bench_lake_size.py): rows sorted by series then time make
+    # `series` a few dictionary runs and `timestamp` a constant delta. Values get a dictionary
+    # (rates of counters take few distinct values: 1.5 bytes instead of 5.3 with byte-stream-split);
+    # a column chunk with too many falls back to plain (noisy gauges: 7.5 bytes, where
+    # byte-stream-split would give 6.9, but deltalake cannot combine it with a dictionary).
     return WriterProperties(
         compression="ZSTD",
         compression_level=9,
         column_properties={
             "timestamp": ColumnProperties(dictionary_enabled=False, encoding="DELTA_BINARY_PACKED"),
-            "value": ColumnProperties(dictionary_enabled=False, encoding="BYTE_STREAM_SPLIT"),
+            "value": ColumnProperties(dictionary_enabled=True),
             "series": ColumnProperties(dictionary_enabled=True),
             "signal": ColumnProperties(dictionary_enabled=True),
         },
@@ -150,15 +156,33 @@ def merge_rows(lake: str, detector: str, rows: pa.Table) -> MergeResult:
     """Insert the rows the lake lacks; rows already there (same series, signal, time) stay.
 
     Idempotent: merging the same rows twice inserts nothing the second time. Fills gaps: rows
-    missing from an earlier sync are inserted when a later one brings them.
+    missing from an earlier sync are inserted when a later one brings them. Large inputs are
+    merged in slices of MERGE_BATCH_ROWS (one commit each) to bound memory.
     """
     if rows.num_rows == 0:
         return MergeResult(version=open_table(lake, create=True).version(), inserted=0)
+    inserted, version = 0, -1
+    for offset in range(0, rows.num_rows, MERGE_BATCH_ROWS):
+        result = _merge_batch(lake, detector, rows.slice(offset, MERGE_BATCH_ROWS))
+        inserted += result.inserted
+        version = result.version
+    return MergeResult(version=version, inserted=inserted)
+
+
+def _merge_batch(lake: str, detector: str, rows: pa.Table) -> MergeResult:
     days = sorted(set(rows.column("day").to_pylist()))
     day_list = ", ".join(f"'{day}'" for day in days)
-    # Literal partition values let delta-rs read only the partitions these rows belong to.
+    stamps = rows.column("timestamp")
+    first, last = pc.min(stamps).as_py().isoformat(), pc.max(stamps).as_py().isoformat()
+    series = rows.column("series")
+    lowest, highest = _sql_text(pc.min(series).as_py()), _sql_text(pc.max(series).as_py())
+    # Literal partition values, time and series bounds let delta-rs skip every file these rows
+    # cannot match (partition pruning, then the files' min/max statistics): a sync reads the
+    # files of its hour, a backfill batch those of its series.
     predicate = (
-        f"t.detector = '{detector}' AND t.day IN ({day_list}) AND t.day = s.day "
+        f"t.detector = '{detector}' AND t.day IN ({day_list}) "
+        f"AND t.timestamp >= '{first}' AND t.timestamp <= '{last}' "
+        f"AND t.series >= {lowest} AND t.series <= {highest} AND t.day = s.day "
         "AND t.series = s.series AND t.signal = s.signal AND t.timestamp = s.timestamp"
     )
 
@@ -283,6 +307,11 @@ def maintain(lake: str, *, retention_days: float, vacuum_retention_hours: int, n
     return Maintenance(
         dropped_files=dropped, compacted_files=compacted, vacuumed_files=vacuumed, version=version
     )
+
+
+def _sql_text(text: str) -> str:
+    """A SQL string literal (label values may hold quotes)."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _iso(seconds: float) -> str:

@@ -65,7 +65,7 @@ def block_rows(detector: str, block: SeriesBlock) -> pa.Table:
     day_names = pa.array([day_of(float(d) * SECONDS_PER_DAY) for d in day_numbers], pa.string())
     keys = pa.array(series_keys(block.labels), type=pa.string())
     columns = {
-        "detector": pa.array(np.full(len(series_index), detector, dtype=object), type=pa.string()),
+        "detector": pa.repeat(pa.scalar(detector, pa.string()), len(series_index)),
         "day": pa.DictionaryArray.from_arrays(pa.array(day_of_row[time_index]), day_names).cast(pa.string()),
         "timestamp": pa.array(micros[time_index], type=pa.timestamp("us", tz="UTC")),
         "series": pa.DictionaryArray.from_arrays(pa.array(series_index), keys).cast(pa.string()),
