@@ -87,18 +87,16 @@ def rows_block(
     """
     grid = step_grid(start, end, step_seconds)
     names = list(signals) or [""]
-    series = rows.column("series").to_numpy(zero_copy_only=False)
-    keys, series_index = np.unique(series, return_inverse=True) if len(series) else (np.array([]), [])
+    keys, series_index = np.unique(rows.column("series").to_numpy(zero_copy_only=False), return_inverse=True)
     signal_index = _positions(rows.column("signal").to_numpy(zero_copy_only=False), names)
-    seconds = rows.column("timestamp").cast(pa.int64()).to_numpy() / MICROSECONDS
-    row_index = np.rint((seconds - grid[0]) / step_seconds).astype(np.int64) if len(seconds) else seconds
+    seconds = rows.column("timestamp").cast(pa.int64()).to_numpy().astype(np.float64) / MICROSECONDS
+    row_index = np.rint((seconds - grid[0]) / step_seconds).astype(np.int64)
     usable = (signal_index >= 0) & (row_index >= 0) & (row_index < len(grid))
-    if len(seconds):
-        usable &= np.abs(grid[np.clip(row_index, 0, len(grid) - 1)] - seconds) < 1e-3
+    usable &= np.abs(grid[np.clip(row_index, 0, len(grid) - 1)] - seconds) < 1e-3
     values = np.full((len(grid), len(keys), len(names)), np.nan)
-    values[row_index[usable], np.asarray(series_index)[usable], signal_index[usable]] = rows.column(
-        "value"
-    ).to_numpy()[usable]
+    values[row_index[usable], series_index[usable], signal_index[usable]] = rows.column("value").to_numpy()[
+        usable
+    ]
     labels = [json.loads(key) for key in keys]
     if not signals:
         return SeriesBlock(labels=labels, timestamps=grid, values=values[:, :, 0])

@@ -259,6 +259,50 @@ def test_training_reads_history_prometheus_no_longer_holds_and_records_the_slice
     # No per-run snapshot copies any more: only the table.
     assert all(key.startswith("lake/samples/") for key in _bucket_keys(settings))
 
+    # A backtest over the same window takes what the short Prometheus has and the lake the rest.
+    scored = tmp_path / "backtest.csv"
+    code = cli.main(
+        [
+            "backtest",
+            "--detector",
+            DETECTOR,
+            "--config",
+            str(_config(tmp_path)),
+            "--prometheus-url",
+            settings.prometheus_url,
+            "--source",
+            "auto",
+            "--lake",
+            settings.data_lake,
+            "--start",
+            str(window_start),
+            "--end",
+            str(anchor),
+            "--n-estimators",
+            "20",
+            "--retrain-every-hours",
+            "48",
+            "--quiet",
+            "--output",
+            str(scored),
+        ]
+    )
+    assert code == 0
+    replayed = pd.read_csv(scored)
+    per_series = replayed.groupby("series")["value"].count()
+    # Every step of the two days has a value: the old part from the lake, the new from Prometheus.
+    assert (per_series >= 0.99 * (2 * SECONDS_PER_DAY / 60)).all(), per_series
+    first_hour = replayed[
+        replayed["timestamp"] < pd.Timestamp(window_start + 3600, unit="s").strftime("%Y-%m-%dT%H:%M:%SZ")
+    ]
+    assert first_hour["value"].notna().all()
+
+
+def _config(folder: Path) -> Path:
+    path = folder / "backtest-pipeline.yml"
+    path.write_text(yaml.safe_dump(PIPELINE), encoding="utf-8")
+    return path
+
 
 def _bucket_keys(settings: Settings) -> list[str]:
     import boto3

@@ -91,3 +91,9 @@ def test_an_empty_block_is_no_rows_and_an_empty_range_is_refused() -> None:
     assert block_rows("x", empty).num_rows == 0
     with pytest.raises(ValueError, match="contains no multiple"):
         rows_block(block_rows("x", empty), start=1, end=59, step_seconds=60)
+
+
+def test_no_rows_read_back_as_a_block_without_series() -> None:
+    empty = block_rows("x", SeriesBlock(labels=[], timestamps=np.array([0.0]), values=np.empty((1, 0))))
+    back = rows_block(empty, start=0, end=120, step_seconds=60, signals=("a", "b"))
+    assert back.values.shape == (3, 0, 2) and back.labels == []

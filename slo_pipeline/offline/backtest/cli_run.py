@@ -34,9 +34,11 @@ from slo_pipeline.offline.backtest.io import (
     read_series_csv,
     write_scored_csv,
 )
+from slo_pipeline.offline.backtest.lake_source import fill_from_lake, lake_range
 from slo_pipeline.offline.backtest.prometheus_range import (
     describe_query_error,
     fetch_series,
+    format_time,
     parse_time,
     utc_naive,
     windows_for_series,
@@ -88,7 +90,7 @@ def run_command(args: argparse.Namespace) -> int:
     except (InputError, LabelError, ValueError) as err:
         return _fail(err)
     if labels is not None:
-        name_header = "series" if args.prometheus_url else "file"
+        name_header = "series" if _is_range(args) else "file"
         print(metrics_table(table_rows, name_header=name_header))
         print(
             f"\nthreshold: {base.false_alarms_per_week:g} false alarms/week, alert rule for={rule.for_steps} "
@@ -182,7 +184,7 @@ def _base_detector(args: argparse.Namespace) -> DetectorConfig:
             "false_alarms_per_week": CSV_DEFAULT_BUDGET,
             "min_training_samples": CSV_DEFAULT_MIN_TRAINING_SAMPLES,
         }
-        overrides = {} if args.prometheus_url else file_defaults
+        overrides = {} if _is_range(args) else file_defaults
         detector = DetectorConfig(name="backtest", query="csv", **overrides)
     windows = detector.windows.model_dump()
     if args.windows:
@@ -212,7 +214,7 @@ def _base_detector(args: argparse.Namespace) -> DetectorConfig:
 def _detector_for(base: DetectorConfig, args: argparse.Namespace, series: SeriesFile) -> DetectorConfig:
     """The step is the data's unless given: budgets per week and schedules depend on it. A
     `--multivariate` CSV brings its own signals (its value columns)."""
-    step = args.step or (base.step_seconds if args.prometheus_url else series.step_seconds)
+    step = args.step or (base.step_seconds if _is_range(args) else series.step_seconds)
     fields: dict[str, object] = {**base.model_dump(), "step_seconds": step}
     if series.signals and base.signals and series.signals != base.signal_names:
         raise InputError(
@@ -238,15 +240,30 @@ def _plan(detector: DetectorConfig, n_rows: int, args: argparse.Namespace) -> Re
     )
 
 
+def _is_range(args: argparse.Namespace) -> bool:
+    """A detector's time range (from Prometheus and/or the lake) rather than CSV files."""
+    return bool(args.prometheus_url) or args.source == "lake"
+
+
 def _load_inputs(
     args: argparse.Namespace, detector: DetectorConfig, *, now: float, show_progress: bool
 ) -> list[_Input]:
+    if args.source in ("lake", "auto"):
+        _check_lake_args(args)
+    if args.source == "lake":
+        if args.prometheus_url:
+            raise InputError(
+                "--source lake reads the lake only; drop --prometheus-url (or use --source auto)"
+            )
+        return [_read_lake(args, detector, now=now)]
     if args.prometheus_url:
         if args.input:
             raise InputError("give either --input or --prometheus-url, not both")
         if args.multivariate:
             raise InputError("--multivariate is for CSV files; a Prometheus range takes a detector's signals")
         return [_fetch_prometheus(args, detector, now=now, show_progress=show_progress)]
+    if args.source == "auto":
+        raise InputError("--source auto needs --prometheus-url (or use --source lake)")
     if not args.input:
         raise InputError("give --input FILE.csv (or folders), or --prometheus-url with --start")
     files = [_naive_utc_times(read_series_csv(path)) for path in expand_inputs(args.input)]
@@ -313,13 +330,53 @@ def _fetch_prometheus(
             end=end,
             step_seconds=step,
             progress=progress,
+            allow_empty=args.source == "auto",
         )
     if progress is not None:
         print(file=sys.stderr)
+    if args.source == "auto":
+        # Older than Prometheus' retention, or a gap: the lake's samples fill in.
+        fetched = fill_from_lake(fetched, _lake_root(args), detector, start=start, end=end, step_seconds=step)
+        if not fetched.labels:
+            raise InputError(
+                f"neither Prometheus at {url!r} nor the lake {_lake_root(args)!r} holds samples of "
+                f"detector {detector.name!r} between {format_time(start)} and {format_time(end)}"
+            )
     series = fetched.series
     if joined:
         series = dataclasses.replace(series, signals=detector.signal_names)
     return _Input(series, fetched.labels)
+
+
+def _check_lake_args(args: argparse.Namespace) -> None:
+    if not args.detector:
+        raise InputError(
+            f"--source {args.source} needs --detector: the lake holds configured detectors' series"
+        )
+    if args.query:
+        raise InputError(
+            f"--source {args.source} replays the detector's own series; --query needs Prometheus"
+        )
+    if args.input or args.multivariate:
+        raise InputError(f"--source {args.source} replays a detector's range, not CSV files")
+    if not args.start:
+        raise InputError(f"--source {args.source} needs --start (and --end, default now)")
+
+
+def _lake_root(args: argparse.Namespace) -> str:
+    if args.lake:
+        return str(args.lake)
+    from slo_pipeline.settings import load_settings
+
+    return load_settings().data_lake
+
+
+def _read_lake(args: argparse.Namespace, detector: DetectorConfig, *, now: float) -> _Input:
+    start, end = parse_time(args.start, now=now), parse_time(args.end or "now", now=now)
+    fetched = lake_range(
+        _lake_root(args), detector, start=start, end=end, step_seconds=args.step or detector.step_seconds
+    )
+    return _Input(fetched.series, fetched.labels)
 
 
 @contextmanager

@@ -46,6 +46,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="range start for --prometheus-url: RFC 3339 (UTC if no offset), unix seconds or now-7d",
     )
     source.add_argument("--end", help="range end for --prometheus-url, same formats (default: now)")
+    source.add_argument(
+        "--source",
+        choices=["prometheus", "lake", "auto"],
+        help="where a --detector's range comes from: prometheus (the default with --prometheus-url), "
+        "lake (the data lake only; no Prometheus needed), or auto (Prometheus where it still has the "
+        "samples, the lake for older ranges and gaps; needs --prometheus-url)",
+    )
+    source.add_argument("--lake", help="data lake for --source lake/auto (default: SLO_PIPELINE_DATA_LAKE)")
     parser.add_argument(
         "--output",
         type=Path,

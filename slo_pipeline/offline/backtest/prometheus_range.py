@@ -122,10 +122,12 @@ def fetch_series(
     end: float,
     step_seconds: int,
     progress: Progress | None = None,
+    allow_empty: bool = False,
 ) -> RangeSeries:
     """Every series `fetch` returns over `[start, end]`, one row per grid instant of the step.
 
-    `name` names the result (the detector), `source` describes the query in messages.
+    `name` names the result (the detector), `source` describes the query in messages. No series
+    at all is an error unless `allow_empty` (another source may fill the range).
     """
     if end <= start:
         raise InputError(
@@ -144,7 +146,7 @@ def fetch_series(
         if progress is not None:
             progress(done, len(grid))
     labels, values = merge_blocks(blocks, grid)
-    if not labels:
+    if not labels and not allow_empty:
         raise InputError(f"{source} returned no series between {format_time(start)} and {format_time(end)}")
     timestamps = pd.DatetimeIndex(pd.to_datetime(grid, unit="s"))
     columns = [series_selector(label_set) for label_set in labels]
