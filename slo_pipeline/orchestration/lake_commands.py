@@ -71,12 +71,11 @@ def _fail(err: Exception, code: int) -> int:
 
 
 def _range(args: argparse.Namespace, now: float) -> tuple[float, float]:
-    from slo_pipeline.offline.backtest.io import InputError
-    from slo_pipeline.offline.backtest.prometheus_range import parse_time
+    from slo_pipeline.core.instants import parse_time
 
     try:
         start, end = parse_time(args.start, now=now), parse_time(args.end or "now", now=now)
-    except InputError as err:
+    except ValueError as err:
         raise LakeInputError(str(err)) from err
     if not end > start:
         raise LakeInputError(f"--start {args.start!r} is not before --end {args.end or 'now'!r}")

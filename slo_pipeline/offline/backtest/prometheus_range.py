@@ -12,11 +12,9 @@
 from __future__ import annotations
 
 import logging
-import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -28,6 +26,7 @@ from slo_pipeline.adapters.prometheus import (
     SeriesBlock,
     step_grid,
 )
+from slo_pipeline.core import instants
 from slo_pipeline.offline.backtest.io import InputError, SeriesFile
 from slo_pipeline.offline.evaluation.labels import LabelError
 
@@ -40,10 +39,6 @@ POINTS_PER_REQUEST = 1_000_000
 # as an exporter cycle's query (which the same Prometheus answers every minute).
 FIRST_CHUNK_STEPS = 240
 
-_DURATION_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
-_DURATION = re.compile(r"(?:\d+(?:ms|s|m|h|d|w|y))+")
-_DURATION_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
-_RELATIVE = re.compile(r"now(?:\s*([+-])\s*(\S+))?")
 _SELECTOR = re.compile(r"([a-z][a-z0-9_]*)?\s*\{(.*)\}", re.DOTALL)
 _MATCHER = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')
 
@@ -61,45 +56,21 @@ class RangeSeries:
 
 def parse_duration(text: str) -> float:
     """Prometheus duration (`7d`, `1h30m`, `500ms`) in seconds."""
-    compact = text.replace(" ", "")
-    if not _DURATION.fullmatch(compact):
-        raise InputError(f"{text!r} is not a duration (use e.g. 30m, 7d, 1h30m)")
-    return sum(int(n) * _DURATION_SECONDS[unit] for n, unit in _DURATION_PART.findall(compact))
+    try:
+        return instants.parse_duration(text)
+    except ValueError as err:
+        raise InputError(str(err)) from err
 
 
 def parse_time(text: str, *, now: float) -> float:
-    """Unix seconds of `text`: unix seconds, RFC 3339 / ISO 8601, `now` or `now-7d` / `now+1h`.
-
-    `now` is passed in so `--start now-7d --end now` is one consistent range. A time without an
-    offset is UTC (Prometheus' own convention), never the local zone of the machine.
-    """
-    stripped = text.strip()
+    """`core.instants.parse_time`, an `InputError` for text that is not a time."""
     try:
-        seconds = float(stripped)
-    except ValueError:
-        pass
-    else:
-        if not math.isfinite(seconds):
-            raise InputError(f"not a time: {text!r}")
-        return seconds
-    relative = _RELATIVE.fullmatch(stripped)
-    if relative:
-        sign, duration = relative.groups()
-        offset = parse_duration(duration) if duration else 0.0
-        return now - offset if sign == "-" else now + offset
-    try:
-        moment = datetime.fromisoformat(stripped)
+        return instants.parse_time(text, now=now)
     except ValueError as err:
-        raise InputError(
-            f"not a time: {text!r} (use RFC 3339 like 2024-05-01T00:00:00Z, unix seconds, or now-7d)"
-        ) from err
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+        raise InputError(str(err)) from err
 
 
-def format_time(seconds: float) -> str:
-    return datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+format_time = instants.format_time
 
 
 def series_selector(labels: Mapping[str, str]) -> str:
