@@ -15,9 +15,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     train = subparsers.add_parser(
         "train",
         help="train, validate and maybe promote detector models",
-        description="Fetch each detector's history from Prometheus, snapshot it to the data lake, "
-        "fit and calibrate an IsolationForest, log it to MLflow, register a version and move "
-        "@champion when validation passes. Prints one JSON line per trained detector; exits 1 "
+        description="Merge each detector's training window from Prometheus into the data lake, read "
+        "it back from the lake (older ranges Prometheus no longer holds included), fit and calibrate "
+        "an IsolationForest, log it to MLflow with the lake slice as its dataset, register a version "
+        "and move @champion when validation passes. Prints one JSON line per trained detector; exits 1 "
         "when a detector failed, 2 when Prometheus, MLflow or PostgreSQL cannot be reached.",
         epilog="""examples:
   slo-pipeline train                              every detector in SLO_PIPELINE_CONFIG
