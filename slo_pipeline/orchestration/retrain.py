@@ -54,8 +54,6 @@ class RetrainOutcome:
     metrics: dict[str, float] = field(default_factory=dict)
 
 
-
-
 def known_incidents(
     settings: Settings, detector: DetectorConfig, start: float, end: float
 ) -> list[KnownIncident]:
