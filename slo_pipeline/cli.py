@@ -114,6 +114,7 @@ def expected_failure(err: BaseException) -> bool:
     import pydantic
     import requests
 
+    from slo_pipeline.adapters.lake import LakeError
     from slo_pipeline.adapters.postgres import DatabaseError
     from slo_pipeline.adapters.prometheus import PrometheusQueryError
     from slo_pipeline.adapters.registry import ModelLoadError, RegistryError
@@ -127,6 +128,7 @@ def expected_failure(err: BaseException) -> bool:
         RegistryError,
         ModelLoadError,
         PrometheusQueryError,
+        LakeError,
         requests.ConnectionError,
         requests.Timeout,
         OSError,  # a missing or unreadable file, a refused connection, a port in use

@@ -51,12 +51,14 @@ def _unreachable(err: BaseException) -> bool:
     the next detector would fail the same way, so `train` stops at the first."""
     import requests
 
+    from slo_pipeline.adapters.lake import LakeError
     from slo_pipeline.adapters.postgres import DatabaseError
     from slo_pipeline.adapters.prometheus_connection import PrometheusAuthError, PrometheusSecretError
     from slo_pipeline.adapters.registry import RegistryError
 
     everyones = (
         RegistryError,
+        LakeError,  # every detector's training reads and writes the lake
         DatabaseError,
         PrometheusAuthError,
         PrometheusSecretError,

@@ -142,7 +142,7 @@ def test_sync_twice_adds_nothing_fills_holes_and_export_works_with_prometheus_st
     for process in managed_processes:
         process.stop()
     code, _, err = run_cli(settings, *args)
-    assert code == 1 and "Prometheus" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "Prometheus" in err and len(err.strip().splitlines()) == 1
     output = tmp_path / "export" / "range.csv"
     code, _, err = run_cli(
         settings,

@@ -75,8 +75,8 @@ def test_export_before_any_sync_says_so(run: Callable[..., tuple[int, str, str]]
     code, _, err = run(
         "lake", "export", "--detector", "latency", "--start", "now-1d", "--output", str(tmp_path / "x.csv")
     )
-    assert code == 1
-    assert "no lake table" in err and "lake sync" in err
+    assert code == 2
+    assert "no lake table" in err and "lake sync" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "x.csv").exists()
 
 
