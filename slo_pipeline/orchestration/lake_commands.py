@@ -8,6 +8,7 @@ failures (bad arguments, an unknown detector, Prometheus or the lake unreachable
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -92,6 +93,9 @@ def _sync(args: argparse.Namespace) -> int:
     from slo_pipeline.orchestration.lake_sync import sync_loop, sync_pass, sync_range
     from slo_pipeline.settings import ConfigError, load_settings
 
+    # The transport retries a dropped connection once and urllib3 logs each retry; a failure is
+    # reported once, by the command's one line (or the loop's log line), so that is only noise.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     settings = load_settings()
     if args.start is None:
         if args.detector or args.end:
