@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import numpy as np
@@ -13,6 +12,7 @@ from exporter.http_server import MetricsPage, start_http_server
 from slo_pipeline.devstack import launch
 from slo_pipeline.settings import DetectorConfig
 from tests.fixtures.services import prometheus_query
+from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -48,14 +48,13 @@ def test_prometheus_scrapes_the_compressed_page(
     try:
         target = f"127.0.0.1:{server.server_address[1]}"
         prometheus = prometheus_factory(scrape_targets={"slo-pipeline-exporter": [target]})
-        deadline = time.monotonic() + 60
-        count: list[dict] = []
-        while time.monotonic() < deadline:
-            count = prometheus_query(prometheus, f'count(anomaly_score{{detector="{DETECTOR.name}"}})')
-            if count and float(count[0]["value"][1]) == N_SERIES:
-                break
-            time.sleep(0.5)
-        assert count and float(count[0]["value"][1]) == N_SERIES, count
+        wait_until(
+            lambda: prometheus_query(prometheus, f'count(anomaly_score{{detector="{DETECTOR.name}"}})'),
+            timeout=60,
+            interval=0.5,
+            describe=f"Prometheus to hold all {N_SERIES} scores",
+            until=lambda count: bool(count) and float(count[0]["value"][1]) == N_SERIES,
+        )
         up = prometheus_query(prometheus, 'up{job="slo-pipeline-exporter"}')
         assert float(up[0]["value"][1]) == 1
         assert page.gzip_scrapes >= 1 and page.plain_scrapes == 0

@@ -37,6 +37,7 @@ from slo_pipeline.core.training import fit_detector_model
 from slo_pipeline.devstack import launch
 from slo_pipeline.settings import DetectorConfig, FeatureWindows, PipelineConfig, Settings, load_settings
 from tests.fixtures.paths import REPO_ROOT
+from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -149,21 +150,16 @@ class Stack:
     def wait_for(
         self, what: str, condition: Callable[[dict[str, float]], bool], timeout: float = 60.0
     ) -> dict[str, float]:
-        deadline = time.monotonic() + timeout
-        while True:
-            page = self.samples()
-            if condition(page):
-                return page
-            if time.monotonic() > deadline:
-                tail = self.exporter_log.read_text()[-3000:]
-                # The last page's scores and up series: what the exporter published when we gave up.
-                wanted = ("anomaly_score", "anomaly_exporter_up")
-                shown = {k: v for k, v in page.items() if k.startswith(wanted)}
-                raise AssertionError(
-                    f"timed out after {timeout:.0f}s waiting for {what}\nlast page: {shown}\n"
-                    f"exporter log:\n{tail}"
-                )
-            time.sleep(0.2)
+        # On failure: the last page's scores and up series, what the exporter published when we gave up.
+        wanted = ("anomaly_score", "anomaly_exporter_up")
+        return wait_until(
+            self.samples,
+            timeout=timeout,
+            describe=what,
+            until=condition,
+            show=lambda page: str({k: v for k, v in page.items() if k.startswith(wanted)}),
+            detail=lambda: f"exporter log:\n{self.exporter_log.read_text()[-3000:]}",
+        )
 
 
 def parse_samples(text: str) -> dict[str, float]:
@@ -197,19 +193,18 @@ def register(settings: Settings, detector: DetectorConfig, model: object, *, cha
 
 
 def wait_http(url: str, timeout: float, process: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
-        assert process.poll() is None, f"exporter exited early:\n{log.read_text()[-3000:]}"
-        assert time.monotonic() < deadline, (
-            f"{url} not ready after {timeout:.0f}s:\n{log.read_text()[-3000:]}"
-        )
-        time.sleep(0.2)
+    def answers_200() -> bool:
+        with urllib.request.urlopen(url, timeout=2) as response:  # HTTPError (not 200) is an OSError
+            return response.status == 200
+
+    wait_until(
+        answers_200,
+        timeout=timeout,
+        describe=f"{url} to answer 200",
+        ignoring=(OSError,),
+        still_alive=lambda: process.poll() is None,
+        detail=lambda: log.read_text()[-3000:],
+    )
 
 
 @pytest.fixture(scope="module")

@@ -203,12 +203,22 @@ def test_a_prometheus_that_hangs_costs_the_budget_not_the_delivery(
         webhook = webhook_factory(
             database_url, prometheus_url=f"http://127.0.0.1:{listener.getsockname()[1]}"
         )
-        started = time.monotonic()
         response = post(webhook, make_notification(anomaly_alert("pay", PAY), anomaly_alert("cart", CART)))
-        elapsed = time.monotonic() - started
+        # The webhook answered although Prometheus never does: the lookup gave up within its budget
+        # (a hang would run into post()'s own timeout). Both alerts share one query (same detector
+        # and start) and it was not retried: each attempt left a connection in the backlog.
+        listener.setblocking(False)
+        attempts = 0
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except BlockingIOError:
+                break
+            connection.close()
+            attempts += 1
 
     assert response.status_code == 200, response.text
-    assert 1.5 <= elapsed < 6.0, f"one 2 s budget for the whole notification, took {elapsed:.1f}s"
+    assert attempts == 1, attempts
     assert drivers(database_url) == {"pay": None, "cart": None}
     assert lookup_counts(webhook)["failed"] == 2.0
 

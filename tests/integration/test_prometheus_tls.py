@@ -27,6 +27,7 @@ from slo_pipeline.adapters.prometheus import PrometheusQueryError, fetch_range
 from slo_pipeline.adapters.prometheus_connection import prometheus_session
 from slo_pipeline.devstack import launch
 from slo_pipeline.settings import PrometheusConnection
+from tests.fixtures.waiting import wait_until, watching
 
 pytestmark = pytest.mark.integration
 
@@ -130,17 +131,19 @@ def tls_prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[s
         ready = PrometheusConnection(
             url=url, ca_file=pki.ca, cert_file=pki.client_cert, key_file=pki.client_key
         )
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with prometheus_session(ready) as session:
-                    if session.get(f"{url}/-/ready", timeout=2).status_code == 200:
-                        break
-            except requests.RequestException:
-                pass
-            assert process.is_running(), process.log_tail()
-            assert time.monotonic() < deadline, f"HTTPS Prometheus not ready:\n{process.log_tail()}"
-            time.sleep(0.2)
+
+        def ready_status() -> int:
+            with prometheus_session(ready) as session:
+                return session.get(f"{url}/-/ready", timeout=2).status_code
+
+        wait_until(
+            ready_status,
+            timeout=30,
+            describe="HTTPS Prometheus to be ready",
+            until=lambda status: status == 200,
+            ignoring=(requests.RequestException,),
+            **watching(process),
+        )
         yield url, pki
     finally:
         process.stop()

@@ -17,6 +17,7 @@ from slo_pipeline.devstack import launch
 from slo_pipeline.devstack.simulator.history import write_history
 from slo_pipeline.devstack.simulator.model import DEFAULT_ROUTES, Incident, daily_cycle
 from tests.fixtures.services import prometheus_query
+from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -88,13 +89,15 @@ def test_history_and_live_rates_match_the_model(
 
     # Live traffic: once Prometheus holds ~12 s of scrapes, the live rate matches the model too.
     live = f'demo_http_requests_total{{instance="{instance}",route="/api/search",code="200"}}'
-    deadline = time.monotonic() + 60
-    while (_scalar(prometheus, f"count_over_time({live}[15s])") or 0) < 12:
-        assert time.monotonic() < deadline, (
-            f"Prometheus did not scrape the simulator:\n{prometheus.log_tail()}"
-        )
-        assert simulator.is_running(), simulator.log_tail()
-        time.sleep(0.5)
+    wait_until(
+        lambda: _scalar(prometheus, f"count_over_time({live}[15s])") or 0,
+        timeout=60,
+        interval=0.5,
+        describe="Prometheus to hold 12 scrapes of the simulator",
+        until=lambda scrapes: scrapes >= 12,
+        still_alive=simulator.is_running,
+        detail=lambda: f"simulator log:\n{simulator.log_tail()}\nprometheus log:\n{prometheus.log_tail()}",
+    )
     live_rps = _scalar(prometheus, f'sum(rate(demo_http_requests_total{{instance="{instance}"}}[12s]))')
     assert live_rps == pytest.approx(_expected_rps(time.time()), rel=0.35)
 

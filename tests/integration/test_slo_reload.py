@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from slo_pipeline.slo.rulegen import render_rule_files
 from slo_pipeline.slo.spec import parse_specs
 from tests.fixtures.paths import REPO_ROOT
 from tests.fixtures.services import prometheus_query
+from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -24,15 +24,6 @@ EXAMPLE = REPO_ROOT / "examples" / "slos.yml"
 def loaded_groups(prometheus: launch.ManagedProcess) -> set[str]:
     body = requests.get(f"{prometheus.url}/api/v1/rules", timeout=10).json()
     return {group["name"] for group in body["data"]["groups"]}
-
-
-def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def test_rules_are_installed_and_reloaded(
@@ -66,7 +57,7 @@ def test_rules_are_installed_and_reloaded(
         result = prometheus_query(prometheus, 'slo:objective:ratio{slo="demo-availability"}')
         return bool(result) and result[0]["value"][1] == "0.995"
 
-    wait_for(objective_recorded, 30, "slo:objective:ratio to be recorded")
+    wait_until(objective_recorded, timeout=30, describe="slo:objective:ratio to be recorded")
 
 
 def test_reload_errors_name_the_prometheus(tmp_path: Path) -> None:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import os
 import signal
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -27,6 +25,7 @@ from slo_pipeline.slo.store import apply_slos
 from streamlit_app import slos as ui_slos
 from tests.fixtures.database import fetch_all
 from tests.fixtures.paths import REPO_ROOT
+from tests.fixtures.waiting import wait_until, watching
 
 pytestmark = pytest.mark.integration
 
@@ -34,17 +33,6 @@ EXAMPLE = REPO_ROOT / "examples" / "slos.yml"
 SLO_NAME = "demo-availability"
 SYNC_INTERVAL_SECONDS = 0.5
 TIMEOUT_SECONDS = 60.0
-
-
-def wait_for(what: str, condition: Callable[[], bool], sync: launch.ManagedProcess) -> None:
-    deadline = time.monotonic() + TIMEOUT_SECONDS
-    while not condition():
-        assert sync.is_running(), f"the sync exited while waiting for {what}:\n{sync.log_tail()}"
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"timed out after {TIMEOUT_SECONDS:.0f}s waiting for {what}:\n{sync.log_tail()}"
-            )
-        time.sleep(0.2)
 
 
 def loaded_rules(prometheus: launch.ManagedProcess) -> dict[str, list[dict[str, object]]]:
@@ -151,7 +139,12 @@ def test_sync_follows_edits_survives_outages_and_refuses_broken_rules(
         prometheus_url=prometheus.url,
         managed_processes=managed_processes,
     )
-    wait_for("the first tick", lambda: bool(log_lines(sync, "syncing SLO rules into")), sync)
+    wait_until(
+        lambda: bool(log_lines(sync, "syncing SLO rules into")),
+        timeout=TIMEOUT_SECONDS,
+        describe="the first tick",
+        **watching(sync),
+    )
 
     # 1. SLOs stored with the CLI's store function reach Prometheus.
     conn = connect(private_database_url)
@@ -159,8 +152,7 @@ def test_sync_follows_edits_survives_outages_and_refuses_broken_rules(
         apply_slos(conn, parse_specs(EXAMPLE.read_text(encoding="utf-8")), changed_by="test", change_note="")
     finally:
         conn.close()
-    wait_for(
-        "Prometheus to load the generated groups",
+    wait_until(
         lambda: (
             {
                 "sloth-slo-alerts-demo-demo-availability",
@@ -168,42 +160,73 @@ def test_sync_follows_edits_survives_outages_and_refuses_broken_rules(
             }
             <= set(loaded_rules(prometheus))
         ),
-        sync,
+        timeout=TIMEOUT_SECONDS,
+        describe="Prometheus to load the generated groups",
+        **watching(sync),
     )
     assert loaded_objective(prometheus, SLO_NAME) == "vector(0.995)"
 
     # 2. An edit the way the UI makes it: Prometheus evaluates the new objective.
     edit_objective(private_database_url, 99.9, "erin")
-    wait_for("the edited objective", lambda: loaded_objective(prometheus, SLO_NAME) == "vector(0.999)", sync)
+    wait_until(
+        lambda: loaded_objective(prometheus, SLO_NAME) == "vector(0.999)",
+        timeout=TIMEOUT_SECONDS,
+        describe="the edited objective",
+        **watching(sync),
+    )
     before_outage = rule_files(rules_dir)
     assert set(before_outage) == {"demo.rules.yml"}
 
     # 3. PostgreSQL goes away: the files stay, the error is logged once, the loop keeps ticking.
     private_postgres.stop()
-    wait_for("several failed ticks", lambda: bool(log_lines(sync, "still failing (4 ticks)")), sync)
+    wait_until(
+        lambda: bool(log_lines(sync, "still failing (4 ticks)")),
+        timeout=TIMEOUT_SECONDS,
+        describe="several failed ticks",
+        **watching(sync),
+    )
     assert len(log_lines(sync, "reading the SLOs from PostgreSQL failed", "ERROR")) == 1
     assert rule_files(rules_dir) == before_outage
     assert loaded_objective(prometheus, SLO_NAME) == "vector(0.999)"
 
     # ... and comes back: the next edit goes through.
     private_postgres.start()
-    wait_for("the recovery", lambda: bool(log_lines(sync, "PostgreSQL works again")), sync)
+    wait_until(
+        lambda: bool(log_lines(sync, "PostgreSQL works again")),
+        timeout=TIMEOUT_SECONDS,
+        describe="the recovery",
+        **watching(sync),
+    )
     edit_objective(private_database_url, 99.0, "frank")
-    wait_for(
-        "the edit after the outage", lambda: loaded_objective(prometheus, SLO_NAME) == "vector(0.99)", sync
+    wait_until(
+        lambda: loaded_objective(prometheus, SLO_NAME) == "vector(0.99)",
+        timeout=TIMEOUT_SECONDS,
+        describe="the edit after the outage",
+        **watching(sync),
     )
 
     # 4. Prometheus goes away: the edit is installed anyway, the reload is retried until it works.
     prometheus.stop()
     edit_objective(private_database_url, 99.5, "grace")
-    wait_for("the failed reload", lambda: bool(log_lines(sync, "reloading Prometheus failed", "ERROR")), sync)
+    wait_until(
+        lambda: bool(log_lines(sync, "reloading Prometheus failed", "ERROR")),
+        timeout=TIMEOUT_SECONDS,
+        describe="the failed reload",
+        **watching(sync),
+    )
     assert "vector(0.995)" in rule_files(rules_dir)["demo.rules.yml"]
-    wait_for(
-        "several failed reloads", lambda: bool(log_lines(sync, "reloading Prometheus still failing (3")), sync
+    wait_until(
+        lambda: bool(log_lines(sync, "reloading Prometheus still failing (3")),
+        timeout=TIMEOUT_SECONDS,
+        describe="several failed reloads",
+        **watching(sync),
     )
     prometheus = start_prometheus(tmp_path, rules_dir, managed_processes, port=prometheus.port)
-    wait_for(
-        "the reload to work again", lambda: bool(log_lines(sync, "reloading Prometheus works again")), sync
+    wait_until(
+        lambda: bool(log_lines(sync, "reloading Prometheus works again")),
+        timeout=TIMEOUT_SECONDS,
+        describe="the reload to work again",
+        **watching(sync),
     )
     assert loaded_objective(prometheus, SLO_NAME) == "vector(0.995)"
     assert len(log_lines(sync, "reloading Prometheus failed", "ERROR")) == 1
@@ -216,7 +239,12 @@ def test_sync_follows_edits_survives_outages_and_refuses_broken_rules(
         (SLO_NAME,),
     )[0]
     set_error_query(private_database_url, 'sum(rate(demo_http_requests_total{code=~"5.."}[{{.window}}])')
-    wait_for("the refusal", lambda: bool(log_lines(sync, "not installing the rules", "ERROR")), sync)
+    wait_until(
+        lambda: bool(log_lines(sync, "not installing the rules", "ERROR")),
+        timeout=TIMEOUT_SECONDS,
+        describe="the refusal",
+        **watching(sync),
+    )
     (refusal,) = log_lines(sync, "not installing the rules", "ERROR")
     assert f"changed since the last installed rules: {SLO_NAME})" in refusal
     assert f"slo '{SLO_NAME}' (service 'demo')" in sync.log_tail(100_000)  # promtool's complaint, mapped
@@ -226,8 +254,11 @@ def test_sync_follows_edits_survives_outages_and_refuses_broken_rules(
     # ... fixed by hand, then edited in the UI: installed again; the refusal was logged once.
     set_error_query(private_database_url, str(stored_query))
     edit_objective(private_database_url, 99.95, "heidi")
-    wait_for(
-        "the edit after the fix", lambda: loaded_objective(prometheus, SLO_NAME) == "vector(0.9995)", sync
+    wait_until(
+        lambda: loaded_objective(prometheus, SLO_NAME) == "vector(0.9995)",
+        timeout=TIMEOUT_SECONDS,
+        describe="the edit after the fix",
+        **watching(sync),
     )
     assert len(log_lines(sync, "not installing the rules", "ERROR")) == 1
 

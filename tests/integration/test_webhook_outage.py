@@ -7,7 +7,6 @@ webhook is `slo-pipeline webhook` under gunicorn; Alertmanager is the real 0.25 
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -17,6 +16,7 @@ import requests
 from slo_pipeline.devstack.launch import ManagedProcess
 from slo_pipeline.devstack.pgserver import ManagedPostgres
 from tests.fixtures.database import WEBHOOK_TOKEN, fetch_all, make_alert, make_notification
+from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -26,16 +26,6 @@ DELIVERY_TIMEOUT = 90.0  # Alertmanager backs off between retries; a few group i
 
 def post(webhook: ManagedProcess, body: object) -> requests.Response:
     return requests.post(f"{webhook.url}/alerts", json=body, headers=AUTH, timeout=10)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    delay = 0.05
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.5)
 
 
 def requests_answered(webhook: ManagedProcess, code: int) -> float:
@@ -94,12 +84,16 @@ def test_alertmanager_retries_through_an_outage_and_the_incident_lands_once(
     response = requests.post(f"{alertmanager.url}/api/v2/alerts", json=[first], timeout=10)
     assert response.status_code == 200, response.text
 
-    wait_until(lambda: requests_answered(webhook, 503) >= 1, 30, "Alertmanager to hit the webhook (503)")
+    wait_until(
+        lambda: requests_answered(webhook, 503) >= 1,
+        timeout=30,
+        describe="Alertmanager to hit the webhook (503)",
+    )
     private_postgres.start()
     wait_until(
         lambda: fetch_all(private_database_url, "SELECT count(*) FROM incidents")[0][0] >= 1,
-        DELIVERY_TIMEOUT,
-        "the retried notification to be stored",
+        timeout=DELIVERY_TIMEOUT,
+        describe="the retried notification to be stored",
     )
 
     # A second alert of the same group is a barrier: once it is stored, Alertmanager has flushed
@@ -108,8 +102,8 @@ def test_alertmanager_retries_through_an_outage_and_the_incident_lands_once(
     assert requests.post(f"{alertmanager.url}/api/v2/alerts", json=[second], timeout=10).status_code == 200
     wait_until(
         lambda: fetch_all(private_database_url, "SELECT count(*) FROM incidents")[0][0] >= 2,
-        DELIVERY_TIMEOUT,
-        "the second alert to be stored",
+        timeout=DELIVERY_TIMEOUT,
+        describe="the second alert to be stored",
     )
     rows = fetch_all(
         private_database_url,
