@@ -14,7 +14,7 @@ from slo_pipeline.adapters.prometheus_connection import redact_url
 from slo_pipeline.settings import Settings
 from slo_pipeline.slo.burnrate import TIERS
 from slo_pipeline.slo.spec import SLO
-from streamlit_app import charts, incidents, slo_series, slos
+from streamlit_app import charts, incidents, slo_checks, slo_series, slos
 from streamlit_app.identity import Identity, require_editor
 from streamlit_app.ui_common import run_action, show_errors, show_flashes
 
@@ -50,15 +50,11 @@ def _render(settings: Settings, who: Identity) -> None:
         _detail_charts(settings, slo)
     st.subheader(f"Edit {name}", anchor=False)
     if who.can_edit:
-        _edit_form(settings.database_url, slo, who)
+        _edit_form(settings, slo, who)
     else:
         st.info(f"You are signed in as {who.role}: only editors can change SLOs.")
     st.subheader(f"History of {name}", anchor=False)
-    history = slos.revision_rows(settings.database_url, name)
-    if history:
-        st.dataframe(history, hide_index=True)
-    else:
-        st.info("No revisions recorded.")
+    _history(settings, slo, who)
 
 
 def _overview(settings: Settings, stored: list[SLO]) -> None:
@@ -120,15 +116,17 @@ def _detail_charts(settings: Settings, slo: SLO) -> None:
         st.dataframe(alerts, hide_index=True)
 
 
-def _edit_form(database_url: str, slo: SLO, who: Identity) -> None:
+def _edit_form(settings: Settings, slo: SLO, who: Identity) -> None:
     budget = slos.budget_minutes(slo.block.objective, slo.period_days)
     st.caption(
         f"Now: {slo.block.objective:g}% over {slo.block.time_period}, an error budget of "
-        f"{budget:,.1f} minutes of full outage per period."
+        f"{budget:,.1f} minutes of full outage per period. Saving validates the spec like "
+        "`slo apply -f` and runs each query through promtool and against Prometheus first."
     )
     low, high = slos.PERIOD_RANGE_DAYS
-    with st.form(key=f"slo-edit-{slo.name}"):
-        left, right = st.columns(2)
+    key = slo.name
+    with st.form(key=f"slo-edit-{key}"):
+        left, middle, right = st.columns(3)
         left.number_input(
             "Objective (%)",
             min_value=0.001,
@@ -136,38 +134,112 @@ def _edit_form(database_url: str, slo: SLO, who: Identity) -> None:
             value=float(slo.block.objective),
             step=0.01,
             format="%.3f",
-            key=f"slo_objective_{slo.name}",
+            key=f"slo_objective_{key}",
         )
         periods = slos.period_choices(slo.block.time_period)
-        right.selectbox(
+        middle.selectbox(
             f"Time period ({low}d to {high}d)",
             periods,
             index=periods.index(slo.block.time_period),
-            key=f"slo_period_{slo.name}",
+            key=f"slo_period_{key}",
         )
-        st.text_area("Why (change note)", key=f"slo_note_{slo.name}")
+        right.number_input(
+            "Min events per window",
+            min_value=0,
+            value=int(slo.block.min_events),
+            step=10,
+            key=f"slo_min_events_{key}",
+            help="A window with fewer events records no ratio, so a handful of requests cannot page.",
+        )
+        sli = slo.block.sli
+        if sli.events is not None:
+            st.text_area("Error query", value=sli.events.error_query, key=f"slo_error_query_{key}")
+            st.text_area("Total query", value=sli.events.total_query, key=f"slo_total_query_{key}")
+        elif sli.raw is not None:
+            st.text_area("Error ratio query", value=sli.raw.error_ratio_query, key=f"slo_ratio_query_{key}")
+        detectors = sorted({*(d.name for d in settings.pipeline.detectors), *slo.block.detectors})
+        st.multiselect("Detectors", detectors, default=list(slo.block.detectors), key=f"slo_detectors_{key}")
+        st.text_area(
+            "Alert labels (key=value per line)",
+            value=slos.format_labels(slo.block.alerting.labels),
+            key=f"slo_alert_labels_{key}",
+        )
+        st.text_input("Description", value=slo.block.description, key=f"slo_description_{key}")
+        st.text_area("Why (change note)", key=f"slo_note_{key}")
         # `slo` is the version the operator is looking at; saving refuses if it changed meanwhile.
         st.form_submit_button(
             "Save change",
             on_click=run_action,
-            args=("Saving the SLO", _save, database_url, slo, who),
+            args=("Saving the SLO", _save, settings, slo, who),
         )
 
 
-def _save(database_url: str, slo: SLO, who: Identity) -> str:
+def _save(settings: Settings, slo: SLO, who: Identity) -> str:
     require_editor(who, "Changing an SLO")
     state = st.session_state
+    key = slo.name
     edit = slos.SLOEdit(
-        objective=float(state[f"slo_objective_{slo.name}"]),
-        time_period=str(state[f"slo_period_{slo.name}"]),
+        objective=float(state[f"slo_objective_{key}"]),
+        time_period=str(state[f"slo_period_{key}"]),
+        min_events=int(state[f"slo_min_events_{key}"]),
+        description=str(state.get(f"slo_description_{key}") or ""),
+        detectors=tuple(state.get(f"slo_detectors_{key}") or ()),
+        alert_labels=slos.parse_labels(str(state.get(f"slo_alert_labels_{key}") or "")),
+        error_query=state.get(f"slo_error_query_{key}"),
+        total_query=state.get(f"slo_total_query_{key}"),
+        error_ratio_query=state.get(f"slo_ratio_query_{key}"),
     )
     changed = slos.save_edit(
-        database_url,
+        settings.database_url,
         slo,
         edit,
         changed_by=who.name,
-        change_note=state.get(f"slo_note_{slo.name}") or "",
+        change_note=state.get(f"slo_note_{key}") or "",
+        check=slo_checks.query_checker(settings.prometheus),
     )
     if not changed:
         return f"{slo.name}: nothing changed, so no revision was recorded."
     return f"{slo.name} saved: {edit.objective:g}% over {edit.time_period}."
+
+
+def _history(settings: Settings, slo: SLO, who: Identity) -> None:
+    history = slos.revision_rows(settings.database_url, slo.name)
+    if not history:
+        st.info("No revisions recorded.")
+        return
+    shown = ["revision", "changed_at", "changed_by", "change", "note"]
+    st.dataframe([{k: row[k] for k in shown} for row in history], hide_index=True)
+    by_number = {row["revision"]: row for row in history}
+    number = st.selectbox(
+        "Revision", list(by_number), key=f"slo_revision_{slo.name}", format_func=lambda n: f"revision {n}"
+    )
+    if number is None:
+        return
+    row = by_number[number]
+    st.code(slos.spec_diff(row["old_spec"], row["new_spec"]) or "(no change)", language="diff")
+    if not who.can_edit or row["new_spec"] is None:
+        return
+    with st.form(key=f"slo-revert-{slo.name}-{number}"):
+        st.text_input("Why revert", key=f"slo_revert_note_{slo.name}")
+        st.form_submit_button(
+            f"Revert {slo.name} to revision {number}",
+            on_click=run_action,
+            args=("Reverting the SLO", _revert, settings, slo, row, who),
+        )
+
+
+def _revert(settings: Settings, slo: SLO, row: dict[str, Any], who: Identity) -> str:
+    require_editor(who, "Reverting an SLO")
+    reason = str(st.session_state.get(f"slo_revert_note_{slo.name}") or "").strip()
+    target = slos.revision_slo(row["new_spec"], slo.name)
+    changed = slos.save_slo(
+        settings.database_url,
+        slo,
+        target,
+        who.name,
+        f"revert to revision {row['revision']}" + (f": {reason}" if reason else ""),
+        check=slo_checks.query_checker(settings.prometheus),
+    )
+    if not changed:
+        return f"{slo.name} already is as in revision {row['revision']}: nothing recorded."
+    return f"{slo.name} reverted to revision {row['revision']}."

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from slo_pipeline.adapters.postgres import connect
+from slo_pipeline.devstack import launch
 from slo_pipeline.slo import store
 from slo_pipeline.slo.spec import SpecError, parse_specs
-from streamlit_app import slos
+from streamlit_app import slo_checks, slos
 from tests.fixtures.database import fetch_all
 from tests.fixtures.ui import CLOSED_PROMETHEUS, assert_only_prometheus_down, signed_in_app
 from tests.fixtures.waiting import wait_until
@@ -158,32 +160,138 @@ def test_two_concurrent_saves_of_the_same_version_cannot_both_win(database_url: 
     assert len(slos.revision_rows(database_url, "checkout-availability")) == 2
 
 
-def test_slo_page_edits_through_the_form_and_shows_the_history(
-    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.fixture
+def prometheus_url(prometheus_factory: Callable[..., launch.ManagedProcess]) -> str:
+    """A real (empty) Prometheus: the queries' names need not exist, only parse and run."""
+    return prometheus_factory().url
+
+
+def test_every_field_can_be_edited_and_is_checked_against_prometheus(
+    database_url: str, prometheus_url: str
+) -> None:
+    seed_slos(database_url)
+    (original,) = slos.load_slos(database_url)
+    edit = slos.SLOEdit(
+        objective=99.0,
+        time_period="28d",
+        min_events=50,
+        description="checkout answers",
+        detectors=("checkout_errors", "checkout_latency"),
+        alert_labels={"team": "payments", "tier": "1"},
+        error_query='sum(rate(http_requests_total{code=~"5..",job="shop"}[{{.window}}]))',
+        total_query='sum(rate(http_requests_total{job="shop"}[{{.window}}]))',
+    )
+
+    assert slos.save_edit(
+        database_url, original, edit, "erin", "all fields", slo_checks.query_checker(prometheus_url)
+    )
+
+    (stored,) = slos.load_slos(database_url)
+    block = stored.block
+    assert (block.objective, block.time_period, block.min_events, block.description) == (
+        99.0,
+        "28d",
+        50,
+        "checkout answers",
+    )
+    assert block.detectors == ["checkout_errors", "checkout_latency"]
+    assert block.alerting.labels == {"team": "payments", "tier": "1"}
+    assert block.sli.events is not None and 'job="shop"' in block.sli.events.total_query
+    change = slos.revision_rows(database_url, "checkout-availability")[0]["change"]
+    for field in ("objective", "time_period", "min_events", "detectors", "alerting.labels", "sli.events"):
+        assert field in change, (field, change)
+
+
+@pytest.mark.parametrize(
+    ("query", "why"),
+    [
+        ("sum(rate(http_requests_total[{{.window}}])", "unclosed"),  # promtool's parser
+        ("sum(rate(http_requests_total[{{.window}}])) by", "by"),
+    ],
+)
+def test_a_query_prometheus_refuses_is_not_saved(
+    database_url: str, prometheus_url: str, query: str, why: str
+) -> None:
+    seed_slos(database_url)
+    (original,) = slos.load_slos(database_url)
+    with pytest.raises(ValueError, match="total_query"):
+        slos.save_edit(
+            database_url,
+            original,
+            slos.SLOEdit(99.5, "30d", total_query=query),
+            "erin",
+            why,
+            slo_checks.query_checker(prometheus_url),
+        )
+    assert len(slos.revision_rows(database_url, "checkout-availability")) == 1
+
+
+def test_with_prometheus_down_an_edit_is_not_saved_and_says_why(database_url: str) -> None:
+    seed_slos(database_url)
+    (original,) = slos.load_slos(database_url)
+    with pytest.raises(slo_checks.QueryRefusedError, match="Prometheus could not run it"):
+        slos.save_edit(
+            database_url,
+            original,
+            slos.SLOEdit(99.9, "30d"),
+            "erin",
+            "",
+            slo_checks.query_checker(CLOSED_PROMETHEUS),
+        )
+    assert _stored(database_url) == [(99.5, "30d", "seed")]
+
+
+def test_bad_alert_labels_are_refused() -> None:
+    assert slos.parse_labels("team=shop\n\n tier = 1 ") == {"team": "shop", "tier": "1"}
+    with pytest.raises(ValueError, match="line 2"):
+        slos.parse_labels("team=shop\nno equals sign")
+
+
+def test_slo_page_edits_shows_the_diff_and_reverts(
+    database_url: str, prometheus_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seed_slos(database_url)
     monkeypatch.setenv("DATABASE_URL", database_url)
     monkeypatch.setenv("SLO_PIPELINE_CONFIG", str(tmp_path / "absent.yml"))
-    monkeypatch.setenv("PROMETHEUS_URL", CLOSED_PROMETHEUS)
+    monkeypatch.setenv("PROMETHEUS_URL", prometheus_url)
 
     at = signed_in_app(database_url, "grace")
     at.sidebar.radio(key="page").set_value("SLOs").run()
-    assert_only_prometheus_down(at)
+    assert not at.exception and not at.error, [e.value for e in at.error]
     assert list(at.dataframe[0].value["objective %"]) == [99.5]
 
-    at.number_input(key="slo_objective_checkout-availability").set_value(99.9)
-    at.selectbox(key="slo_period_checkout-availability").set_value("28d")
-    at.text_area(key="slo_note_checkout-availability").input("customer contract")
-    at.button(key="FormSubmitter:slo-edit-checkout-availability-Save change").click().run()
+    key = "checkout-availability"
+    at.number_input(key=f"slo_objective_{key}").set_value(99.9)
+    at.selectbox(key=f"slo_period_{key}").set_value("28d")
+    at.text_area(key=f"slo_alert_labels_{key}").input("team=payments")
+    at.text_area(key=f"slo_note_{key}").input("customer contract")
+    at.button(key=f"FormSubmitter:slo-edit-{key}-Save change").click().run()
 
-    assert not at.exception
-    assert_only_prometheus_down(at)
+    assert not at.exception and not at.error, [e.value for e in at.error]
     assert _stored(database_url) == [(99.9, "28d", "grace")]
     assert list(at.dataframe[0].value["objective %"]) == [99.9]
-    history = at.dataframe[1].value
+    history = at.dataframe[-1].value
     assert list(history["changed_by"]) == ["grace", "seed"]
     assert "objective: 99.5 -> 99.9" in history["change"][0]
     assert list(history["note"]) == ["customer contract", "initial"]
+    at.selectbox(key=f"slo_revision_{key}").set_value(2).run()
+    diff = at.code[-1].value
+    assert "-  objective: 99.5" in diff and "+  objective: 99.9" in diff
+
+    at.selectbox(key=f"slo_revision_{key}").set_value(1).run()
+    at.text_input(key=f"slo_revert_note_{key}").input("contract fell through")
+    at.button(key=f"FormSubmitter:slo-revert-{key}-1-Revert {key} to revision 1").click().run()
+
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert _stored(database_url) == [(99.5, "30d", "grace")]
+    newest = slos.revision_rows(database_url, key)[0]
+    assert (newest["revision"], newest["changed_by"], newest["note"]) == (
+        3,
+        "grace",
+        "revert to revision 1: contract fell through",
+    )
+    (reverted,) = slos.load_slos(database_url)
+    assert reverted.block.alerting.labels == {}
 
 
 def test_slo_page_is_read_only_for_a_viewer(
