@@ -43,6 +43,7 @@ def run_demo(*, data_dir: str | None, days: float, incident_every: float, with_u
         retrain_cooldown_seconds=900.0,
         # SLO edits in the UI reach the demo's Prometheus within one sync interval.
         slo_sync=True,
+        backfill_slo_rules=True,
     )
     stopping = False
 

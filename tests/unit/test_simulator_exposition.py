@@ -189,3 +189,33 @@ def test_history_written_until_is_a_prefix_of_the_longer_history(tmp_path: Path)
     assert kept == {point for point in points(whole) if point[2] <= start + 1830}
     with pytest.raises(ValueError, match="at or before"):
         write_history(prefix, start=start, end=end, step_seconds=60, written_until=start + 30)
+
+
+def test_a_later_part_of_the_history_continues_the_same_draws(tmp_path: Path) -> None:
+    """The demo backfills the history, then (after the slow backfills) the part up to now: the
+    second part must be the same realisation, its counters restarting from 0 (a PromQL reset)."""
+    start, end = 1_000_000.0, 1_000_000.0 + 7200
+    whole, later = tmp_path / "whole.om", tmp_path / "later.om"
+    common = {"start": start, "end": end, "step_seconds": 60.0, "seed": 3, "labels": {"job": "demo"}}
+    write_history(whole, **common)
+    write_history(later, written_after=start + 1830, written_until=start + 3630, **common)
+
+    def increases(path: Path) -> dict[tuple[str, tuple[tuple[str, str], ...]], dict[float, float]]:
+        """Per series: timestamp -> increase since the previous point of the file."""
+        found: dict[tuple[str, tuple[tuple[str, str], ...]], dict[float, float]] = {}
+        for name, samples in _history_points(path.read_text()).items():
+            for s in samples:
+                found.setdefault((name, tuple(sorted(s.labels.items()))), {})[s.timestamp] = s.value
+        return {
+            key: {t: v - points.get(t - 60, 0.0) for t, v in sorted(points.items())}
+            for key, points in found.items()
+        }
+
+    full, part = increases(whole), increases(later)
+    assert set(part) == set(full)
+    for key, points in part.items():
+        assert set(points) == {start + 60 * i for i in range(31, 61)}
+        # The first point counts from 0; every increase equals the whole history's.
+        assert points == pytest.approx({t: full[key][t] for t in points}), key
+    with pytest.raises(ValueError, match="after"):
+        write_history(later, written_after=end, **common)

@@ -29,6 +29,7 @@ def write_history(
     incidents: Sequence[Incident] = (),
     labels: Mapping[str, str] | None = None,
     written_until: float | None = None,
+    written_after: float | None = None,
     on_stage: Callable[[str], None] | None = None,
 ) -> None:
     """Write the service's counters from `start` to `end` (unix seconds) as OpenMetrics.
@@ -37,7 +38,9 @@ def write_history(
     same file. `labels` (default: job/instance of the compose simulator) go on every series.
     Samples after `written_until` are drawn but not written: the file is then a prefix of the
     history from `start` to `end`, with exactly that history's random draws (the draws depend on
-    the number of steps, so a shorter `end` would be a different realisation).
+    the number of steps, so a shorter `end` would be a different realisation). With
+    `written_after`, samples at or before it are left out too: a later part of the same history,
+    continuing one backfilled earlier (its counters restart from 0, which PromQL reads as a reset).
     `on_stage(name)` hears each stage as it finishes (STAGES), e.g. for a progress bar.
     """
     report = on_stage or (lambda _stage: None)
@@ -55,6 +58,11 @@ def write_history(
         if kept == 0:
             raise ValueError(f"no sample of the history from {start} is at or before {written_until}")
         stamps, sample = stamps[:kept], _first_steps(sample, kept)
+    if written_after is not None:
+        skipped = int(np.searchsorted(stamps, written_after, side="right"))
+        if skipped == len(stamps):
+            raise ValueError(f"no sample of the history from {start} is after {written_after}")
+        stamps, sample = stamps[skipped:], _steps_from(sample, skipped)
     report("sampled")
     text = render_openmetrics_history(
         stamps, sample, extra_labels=DEFAULT_HISTORY_LABELS if labels is None else labels
@@ -63,6 +71,15 @@ def write_history(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     report("written")
+
+
+def _steps_from(sample: IntervalSample, first: int) -> IntervalSample:
+    """The intervals from index `first` on (time is the last axis of every field)."""
+    return IntervalSample(
+        requests=sample.requests[..., first:],
+        bucket_counts=sample.bucket_counts[..., first:],
+        duration_sum=sample.duration_sum[..., first:],
+    )
 
 
 def _first_steps(sample: IntervalSample, steps: int) -> IntervalSample:
