@@ -18,6 +18,19 @@ THRESHOLD_COLOUR = "#e45756"  # a red that reads on white and on Streamlit's dar
 SPAN_COLOUR = "#f58518"
 HEIGHT = 220
 TIME_AXIS = alt.X("time:T", title=None, axis=alt.Axis(format="%d %b %H:%M", labelAngle=0))
+Domain = tuple[pd.Timestamp, pd.Timestamp] | None
+
+
+def _time_axis(domain: Domain) -> alt.X:
+    """The time axis, over `domain` when given (the range the operator picked, not just the data)."""
+    if domain is None:
+        return TIME_AXIS
+    return alt.X(
+        "time:T",
+        title=None,
+        axis=alt.Axis(format="%d %b %H:%M", labelAngle=0),
+        scale=alt.Scale(domain=[domain[0].isoformat(), domain[1].isoformat()]),
+    )
 
 
 def _time_marks(marks: pd.DataFrame | None) -> list[alt.Chart]:
@@ -31,14 +44,14 @@ def _time_marks(marks: pd.DataFrame | None) -> list[alt.Chart]:
     ]
 
 
-def budget_burndown(frame: pd.DataFrame, alerts: pd.DataFrame | None = None) -> Chart:
+def budget_burndown(frame: pd.DataFrame, alerts: pd.DataFrame | None = None, domain: Domain = None) -> Chart:
     """Error budget left over the period (100 % = untouched, 0 % = spent), as in Pyrra."""
     data = frame.assign(percent=frame["value"] * 100)
     line = (
         alt.Chart(data)
         .mark_area(line=True, opacity=0.25)
         .encode(
-            x=TIME_AXIS,
+            x=_time_axis(domain),
             y=alt.Y("percent:Q", title="error budget left (%)"),
             tooltip=[alt.Tooltip("time:T", format="%d %b %H:%M"), alt.Tooltip("percent:Q", format=".2f")],
         )
@@ -51,13 +64,15 @@ def budget_burndown(frame: pd.DataFrame, alerts: pd.DataFrame | None = None) -> 
     return alt.layer(*_time_marks(alerts), line, zero).properties(height=HEIGHT)
 
 
-def error_ratio(frame: pd.DataFrame, budget_ratio: float, alerts: pd.DataFrame | None = None) -> Chart:
+def error_ratio(
+    frame: pd.DataFrame, budget_ratio: float, alerts: pd.DataFrame | None = None, domain: Domain = None
+) -> Chart:
     """The SLI's error ratio per window against the error budget (1 - objective)."""
     lines = (
         alt.Chart(frame)
         .mark_line()
         .encode(
-            x=TIME_AXIS,
+            x=_time_axis(domain),
             y=alt.Y("value:Q", title="error ratio", axis=alt.Axis(format="%")),
             color=alt.Color("window:N", title="window"),
             tooltip=[
@@ -75,7 +90,9 @@ def error_ratio(frame: pd.DataFrame, budget_ratio: float, alerts: pd.DataFrame |
     return alt.layer(*_time_marks(alerts), lines, objective).properties(height=HEIGHT)
 
 
-def burn_rates(frame: pd.DataFrame, factors: dict[str, float], alerts: pd.DataFrame | None = None) -> Chart:
+def burn_rates(
+    frame: pd.DataFrame, factors: dict[str, float], alerts: pd.DataFrame | None = None, domain: Domain = None
+) -> Chart:
     """Each tier's burn rate (min of its two windows) with its alert factor as a dashed rule."""
     tiers = list(factors)
     colour = alt.Color("tier:N", title="tier", sort=tiers, scale=alt.Scale(domain=tiers))
@@ -83,7 +100,7 @@ def burn_rates(frame: pd.DataFrame, factors: dict[str, float], alerts: pd.DataFr
         alt.Chart(frame)
         .mark_line()
         .encode(
-            x=TIME_AXIS,
+            x=_time_axis(domain),
             y=alt.Y("value:Q", title="burn rate (x budget)", scale=alt.Scale(type="symlog")),
             color=colour,
             tooltip=[

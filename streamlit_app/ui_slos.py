@@ -85,23 +85,19 @@ def _detail_charts(settings: Settings, slo: SLO) -> None:
             "loaded (`slo-pipeline rules sync` / `rules render`)?"
         )
         return
-    spans = incidents.slo_incident_spans(
-        settings.database_url,
-        slo.name,
-        pd.Timestamp(end - seconds, unit="s", tz="UTC"),
-        pd.Timestamp(end, unit="s", tz="UTC"),
-    )
+    domain = (pd.Timestamp(end - seconds, unit="s", tz="UTC"), pd.Timestamp(end, unit="s", tz="UTC"))
+    spans = incidents.slo_incident_spans(settings.database_url, slo.name, *domain)
     alerts = pd.concat(
         [detail.alerts, pd.DataFrame(spans, columns=["start", "end", "name"])], ignore_index=True
     )
     left, right = st.columns(2)
     with left:
         st.markdown("**Error budget burn-down**")
-        st.altair_chart(charts.budget_burndown(detail.budget_remaining, alerts), width="stretch")
+        st.altair_chart(charts.budget_burndown(detail.budget_remaining, alerts, domain), width="stretch")
     with right:
         st.markdown("**Error ratio against the objective**")
         st.altair_chart(
-            charts.error_ratio(detail.error_ratio, float(slo.error_budget_ratio), alerts),
+            charts.error_ratio(detail.error_ratio, float(slo.error_budget_ratio), alerts, domain),
             width="stretch",
         )
     st.markdown(
@@ -111,7 +107,7 @@ def _detail_charts(settings: Settings, slo: SLO) -> None:
     burn = detail.tier_burn.assign(
         tier=detail.tier_burn["tier"].map({t.burn_tier: f"{t.burn_tier} {t.short}/{t.long}" for t in TIERS})
     )
-    st.altair_chart(charts.burn_rates(burn, factors, alerts), width="stretch")
+    st.altair_chart(charts.burn_rates(burn, factors, alerts, domain), width="stretch")
     if not alerts.empty:
         st.dataframe(alerts, hide_index=True)
 
@@ -217,8 +213,8 @@ def _history(settings: Settings, slo: SLO, who: Identity) -> None:
         return
     row = by_number[number]
     st.code(slos.spec_diff(row["old_spec"], row["new_spec"]) or "(no change)", language="diff")
-    if not who.can_edit or row["new_spec"] is None:
-        return
+    if not who.can_edit or row["new_spec"] is None or number == history[0]["revision"]:
+        return  # nothing to revert to: deleted, or the SLO is as in this revision already
     with st.form(key=f"slo-revert-{slo.name}-{number}"):
         st.text_input("Why revert", key=f"slo_revert_note_{slo.name}")
         st.form_submit_button(
