@@ -257,10 +257,11 @@ def _start(stack: Stack) -> None:
     # seconds. A gap reads as a traffic dip, which the detectors rightly flag: that was the demo's
     # start-up alarm on the request rate two minutes after the URLs were printed.
     resumed = time.time() - 1
-    write_part(written_until=resumed, written_after=end)
-    launch.backfill_openmetrics(history, tsdb)
-    history.unlink()
-    end = resumed
+    if resumed - end >= options.history_step_seconds:  # at least one new sample to write
+        write_part(written_until=resumed, written_after=end)
+        launch.backfill_openmetrics(history, tsdb)
+        history.unlink()
+        end = start + options.history_step_seconds * ((resumed - start) // options.history_step_seconds)
     slo_rules_dir = slo_rules_dir_of(data)
     if options.slo_sync:
         # A glob, not the copied files: the sync adds a file when an SLO of a new service appears.
