@@ -12,7 +12,6 @@ import hashlib
 import json
 import time
 import urllib.request
-from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -23,6 +22,7 @@ import pytest
 from slo_pipeline.core.features import FEATURE_NAMES
 from slo_pipeline.devstack.demo import inject_incident
 from slo_pipeline.devstack.stack import Stack, StackOptions, start_stack
+from tests.fixtures.waiting import wait_until
 
 T = TypeVar("T")
 
@@ -42,21 +42,6 @@ detectors:
     # scale makes keep_firing_for 30 s, so the incident resolves within minutes.
     windows: {{short: 4, medium: 8, long: 120}}
 """
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 1.0) -> T:
-    """Poll `probe` until it returns something truthy; fail naming `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = probe()
-            if result:
-                return result
-        except Exception as err:  # services may still be starting; remember why
-            last_error = err
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last_error})")
 
 
 def scrape(url: str) -> str:
@@ -131,14 +116,19 @@ def test_anomaly_becomes_incident_triggers_retraining_and_new_model_serves(stack
     exporter_pid = stack.processes["exporter"].pid  # type: ignore[attr-defined]
 
     # The first model, trained by the stack from backfilled history, serves as version 1.
-    assert wait_for("the exporter to serve version 1", lambda: served_versions(urls["exporter"]), 60) == {"1"}
+    assert wait_until(
+        lambda: served_versions(urls["exporter"]),
+        timeout=60,
+        describe="the exporter to serve version 1",
+        interval=1.0,
+        ignoring=(Exception,),
+    ) == {"1"}
 
     injected_at = time.time()
     inject_incident(urls["simulator"], "latency_spike", duration_seconds=45)
 
     # The anomaly alert travelled Prometheus -> Alertmanager -> webhook -> PostgreSQL.
-    incident = wait_for(
-        "an AnomalyDetected incident for the detector",
+    incident = wait_until(
         lambda: query(
             database_url,
             "SELECT * FROM incidents WHERE alertname = 'AnomalyDetected' AND detector = %s "
@@ -147,6 +137,9 @@ def test_anomaly_becomes_incident_triggers_retraining_and_new_model_serves(stack
             injected_at - 5,
         ),
         timeout=120,
+        describe="an AnomalyDetected incident for the detector",
+        interval=1.0,
+        ignoring=(Exception,),
     )[0]
     assert incident["labels"]["route"] in ROUTES
     assert incident["labels"]["detector"] == DETECTOR
@@ -155,12 +148,14 @@ def test_anomaly_becomes_incident_triggers_retraining_and_new_model_serves(stack
 
     # The webhook recorded which feature drove it, looked up in the exporter's anomaly_driver_info
     # at the alert's start (written just after the incident's own commit, hence the short wait).
-    driver = wait_for(
-        "the incident's driver",
+    driver = wait_until(
         lambda: query(database_url, "SELECT driver FROM incidents WHERE id = %s", incident["id"])[0][
             "driver"
         ],
         timeout=15,
+        describe="the incident's driver",
+        interval=1.0,
+        ignoring=(Exception,),
     )
     assert driver in FEATURE_NAMES, driver
 
@@ -179,15 +174,16 @@ def test_anomaly_becomes_incident_triggers_retraining_and_new_model_serves(stack
     assert query(database_url, same_alert, incident["fingerprint"], incident["starts_at"])[0]["n"] == 1
 
     # The retrain alert queued a job; the worker trained, validated and promoted version 2.
-    job = wait_for(
-        "a finished retrain job",
+    job = wait_until(
         lambda: query(
             database_url,
             "SELECT * FROM retrain_jobs WHERE detector = %s AND status IN ('succeeded', 'failed')",
             DETECTOR,
         ),
         timeout=300,
+        describe="a finished retrain job",
         interval=2,
+        ignoring=(Exception,),
     )[0]
     assert job["status"] == "succeeded", job["error"]
     assert job["model_version"] == "2"
@@ -195,20 +191,27 @@ def test_anomaly_becomes_incident_triggers_retraining_and_new_model_serves(stack
     assert job["decision"] == "promoted", job["decision_reasons"]
 
     # The exporter swapped to the new champion without a restart.
-    wait_for("the exporter to serve version 2", lambda: served_versions(urls["exporter"]) == {"2"}, 60)
+    wait_until(
+        lambda: served_versions(urls["exporter"]) == {"2"},
+        timeout=60,
+        describe="the exporter to serve version 2",
+        interval=1.0,
+        ignoring=(Exception,),
+    )
     assert stack.processes["exporter"].pid == exporter_pid  # type: ignore[attr-defined]
     assert stack.processes["exporter"].is_running()  # type: ignore[attr-defined]
 
     # Once the spike is over, the resolved notification closes the incident.
-    resolved = wait_for(
-        "the incident to be resolved",
+    resolved = wait_until(
         lambda: query(
             database_url,
             "SELECT * FROM incidents WHERE id = %s AND status = 'resolved'",
             incident["id"],
         ),
         timeout=420,
+        describe="the incident to be resolved",
         interval=2,
+        ignoring=(Exception,),
     )[0]
     assert resolved["ends_at"] is not None
     assert resolved["ends_at"] > resolved["starts_at"]

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,6 +29,7 @@ from slo_pipeline.devstack import dashboards, launch
 from slo_pipeline.devstack.demo import inject_incident
 from slo_pipeline.devstack.stack import Stack, StackOptions, start_stack
 from tests.fixtures.database import SERVER_URL, create_database, drop_database
+from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -93,20 +94,6 @@ def expected_empty(uid: str, panel: str, choice: dict[str, str | list[str]]) -> 
         (uid, panel) == (e_uid, e_panel) and all(choice.get(name) in values for name, values in where.items())
         for e_uid, e_panel, where, _ in EXPECTED_EMPTY
     )
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 1.0) -> T:
-    deadline = time.monotonic() + timeout
-    last_error: Exception | None = None
-    while time.monotonic() < deadline:
-        try:
-            result = probe()
-            if result:
-                return result
-        except Exception as err:  # services may still be starting
-            last_error = err
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what} (last error: {last_error})")
 
 
 class PrometheusAPI:
@@ -178,37 +165,57 @@ def incident_window(stack: Stack) -> tuple[float, float]:
     the (start, end) of the live range the panels are evaluated over."""
     prometheus = PrometheusAPI(stack.urls["prometheus"])
     started = time.time()
-    wait_for("anomaly scores", lambda: prometheus.instant("anomaly_score", time.time()), 90)
+    wait_until(
+        lambda: prometheus.instant("anomaly_score", time.time()),
+        timeout=90,
+        describe="anomaly scores",
+        interval=1.0,
+        ignoring=(Exception,),
+    )
     inject_incident(stack.urls["simulator"], "latency_spike", duration_seconds=90)
     gated = 'ALERTS{alertname=~"AnomalyThreatensSLO|AnomalyWithinSLOBudget", alertstate="firing"}'
     # Ten evaluations after it fired, so the range queries' last step (every 5 s) sees it too.
-    wait_for(
-        "a firing SLO-gated anomaly alert",
+    wait_until(
         lambda: prometheus.instant(f"count_over_time({gated}[15s]) >= 10", time.time()),
-        180,
+        timeout=180,
+        describe="a firing SLO-gated anomaly alert",
+        interval=1.0,
+        ignoring=(Exception,),
     )
     latency_burn = 'ALERTS{sloth_slo="demo-latency", alertstate="firing"}'
-    wait_for(
-        "a burn-rate alert of the latency SLO",
+    wait_until(
         lambda: prometheus.instant(f"count_over_time({latency_burn}[15s]) >= 10", time.time()),
-        120,
+        timeout=120,
+        describe="a burn-rate alert of the latency SLO",
+        interval=1.0,
+        ignoring=(Exception,),
     )
-    wait_for("an anomaly driver", lambda: prometheus.instant("anomaly_driver_info", time.time()), 60)
-    wait_for(
-        "the webhook to have answered a notification",
+    wait_until(
+        lambda: prometheus.instant("anomaly_driver_info", time.time()),
+        timeout=60,
+        describe="an anomaly driver",
+        interval=1.0,
+        ignoring=(Exception,),
+    )
+    wait_until(
         lambda: prometheus.instant("slo_pipeline_webhook_requests_total", time.time()),
-        60,
+        timeout=60,
+        describe="the webhook to have answered a notification",
+        interval=1.0,
+        ignoring=(Exception,),
     )
     # Rate panels need a few scrapes after the first notification.
-    end = wait_for(
-        "webhook request rates",
+    end = wait_until(
         lambda: (
             prometheus.instant(
                 "rate(slo_pipeline_webhook_request_duration_seconds_count[10s]) > 0", time.time()
             )
             and time.time()
         ),
-        30,
+        timeout=30,
+        describe="webhook request rates",
+        interval=1.0,
+        ignoring=(Exception,),
     )
     return started - 60, end
 
@@ -347,8 +354,12 @@ def test_rules_sync_metrics(stack: Stack, tmp_path: Path) -> None:
     )
     try:
         installed = 'slo_pipeline_rules_sync_ticks_total{outcome="installed"} 1.0'
-        text = wait_for(
-            "an installed tick", lambda: installed in (page := _scrape(sync.url)) and page, 30, 0.5
+        text = wait_until(
+            lambda: installed in (page := _scrape(sync.url)) and page,
+            timeout=30,
+            describe="an installed tick",
+            interval=0.5,
+            ignoring=(Exception,),
         )
         lint = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
         assert lint.returncode == 0 and not (lint.stdout + lint.stderr).strip(), lint.stdout + lint.stderr

@@ -44,6 +44,7 @@ from slo_pipeline.slo.store import apply_slos, detectors_for_slo, load_slos
 from tests.fixtures.database import WEBHOOK_TOKEN, fetch_all, make_alert, make_notification
 from tests.fixtures.paths import REPO_ROOT
 from tests.fixtures.services import prometheus_query
+from tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -69,18 +70,6 @@ HISTORY_STEP_SECONDS = 5.0
 # the test so nothing resolves while it asserts.
 BURST = {"kind": "error_burst", "duration_seconds": 300, "magnitude": 0.5}
 SLOWER_TIERS = ("medium", "slow", "slowest")
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.5) -> T:
-    """Poll `probe` until it returns something truthy; fail naming `what` after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
-        time.sleep(interval)
 
 
 def post(webhook: launch.ManagedProcess, body: dict[str, Any]) -> dict[str, Any]:
@@ -295,10 +284,11 @@ def test_error_burst_pages_fast_tier_inhibits_slower_ones_and_queues_retraining(
     )
 
     # Live scrapes feed the compressed 5s window, and the healthy service pages nobody.
-    wait_for(
-        "the SLO's 5m ratio over live scrapes",
+    wait_until(
         lambda: prometheus_query(prometheus, f'slo:sli_error:ratio_rate5m{{slo="{SLO}"}}'),
         timeout=60,
+        describe="the SLO's 5m ratio over live scrapes",
+        interval=0.5,
     )
     assert firing_tiers(prometheus) & {"fast", "medium"} == set(), "paging before any incident"
     assert jobs(database_url) == []
@@ -312,10 +302,11 @@ def test_error_burst_pages_fast_tier_inhibits_slower_ones_and_queues_retraining(
         "JOIN alert_deliveries d ON d.id = i.first_seen_delivery_id "
         "WHERE i.alertname = %s AND i.labels ->> 'burn_tier' = 'fast' AND i.slo = %s"
     )
-    rows = wait_for(
-        "the fast burn-rate page in the incidents table",
+    rows = wait_until(
         lambda: fetch_all(database_url, incident_query, (ALERTNAME, SLO)),
         timeout=90,
+        describe="the fast burn-rate page in the incidents table",
+        interval=0.5,
     )
     ((incident_id, slo, severity, status, receiver),) = rows
     assert (slo, severity, status, receiver) == (SLO, "page", "firing", "slo-pipeline-page")
@@ -328,10 +319,11 @@ def test_error_burst_pages_fast_tier_inhibits_slower_ones_and_queues_retraining(
     assert all(str(row[3]).startswith(f"burn-rate page {ALERTNAME} for SLO {SLO}") for row in queued)
 
     # The slower tiers fire in Prometheus too, but Alertmanager inhibits them under the fast page.
-    wait_for(
-        "every burn tier of the SLO to fire in Prometheus",
+    wait_until(
         lambda: firing_tiers(prometheus) >= {"fast", *SLOWER_TIERS},
         timeout=90,
+        describe="every burn tier of the SLO to fire in Prometheus",
+        interval=0.5,
     )
 
     def all_slower_tiers_inhibited() -> dict[str, dict[str, Any]] | None:
@@ -339,7 +331,12 @@ def test_error_burst_pages_fast_tier_inhibits_slower_ones_and_queues_retraining(
         inhibited = all(alerts.get(tier, {}).get("status", {}).get("inhibitedBy") for tier in SLOWER_TIERS)
         return alerts if inhibited else None
 
-    alerts = wait_for("Alertmanager to inhibit the slower tiers", all_slower_tiers_inhibited, timeout=30)
+    alerts = wait_until(
+        all_slower_tiers_inhibited,
+        timeout=30,
+        describe="Alertmanager to inhibit the slower tiers",
+        interval=0.5,
+    )
     assert alerts["fast"]["status"] == {"state": "active", "silencedBy": [], "inhibitedBy": []}
     assert {alerts[tier]["status"]["state"] for tier in SLOWER_TIERS} == {"suppressed"}
     # The pages that fire after the fast one never reached the webhook. (The 1x ticket may have:
