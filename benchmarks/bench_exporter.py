@@ -1,6 +1,7 @@
 """Exporter cost per stage at 1k and 10k series, against a real Prometheus with backfilled data.
 
-Run: `.venv/bin/python benchmarks/bench_exporter.py [--series 1000 10000] [--render-series 100000]`
+Run: `.venv/bin/python benchmarks/bench_exporter.py [--series 1000 10000] [--render-series 100000]
+[--rows-out FILE]` (`--series` with no sizes: only the `/metrics` part)
 
 For each size: backfill a synthetic history with promtool, start Prometheus on a free port, then
 time one detector's cycle split into stages (HTTP fetch, JSON decode, grid alignment, features,
@@ -13,6 +14,7 @@ Wall time, the exporter's CPU time and Prometheus' CPU time (from /proc) are rep
 Finally `/metrics` is served at `--render-series` series (no Prometheus needed: the exposition is
 pre-rendered, which is the point) and timed over HTTP.
 Prints one table; every figure is the median of `--repeat` runs (`--cycles` steady cycles).
+`--rows-out FILE` writes the `/metrics` result rows (benchmarks/rowtable.py) for run_all.py.
 """
 
 from __future__ import annotations
@@ -42,6 +44,9 @@ from slo_pipeline.adapters.prometheus import (
 from slo_pipeline.core.training import fit_detector_model
 from slo_pipeline.devstack import launch
 from slo_pipeline.settings import DetectorConfig, PipelineConfig, load_settings
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rowtable import Row, format_table, write_rows
 
 METRIC = "bench_latency_seconds"
 STEP_SECONDS = 60
@@ -92,20 +97,24 @@ def fetch_body(url: str, query: str, start: float, end: float, gzip: bool) -> by
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--series", type=int, nargs="+", default=[1000, 10_000])
+    parser.add_argument("--series", type=int, nargs="*", default=[1000, 10_000])
     parser.add_argument("--render-series", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--cycles", type=int, default=5, help="steady-state service cycles per mode")
+    parser.add_argument("--rows-out", help="write the /metrics result rows as JSON to this file")
     args = parser.parse_args(argv)
 
     rows: list[tuple[str, str, float]] = []
     for n_series in args.series:
         rows.extend(bench_cycle(n_series, args.repeat, args.cycles))
-    rows.extend(bench_metrics_endpoint(args.render_series, args.repeat))
+    endpoint_rows, result = bench_metrics_endpoint(args.render_series, args.repeat)
+    rows.extend(endpoint_rows)
 
     print(f"\n{'series':>8}  {'stage':<58} {'seconds':>9}")
     for size, stage, seconds in rows:
         print(f"{size:>8}  {stage:<58} {seconds:>9.4f}")
+    print("\n" + format_table(result))
+    write_rows(result, args.rows_out)
     return 0
 
 
@@ -320,7 +329,7 @@ def bench_service_cycles(
     ]
 
 
-def bench_metrics_endpoint(n_series: int, repeat: int) -> list[tuple[str, str, float]]:
+def bench_metrics_endpoint(n_series: int, repeat: int) -> tuple[list[tuple[str, str, float]], list[Row]]:
     """Render once, then time what a scrape costs: the cached page plus the self-metrics."""
     from exporter.exposition import assemble_page, render_detector
     from exporter.http_server import MetricsPage, start_http_server
@@ -336,17 +345,45 @@ def bench_metrics_endpoint(n_series: int, repeat: int) -> list[tuple[str, str, f
     server = start_http_server("127.0.0.1:0", page, is_ready=lambda: True, is_healthy=lambda: True)
     try:
         url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
-        size_mb = len(fetch_url(url)) / 1e6
+        plain_bytes = len(fetch_url(url))
+        size_mb = plain_bytes / 1e6
         scrape_seconds = median_seconds(lambda: fetch_url(url), repeat)
         # gzip (what Prometheus asks for): the first scrape after a publish compresses the page,
         # the next ones reuse it; each publish starts over, so both are timed.
         compress_seconds = median_seconds(lambda: republish_and_fetch(page, text, url), repeat)
-        gzip_mb = len(fetch_url(url, gzip=True)) / 1e6
+        gzip_bytes = len(fetch_url(url, gzip=True))
+        gzip_mb = gzip_bytes / 1e6
         gzip_scrape_seconds = median_seconds(lambda: fetch_url(url, gzip=True), repeat)
     finally:
         server.shutdown()
         server.server_close()
     size = str(n_series)
+    n = f"{n_series:,}"
+    result = [
+        Row(f"/metrics at {n} series: bytes per scrape, plain", plain_bytes / 1e6, "MB"),
+        Row(
+            f"/metrics at {n} series: bytes per scrape, gzip",
+            gzip_bytes / 1e6,
+            "MB",
+            plain_bytes / 1e6,
+            "plain",
+        ),
+        Row(f"/metrics at {n} series: scrape time, plain", scrape_seconds, "s"),
+        Row(
+            f"/metrics at {n} series: scrape time, gzip (later scrapes)",
+            gzip_scrape_seconds,
+            "s",
+            scrape_seconds,
+            "plain",
+        ),
+        Row(
+            f"/metrics at {n} series: first gzip scrape after a cycle (compresses once)",
+            compress_seconds,
+            "s",
+            render_seconds,
+            "rendering the page, once per cycle",
+        ),
+    ]
     return [
         (size, "render exposition (once per cycle, background)", render_seconds),
         (size, f"GET /metrics over HTTP ({size_mb:.1f} MB, pre-rendered)", scrape_seconds),
@@ -356,7 +393,7 @@ def bench_metrics_endpoint(n_series: int, repeat: int) -> list[tuple[str, str, f
             compress_seconds,
         ),
         (size, f"GET /metrics gzip, later scrapes ({gzip_mb:.1f} MB)", gzip_scrape_seconds),
-    ]
+    ], result
 
 
 def republish_and_fetch(page, text: str, url: str) -> bytes:  # type: ignore[no-untyped-def]

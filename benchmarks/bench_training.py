@@ -9,7 +9,8 @@ features, forest fit, calibration (forest scores, evidence, onset factor) and th
 metadata. `--no-fetch` skips Prometheus and trains on the in-memory history. Reference point:
 Prophet per series takes ~1.3 s each here (~22 min for 1,000 series); the
 target is >= 200x faster, fetch included.
-Prints one table; every figure is the median of `--repeat` runs.
+Prints one table; every figure is the median of `--repeat` runs. `--rows-out FILE` writes the
+result row (benchmarks/rowtable.py) for run_all.py.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ from slo_pipeline.core.features import compute_features
 from slo_pipeline.core.training import fit_detector_model
 from slo_pipeline.devstack import launch
 from slo_pipeline.settings import DetectorConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from rowtable import Row, format_table, write_rows
 
 PROPHET_SECONDS_PER_SERIES = 1.3
 TARGET_SPEEDUP = 200
@@ -112,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--step", type=int, default=300)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-fetch", action="store_true", help="train on the in-memory history only")
+    parser.add_argument("--rows-out", help="write the result row as JSON to this file")
     args = parser.parse_args(argv)
 
     n_rows = round(args.days * 86400 / args.step)
@@ -159,6 +164,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'-' * width}  {'-' * 24}")
     for name, value in rows:
         print(f"{name:<{width}}  {value}")
+    result = [
+        Row(
+            f"training {args.series:,} series x {args.days:g} days @ {args.step} s, {included}",
+            with_fetch,
+            "s",
+            prophet_s,
+            f"Prophet, {PROPHET_SECONDS_PER_SERIES} s per series",
+            f">= {TARGET_SPEEDUP}",
+            inverted=True,
+        )
+    ]
+    print("\n" + format_table(result))
+    write_rows(result, args.rows_out)
     return 0
 
 

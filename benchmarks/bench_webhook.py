@@ -1,12 +1,14 @@
-"""Webhook throughput and latency: 10-alert notifications against gunicorn + PostgreSQL.
+"""Webhook throughput and latency against its floor: 10-alert notifications, gunicorn + PostgreSQL.
 
-    .venv/bin/python benchmarks/bench_webhook.py [--requests 2000] [--concurrency 1,4,8]
+    .venv/bin/python benchmarks/bench_webhook.py [--requests 2000] [--concurrency 1,4,8] [--rows-out FILE]
 
-Starts `slo-pipeline webhook` (real gunicorn) on a throw-away database of the PostgreSQL at
---server (default: the local one), sends distinct notifications (every one inserts 10 incidents
-in one transaction), and prints req/s and latency percentiles per client concurrency. The
-client runs on the same machine, so on 2 cores it competes with the server: compare runs, not
-absolute numbers across machines.
+Starts `slo-pipeline webhook` (real gunicorn) and the floor app (benchmarks/webhook_floor_app.py:
+Flask + one batched upsert, same gunicorn setup) on a throw-away database of the PostgreSQL at
+--server (default: the local one), sends the same distinct notifications to both from this
+process (a second process to the servers), rounds interleaved, and prints req/s and latency
+percentiles per client concurrency. Then it counts the stored alerts: every alert sent must be in
+the database. The client runs on the same machine, so on 2 cores it competes with the servers:
+compare the two apps of one run, not absolute numbers across machines.
 """
 
 from __future__ import annotations
@@ -25,11 +27,18 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from rowtable import Row, format_table, write_rows
+from webhook_floor_app import CREATE_TABLE_SQL
+
 from slo_pipeline.adapters.postgres import connect, migrate, with_dbname
 from slo_pipeline.devstack import launch
+from slo_pipeline.settings import load_settings
 
 TOKEN = "bench-token"
 ALERTS_PER_NOTIFICATION = 10
+THROUGHPUT_TARGET = 0.8  # of the floor app's, measured in the same run
 
 
 def notification(index: int) -> bytes:
@@ -95,7 +104,74 @@ def run_round(port: int, first_index: int, count: int, concurrency: int) -> dict
     }
 
 
-def main() -> int:
+def start_server(
+    name: str, command: list[str], env: dict[str, str], port: int, scratch: Path
+) -> launch.ManagedProcess:
+    log_path = scratch / f"{name}.log"
+    with log_path.open("ab") as log:
+        popen = subprocess.Popen(
+            command,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=Path(__file__).resolve().parent,
+        )
+    server = launch.ManagedProcess(name, popen, port, log_path)
+    launch.wait_for_http(f"{server.url}/healthz", 60)
+    return server
+
+
+def count(database_url: str, sql: str) -> int:
+    conn = connect(database_url)
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(sql)
+            return int(cursor.fetchone()[0])
+    finally:
+        conn.close()
+
+
+def result_rows(
+    rounds: list[tuple[dict[str, float], dict[str, float]]], sent: int, missing: dict[str, int]
+) -> list[Row]:
+    out: list[Row] = []
+    for webhook_row, floor_row in rounds:
+        clients = int(webhook_row["concurrency"])
+        out.append(
+            Row(
+                f"webhook throughput, {clients} client(s), {ALERTS_PER_NOTIFICATION}-alert notifications",
+                webhook_row["req_per_s"],
+                "req/s",
+                floor_row["req_per_s"],
+                "Flask + one upsert",
+                f">= {THROUGHPUT_TARGET}",
+                inverted=True,
+            )
+        )
+        out.append(
+            Row(
+                f"webhook p99 latency, {clients} client(s)",
+                webhook_row["p99_ms"],
+                "ms",
+                floor_row["p99_ms"],
+                "Flask + one upsert",
+                f">= {THROUGHPUT_TARGET}",
+            )
+        )
+    for app, lost in missing.items():
+        out.append(
+            Row(
+                f"{app}: alerts sent but not stored (of {sent:,}, failed requests included)",
+                lost,
+                "",
+                target="<= 0",
+            )
+        )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -109,7 +185,8 @@ def main() -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--concurrency", default="1,4,8")
     parser.add_argument("--workers", type=int, default=2)
-    args = parser.parse_args()
+    parser.add_argument("--rows-out", help="write the result rows as JSON to this file")
+    args = parser.parse_args(argv)
 
     dbname = f"slo_bench_{uuid.uuid4().hex[:8]}"
     admin = connect(args.server)
@@ -117,10 +194,13 @@ def main() -> int:
     admin.cursor().execute(f'CREATE DATABASE "{dbname}"')
     database_url = with_dbname(args.server, dbname)
     scratch = Path(tempfile.mkdtemp(prefix="slo-bench-"))
-    webhook = None
+    servers: list[launch.ManagedProcess] = []
     try:
         migrate(database_url)
-        port = launch.free_port()
+        conn = connect(database_url)
+        with conn, conn.cursor() as cursor:
+            cursor.execute(CREATE_TABLE_SQL)
+        conn.close()
         env = {
             **os.environ,
             "DATABASE_URL": database_url,
@@ -128,41 +208,59 @@ def main() -> int:
             "SLO_PIPELINE_WEBHOOK_METRICS_DIR": str(scratch / "metrics"),
             "SLO_PIPELINE_CONFIG": str(scratch / "none.yml"),
         }
-        log_path = scratch / "webhook.log"
+        settings = load_settings()
+        webhook_port, floor_port = launch.free_port(), launch.free_port()
         cli = [sys.executable, "-m", "slo_pipeline.cli", "--log-level", "WARNING", "webhook"]
-        with log_path.open("ab") as log:
-            popen = subprocess.Popen(
-                [*cli, "--listen", f"127.0.0.1:{port}", "--workers", str(args.workers)],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        webhook = launch.ManagedProcess("webhook", popen, port, log_path)
-        launch.wait_for_http(f"{webhook.url}/healthz", 30)
-        run_round(port, 10_000_000, 50, 2)  # warm-up: connections, imports, page cache
+        webhook_cmd = [*cli, "--listen", f"127.0.0.1:{webhook_port}", "--workers", str(args.workers)]
+        floor_cmd = [
+            sys.executable, "-m", "gunicorn", "--bind", f"127.0.0.1:{floor_port}",
+            "--workers", str(args.workers), "--worker-class", "gthread",
+            "--threads", str(settings.webhook_threads), "--log-level", "warning",
+            "webhook_floor_app:create_app()",
+        ]  # fmt: skip
+        servers.append(start_server("webhook", webhook_cmd, env, webhook_port, scratch))
+        servers.append(start_server("floor", floor_cmd, env, floor_port, scratch))
+        # warm-up: connections, imports, page cache
+        run_round(webhook_port, 10_000_000, 50, 2)
+        run_round(floor_port, 10_000_000, 50, 2)
+        sent = 50 * ALERTS_PER_NOTIFICATION
 
-        rows = []
+        rounds = []
         index = 0
+        # Interleaved, so that both apps see the same load from the rest of the machine.
         for concurrency in (int(c) for c in args.concurrency.split(",")):
-            rows.append(run_round(port, index, args.requests, concurrency))
+            webhook_row = run_round(webhook_port, index, args.requests, concurrency)
+            floor_row = run_round(floor_port, index, args.requests, concurrency)
+            rounds.append((webhook_row, floor_row))
             index += args.requests
+            sent += args.requests * ALERTS_PER_NOTIFICATION
+        stored_sql = "SELECT count(DISTINCT fingerprint) FROM {}"
+        missing = {
+            "webhook": sent - count(database_url, stored_sql.format("incidents")),
+            "floor app": sent - count(database_url, stored_sql.format("floor_incidents")),
+        }
         print(
-            f"webhook: {args.workers} gunicorn gthread workers, {ALERTS_PER_NOTIFICATION} alerts/notification"
+            f"webhook: {args.workers} gunicorn gthread workers x {settings.webhook_threads} threads, "
+            f"{ALERTS_PER_NOTIFICATION} alerts/notification; floor: Flask + one upsert, same gunicorn setup"
         )
-        columns = (("clients", 7), ("requests", 8), ("fail", 4), ("req/s", 8), ("alerts/s", 9))
+        columns = (("app", 9), ("clients", 7), ("requests", 8), ("fail", 4), ("req/s", 8), ("alerts/s", 9))
         header = " ".join(f"{name:>{width}}" for name, width in (*columns, ("p50 ms", 7), ("p99 ms", 7)))
         print(header)
         print("-" * len(header))
-        for row in rows:
-            print(
-                f"{row['concurrency']:>7} {row['requests']:>8} {row['failures']:>4} {row['req_per_s']:>8.0f} "
-                f"{row['alerts_per_s']:>9.0f} {row['p50_ms']:>7.1f} {row['p99_ms']:>7.1f}"
-            )
-        return 1 if any(row["failures"] for row in rows) else 0
+        for pair in rounds:
+            for app, row in zip(("webhook", "floor"), pair, strict=True):
+                print(
+                    f"{app:>9} {row['concurrency']:>7} {row['requests']:>8} {row['failures']:>4} "
+                    f"{row['req_per_s']:>8.0f} {row['alerts_per_s']:>9.0f} "
+                    f"{row['p50_ms']:>7.1f} {row['p99_ms']:>7.1f}"
+                )
+        result = result_rows(rounds, sent, missing)
+        print("\n" + format_table(result))
+        write_rows(result, args.rows_out)
+        return 1 if any(row["failures"] for pair in rounds for row in pair) else 0
     finally:
-        if webhook is not None:
-            webhook.stop()
+        for server in servers:
+            server.stop()
         admin.cursor().execute(f'DROP DATABASE IF EXISTS "{dbname}" WITH (FORCE)')
         admin.close()
         shutil.rmtree(scratch, ignore_errors=True)
