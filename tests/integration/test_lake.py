@@ -138,6 +138,15 @@ def test_sync_twice_adds_nothing_fills_holes_and_export_works_with_prometheus_st
     filled = lake.read_slice(settings.data_lake, DETECTOR, start=start, end=end)
     assert filled.digest == first.digest
 
+    # One pass of the loop continues from the newest row (less the overlap) to two minutes ago.
+    code, _, err = run_cli(settings, "lake", "sync", "--once")
+    assert code == 0, err
+    newest = lake.latest_timestamp(settings.data_lake, DETECTOR)
+    assert newest is not None and newest > end + 3600
+    continued = lake.read_slice(settings.data_lake, DETECTOR, start=start, end=newest)
+    assert_no_duplicates(continued.rows)
+    assert continued.digest == rows_digest(block_rows(DETECTOR, prometheus_block(settings, start, newest)))
+
     # Prometheus gone: export reads the lake only, and still has every sample of the range.
     for process in managed_processes:
         process.stop()
