@@ -51,7 +51,12 @@ def days_between(start: float, end: float) -> list[str]:
 
 def block_rows(detector: str, block: SeriesBlock) -> pa.Table:
     """The samples of `block` as lake rows (missing samples, NaN in the block, are not rows)."""
-    values = block.values if block.signals else block.values[:, :, None]
+    keys_in_block = series_keys(block.labels)
+    # Columns in key order, so rows are sorted by series: a merge batch then covers one range of
+    # series, and the merge's series bounds let delta-rs skip the files of the other batches.
+    order = np.argsort(np.asarray(keys_in_block, dtype=object), kind="stable")
+    ordered = block.values[:, order]
+    values = ordered if block.signals else ordered[:, :, None]
     signals = list(block.signals) or [""]
     t, n, k = values.shape
     # Series-major: [N, K, T] flattened, so each series' samples are contiguous and in time order.
@@ -63,7 +68,7 @@ def block_rows(detector: str, block: SeriesBlock) -> pa.Table:
     time_index = np.tile(np.arange(t), n * k)[present]
     day_numbers, day_of_row = np.unique(micros // (SECONDS_PER_DAY * MICROSECONDS), return_inverse=True)
     day_names = pa.array([day_of(float(d) * SECONDS_PER_DAY) for d in day_numbers], pa.string())
-    keys = pa.array(series_keys(block.labels), type=pa.string())
+    keys = pa.array([keys_in_block[i] for i in order], type=pa.string())
     columns = {
         "detector": pa.repeat(pa.scalar(detector, pa.string()), len(series_index)),
         "day": pa.DictionaryArray.from_arrays(pa.array(day_of_row[time_index]), day_names).cast(pa.string()),

@@ -25,9 +25,10 @@ def test_rows_keep_samples_only_sorted_by_series_then_time_and_split_by_utc_day(
     rows = block_rows("latency", block()).to_pandas()
     assert len(rows) == 11  # 12 cells, one missing
     assert set(rows["detector"]) == {"latency"}
+    # Sorted by series key whatever the block's column order: {"route": "/a", ...} first.
     assert (
         rows["series"].tolist()
-        == [json.dumps({"route": "/b"})] * 5 + [json.dumps(LABELS[1], sort_keys=True)] * 6
+        == [json.dumps(LABELS[1], sort_keys=True)] * 6 + [json.dumps({"route": "/b"})] * 5
     )
     first = rows[rows["series"] == json.dumps({"route": "/b"})]
     assert first["timestamp"].is_monotonic_increasing
