@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from slo_pipeline.adapters.model_package import ModelRefused
 from slo_pipeline.adapters.registry import ModelRef
 from slo_pipeline.core.model import DetectorModel
 from slo_pipeline.settings import Settings
@@ -72,6 +73,7 @@ class RefreshResult:
     outcome: RefreshOutcome
     ref: ModelRef | None = None  # the champion the registry named, when it answered
     error: str | None = None
+    refusal: str | None = None  # LOAD_ERROR because the version is not ours (ModelRefused.reason)
 
 
 class ChampionTracker:
@@ -116,7 +118,10 @@ class ChampionTracker:
         except Exception as err:  # a broken artifact must never take down the serving model
             self._failed_ref = ref
             self._retry_at = self._clock() + self._retry_seconds
-            return RefreshResult(RefreshOutcome.LOAD_ERROR, ref, error=f"{type(err).__name__}: {err}")
+            refusal = err.reason if isinstance(err, ModelRefused) else None
+            return RefreshResult(
+                RefreshOutcome.LOAD_ERROR, ref, error=f"{type(err).__name__}: {err}", refusal=refusal
+            )
         self.serving = ServingModel(ref=ref, model=model)
         self._failed_ref = None
         return RefreshResult(RefreshOutcome.SWAPPED, ref)

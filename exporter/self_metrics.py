@@ -10,6 +10,8 @@ from collections.abc import Iterable, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from slo_pipeline.adapters.model_package import REFUSAL_REASONS
+
 # From a few ms (1k series) to minutes (a slow backend at 100k series).
 CYCLE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
@@ -109,6 +111,13 @@ class ExporterMetrics:
             ["detector"],
             registry=registry,
         )
+        self.model_refusals = Counter(
+            "anomaly_exporter_model_load_refusals_total",
+            "Champion versions refused unloaded because they are not a model this project writes "
+            "(pickle, foreign code, untrusted types...); the loaded model keeps serving.",
+            ["detector", "reason"],
+            registry=registry,
+        )
         self.model_swaps = Counter(
             "anomaly_exporter_model_swaps_total",
             "Champion versions loaded and swapped in without a restart (the first load included).",
@@ -147,6 +156,8 @@ class ExporterMetrics:
                 self.fetched_steps,
             ):
                 metric.labels(detector=name)
+            for reason in REFUSAL_REASONS:
+                self.model_refusals.labels(detector=name, reason=reason)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -49,6 +49,7 @@ from exporter.sharding import Shard, assignment, owned_detectors, resolve_shard
 from slo_pipeline.adapters.budgets import BudgetOverrides
 from slo_pipeline.adapters.prometheus import RangeAnswer, SeriesBlock, fetch_range_answer, series_keys
 from slo_pipeline.adapters.prometheus_connection import PrometheusAuthError, redact_url
+from slo_pipeline.adapters.scoring_endpoint import score_latest_via_endpoint
 from slo_pipeline.settings import DetectorConfig, Settings
 
 log = logging.getLogger(__name__)
@@ -217,13 +218,26 @@ class ExporterService:
             return
         self._count_fetch(name)
         try:
-            probabilities = model.score_latest(block.values)
-            budget = self._budgets.budget(detector) if self._budgets else detector.false_alarms_per_week
-            threshold = model.alarm_threshold(budget, detector.step_seconds)
-            # Series keys (a JSON text per series, ~50 ms at 10k) only matter for per-series
-            # feedback thresholds; most models have none.
-            keys = series_keys(block.labels) if model.series_threshold_factors else None
-            scores = model.anomaly_scores(probabilities, threshold, keys)
+            remote = self.settings.exporter_scoring_urls.get(name)
+            if remote:
+                # The served model answers for the newest sample from the rows its windows need
+                # (with the budget it was trained for; operator budget overrides apply in-process).
+                rows = min(len(block.timestamps), model.scoring_rows)
+                probabilities, scores = score_latest_via_endpoint(
+                    remote,
+                    series_keys(block.labels),
+                    block.timestamps[-rows:],
+                    block.values[-rows:],
+                    timeout=self.settings.query_timeout_seconds,
+                )
+            else:
+                probabilities = model.score_latest(block.values)
+                budget = self._budgets.budget(detector) if self._budgets else detector.false_alarms_per_week
+                threshold = model.alarm_threshold(budget, detector.step_seconds)
+                # Series keys (a JSON text per series, ~50 ms at 10k) only matter for per-series
+                # feedback thresholds; most models have none.
+                keys = series_keys(block.labels) if model.series_threshold_factors else None
+                scores = model.anomaly_scores(probabilities, threshold, keys)
             drivers = self._explain(detector, serving, block, scores)
             rendered = render_detector(detector, block.labels, probabilities, scores, drivers)
         except Exception as err:
@@ -325,6 +339,8 @@ class ExporterService:
             )
         elif outcome is RefreshOutcome.LOAD_ERROR and ref is not None:
             self.metrics.model_load_errors.labels(detector=name).inc()
+            if result.refusal is not None:
+                self.metrics.model_refusals.labels(detector=name, reason=result.refusal).inc()
             keeping = f"keeping v{tracker.serving.ref.version}" if tracker.serving else "no model to serve"
             log.error(
                 "detector %r: champion v%s was not swapped in (%s): %s",

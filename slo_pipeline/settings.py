@@ -581,6 +581,12 @@ class Settings(BaseSettings):
         description="this replica's shard, 0..SLO_PIPELINE_SHARDS-1; unset: the ordinal at the end "
         "of the host name (a Kubernetes StatefulSet pod `slo-exporter-2` is shard 2)",
     )
+    exporter_scoring_urls: dict[str, str] = Field(
+        default_factory=dict,
+        validation_alias=AliasChoices("SLO_PIPELINE_EXPORTER_SCORING_URLS", "exporter_scoring_urls"),
+        description="JSON detector -> base URL of an `mlflow models serve` of that detector's model; "
+        "the exporter then scores it through POST /invocations instead of in-process",
+    )
     pipeline: PipelineConfig = Field(default_factory=PipelineConfig, exclude=True)
 
     @field_validator("prometheus_headers", mode="before")

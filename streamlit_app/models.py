@@ -147,34 +147,27 @@ def list_versions(settings: Settings, detector: str) -> list[dict[str, Any]]:
 
 
 def rollback(settings: Settings, plan: RollbackPlan, by: str) -> registry.ModelRef:
-    """Make the version the operator chose (`plan.target`) the champion, if the champion is still
-    the one they saw (`plan.current`), then tag it with who did it and when.
+    """Make the version the operator confirmed (`plan.target`) the champion, tagged with who did
+    it and when, if the champion is still the one they saw (`plan.current`).
 
-    The alias move is the action and happens first; the tags are the audit note on top, so a
-    tagging failure is reported but cannot leave the aliases half-moved.
+    Compare-and-set under the detector's promotion lock: a training that promoted meanwhile, or a
+    second rollback, makes this one fail with `registry.ChampionMoved` instead of silently
+    undoing it. The tags are written after the aliases moved.
     """
     by = by.strip()
     if not by:
         raise ValueError("say who you are: a rollback changes what every exporter serves")
-    now = registry.champion_ref(settings, plan.detector)
-    if (now.version if now else None) != plan.current:
-        raise ValueError(
-            f"{plan.detector}@champion is version {now.version if now else 'none'} now, not "
-            f"{plan.current or 'none'} as shown: reload the page"
-        )
-    registry.set_champion(settings, plan.detector, plan.target)
-    promoted = registry.ModelRef(model_name=plan.detector, version=plan.target, run_id="")
-    registry.tag_version(
+    return registry.rollback(
         settings,
         plan.detector,
-        promoted.version,
-        {
+        to_version=plan.target,
+        expected_champion=plan.current,
+        tags={
             ROLLBACK_BY_TAG: by,
             ROLLBACK_AT_TAG: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             ROLLBACK_FROM_TAG: plan.current or "none",
         },
     )
-    return promoted
 
 
 def format_reasons(reasons: Any) -> str:

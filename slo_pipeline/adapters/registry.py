@@ -9,11 +9,22 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Mapping
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from slo_pipeline.adapters.model_package import (
+    CODE_SOURCE,
+    ModelLoadError,
+    ModelRefused,
+    load_package,
+    write_artifacts,
+)
+from slo_pipeline.adapters.promotion_lock import PromotionLockError, promotion_lock
+from slo_pipeline.core.frame_scoring import ServingParams
 from slo_pipeline.core.model import DetectorModel
 from slo_pipeline.core.redact import redact_credentials
 from slo_pipeline.settings import NAME_PATTERN, Settings
@@ -25,9 +36,6 @@ log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 PREVIOUS = "previous"
-# The skops format refuses to load types it was not told to trust; an IsolationForest holds
-# sklearn's compiled Tree objects, which are safe and the only extra type it needs.
-SKOPS_TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
 
 
 class RegistryError(RuntimeError):
@@ -40,8 +48,8 @@ class RegistryError(RuntimeError):
         super().__init__(redact_credentials(message))
 
 
-class ModelLoadError(RuntimeError):
-    """A registered model version exists but could not be turned into a DetectorModel."""
+class ChampionMoved(RegistryError):
+    """Compare-and-set failed: `@champion` is not the version the caller judged against."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +69,7 @@ def _pip_requirements() -> list[str]:
     # Explicit requirements skip MLflow's dependency inference, which costs 4-5 s per log.
     from importlib.metadata import version
 
-    return [f"scikit-learn=={version('scikit-learn')}", f"numpy=={version('numpy')}"]
+    return [f"{name}=={version(name)}" for name in ("mlflow", "scikit-learn", "numpy", "pandas", "skops")]
 
 
 def _configure_mlflow_environment() -> None:
@@ -131,8 +139,12 @@ def log_and_register(
     metrics: Mapping[str, float],
     tags: Mapping[str, str] | None = None,
     lake_slice: LakeSlice | None = None,
+    serving: ServingParams,
 ) -> RegisteredModel:
-    """One MLflow run: params, metrics, dataset, model; then a new registered version."""
+    """One MLflow run: params, metrics, dataset, model; then a new registered version.
+
+    `serving`: the detector's step and budget, which `mlflow models serve` needs to compute
+    anomaly_score as the exporter does."""
     experiment_id = ensure_experiment(settings, detector_name)
     with _mlflow(settings) as mlflow:
         try:
@@ -142,13 +154,7 @@ def log_and_register(
                 mlflow.set_tags(dict(tags or {}))
                 if lake_slice is not None:
                     log_lake_slice(mlflow, lake_slice)
-                info = mlflow.sklearn.log_model(
-                    model.forest,
-                    name="model",
-                    pip_requirements=_pip_requirements(),
-                    skops_trusted_types=SKOPS_TRUSTED_TYPES,
-                    metadata=model.metadata(),
-                )
+                info = _log_pyfunc(mlflow, model, serving)
                 run_id = run.info.run_id
             version = mlflow.register_model(info.model_uri, detector_name)
         except Exception as err:
@@ -183,6 +189,23 @@ def log_lake_slice(mlflow: Any, lake_slice: LakeSlice) -> None:
     )
 
 
+def _log_pyfunc(mlflow: Any, model: DetectorModel, serving: ServingParams) -> Any:
+    """The model as a pyfunc "model from code" (model_package.py): no pickle, no code_paths."""
+    from slo_pipeline.adapters.mlflow_pyfunc import signature_and_example
+
+    signature, example = signature_and_example()
+    with tempfile.TemporaryDirectory(prefix="slo-model-") as folder:
+        return mlflow.pyfunc.log_model(
+            name="model",
+            python_model=str(CODE_SOURCE),
+            artifacts=write_artifacts(model, serving, Path(folder)),
+            signature=signature,
+            input_example=example,
+            pip_requirements=_pip_requirements(),
+            metadata=model.metadata(),
+        )
+
+
 def champion_ref(settings: Settings, detector_name: str) -> ModelRef | None:
     """The version behind `@champion`, or None when the detector has none yet. Cheap: one lookup."""
     return alias_ref(settings, detector_name, CHAMPION)
@@ -212,31 +235,71 @@ def _is_not_found(err: Exception) -> bool:
 
 
 def load_model(settings: Settings, ref: ModelRef) -> DetectorModel:
-    """Load a registered version and check it is a model this code can serve."""
+    """Load a registered version this project wrote; anything else is refused (ModelRefused),
+    without running any of its code (model_package.py says how)."""
     uri = f"models:/{ref.model_name}/{ref.version}"
-    with _mlflow(settings) as mlflow:
+    with _mlflow(settings) as mlflow, tempfile.TemporaryDirectory(prefix="slo-load-") as folder:
         try:
-            forest = mlflow.sklearn.load_model(uri)
-            metadata = mlflow.models.get_model_info(uri).metadata
+            local = mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=folder)
         except Exception as err:
-            raise ModelLoadError(f"could not load model {uri!r}: {err}") from err
+            raise ModelLoadError(f"could not download model {uri!r}: {err}") from err
+        try:
+            return load_package(Path(local)).model
+        except ModelRefused as err:
+            raise ModelRefused(err.reason, f"{uri}: {err.detail}") from err
+        except ModelLoadError as err:
+            raise ModelLoadError(f"model {uri!r}: {err}") from err
+
+
+def promote(
+    settings: Settings,
+    detector_name: str,
+    version: str,
+    *,
+    expected_champion: str | None,
+    tags: Mapping[str, str] | None = None,
+    may_promote: Callable[[], bool] | None = None,
+) -> ModelRef | None:
+    """Compare-and-set `@champion` to `version` under the detector's promotion lock.
+
+    Raises ChampionMoved when the champion is no longer `expected_champion` (None: no champion)
+    or `may_promote` (the worker's lease check) says no. The old champion becomes `@previous`;
+    `tags` go on the new champion only after the alias moved. Returns the old champion.
+    """
+    version = str(version)
     try:
-        return DetectorModel.from_parts(forest, metadata)
-    except ValueError as err:
-        raise ModelLoadError(f"model {uri!r} is not servable: {err}") from err
+        with promotion_lock(settings.database_url, settings.mlflow_tracking_uri, detector_name):
+            old = champion_ref(settings, detector_name)
+            found = old.version if old is not None else None
+            if found != (str(expected_champion) if expected_champion is not None else None):
+                raise ChampionMoved(
+                    f"{detector_name}@champion is version {found or 'none'}, not "
+                    f"{expected_champion or 'none'} as judged: version {version} was not promoted"
+                )
+            if may_promote is not None and not may_promote():
+                raise ChampionMoved(
+                    f"the job was taken over by another worker: version {version} was not promoted"
+                )
+            client = _client(settings)
+            try:
+                if old is not None and old.version != version:
+                    client.set_registered_model_alias(detector_name, PREVIOUS, old.version)
+                client.set_registered_model_alias(detector_name, CHAMPION, version)
+            except Exception as err:
+                raise RegistryError(f"could not promote {detector_name} version {version}: {err}") from err
+    except PromotionLockError as err:
+        raise RegistryError(str(err)) from err
+    if tags:
+        tag_version(settings, detector_name, version, tags)
+    return old
 
 
 def set_champion(settings: Settings, detector_name: str, version: str) -> ModelRef | None:
-    """Move `@champion` to `version`; the old champion becomes `@previous`. Returns the old one."""
-    old = champion_ref(settings, detector_name)
-    client = _client(settings)
-    try:
-        if old is not None and old.version != str(version):
-            client.set_registered_model_alias(detector_name, PREVIOUS, old.version)
-        client.set_registered_model_alias(detector_name, CHAMPION, str(version))
-    except Exception as err:
-        raise RegistryError(f"could not promote {detector_name} version {version}: {err}") from err
-    return old
+    """Move `@champion` to `version` whatever it is now (first models, tests); still locked."""
+    current = champion_ref(settings, detector_name)
+    return promote(
+        settings, detector_name, version, expected_champion=current.version if current is not None else None
+    )
 
 
 def tag_version(settings: Settings, detector_name: str, version: str, tags: Mapping[str, str]) -> None:
@@ -248,13 +311,23 @@ def tag_version(settings: Settings, detector_name: str, version: str, tags: Mapp
         raise RegistryError(f"could not tag {detector_name} version {version}: {err}") from err
 
 
-def rollback(settings: Settings, detector_name: str) -> ModelRef:
-    """Swap `@champion` and `@previous`; raises when there is nothing to roll back to."""
-    previous = alias_ref(settings, detector_name, PREVIOUS)
-    if previous is None:
-        raise RegistryError(f"detector {detector_name!r} has no @previous version to roll back to")
-    set_champion(settings, detector_name, previous.version)
-    return previous
+def rollback(
+    settings: Settings,
+    detector_name: str,
+    *,
+    to_version: str,
+    expected_champion: str | None,
+    tags: Mapping[str, str] | None = None,
+) -> ModelRef:
+    """Make `to_version` (the version the operator confirmed) the champion, if the champion is
+    still `expected_champion` (what the operator saw); ChampionMoved otherwise."""
+    client = _client(settings)
+    try:
+        version = client.get_model_version(detector_name, str(to_version))
+    except Exception as err:
+        raise RegistryError(f"detector {detector_name!r} has no version {to_version!r}: {err}") from err
+    promote(settings, detector_name, str(to_version), expected_champion=expected_champion, tags=tags)
+    return ModelRef(model_name=detector_name, version=str(version.version), run_id=str(version.run_id))
 
 
 def list_versions(settings: Settings, detector_name: str) -> list[dict[str, Any]]:
@@ -281,3 +354,19 @@ def list_versions(settings: Settings, detector_name: str) -> list[dict[str, Any]
         for v in versions
     ]
     return sorted(rows, key=lambda row: int(row["version"]), reverse=True)
+
+
+def annotate_project_run(
+    settings: Settings, run_id: str, results: list[dict[str, Any]], *, failures: int
+) -> None:
+    """Record on an `mlflow run` project run what each detector's training registered."""
+    client = _client(settings)
+    try:
+        for result in results:
+            name = result["detector"]
+            client.set_tag(run_id, f"slo_pipeline.{name}.version", str(result["version"]))
+            client.set_tag(run_id, f"slo_pipeline.{name}.run_id", str(result["run_id"]))
+            client.log_metric(run_id, f"{name}.promoted", 1.0 if result["promoted"] else 0.0)
+        client.log_metric(run_id, "detectors_failed", float(failures))
+    except Exception as err:
+        raise RegistryError(f"could not annotate the project run {run_id}: {err}") from err

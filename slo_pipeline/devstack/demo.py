@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -44,6 +45,7 @@ def run_demo(*, data_dir: str | None, days: float, incident_every: float, with_u
         # SLO edits in the UI reach the demo's Prometheus within one sync interval.
         slo_sync=True,
         backfill_slo_rules=True,
+        mlflow_ui=True,
     )
     stopping = False
 
@@ -52,14 +54,20 @@ def run_demo(*, data_dir: str | None, days: float, incident_every: float, with_u
         stopping = True
 
     print("starting the demo stack (backfill, first training, services) ...", flush=True)
-    stack = start_stack(options)
+    startup_log = options.data_dir / "logs" / "startup.log"
+    startup_log.parent.mkdir(parents=True, exist_ok=True)
+    # The first training runs in this process: MLflow's own notices and warnings ("Successfully
+    # registered model", dataset-source and type-hint warnings) go to a log, not the console; the
+    # pipeline's logging keeps its handler on the real stderr.
+    with startup_log.open("a") as quiet, contextlib.redirect_stderr(quiet):
+        stack = start_stack(options)
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     try:
         print("\nslo-pipeline demo is running:")
         for name, url in stack.urls.items():
             print(f"  {name:<12} {url}")
-        print(f"  logs         {options.data_dir / 'logs'}")
+        print(f"  logs         {options.data_dir / 'logs'} (MLflow's startup notices: logs/startup.log)")
         if stack.ui_sign_in is not None:
             user, password = stack.ui_sign_in
             print(f"  ui sign-in   {user} / {password}  (editor; in {options.data_dir / 'ui_password'})")

@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -39,6 +40,8 @@ PROMTOOL_BINARY = "promtool"
 # Prometheus re-sends firing alerts at most this often; the default (1m) would make tests wait.
 TEST_ALERT_RESEND_DELAY = "2s"
 READY_TIMEOUT_SECONDS = 30.0
+# `mlflow ui` imports most of MLflow before it listens: slow on a busy machine.
+MLFLOW_UI_READY_TIMEOUT_SECONDS = 120.0
 LOG_TAIL_LINES = 40
 # A free port can be taken by someone else between `free_port()` and the child's bind.
 PORT_RACE_RETRIES = 3
@@ -204,6 +207,37 @@ def start_service(
             raise LaunchError(f"{name} did not become ready on port {chosen_port}: {err}\n{tail}") from err
         return process
     raise AssertionError("unreachable")  # the loop either returns or raises
+
+
+def start_mlflow_ui(
+    tracking_uri: str, *, log_path: Path, env: Mapping[str, str] | None = None
+) -> ManagedProcess:
+    """`mlflow ui` over `tracking_uri` on a free loopback port (its own process group: gunicorn
+    or uvicorn workers are stopped with it). Started from this interpreter's environment."""
+    bin_dir = Path(sys.executable).parent
+    child_env = dict(env if env is not None else os.environ)
+    child_env["PATH"] = f"{bin_dir}{os.pathsep}{child_env.get('PATH', '')}"
+    return start_service(
+        "mlflow-ui",
+        lambda port: [
+            str(bin_dir / "mlflow"),
+            "ui",
+            "--backend-store-uri",
+            tracking_uri,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            # One worker: a UI for one person; MLflow's default of four costs seconds of CPU.
+            "--workers",
+            "1",
+        ],
+        port=None,
+        log_path=log_path,
+        ready_path="/health",
+        env=child_env,
+        ready_timeout=MLFLOW_UI_READY_TIMEOUT_SECONDS,
+    )
 
 
 def start_prometheus(

@@ -60,6 +60,8 @@ class StackOptions:
     # do not look at SLO history skip the extra minute.
     backfill_slo_rules: bool = False
     slo_sync_interval_seconds: float = 10.0
+    # `mlflow ui` over the stack's tracking store (runs, datasets, versions, aliases); the demo's.
+    mlflow_ui: bool = False
 
     def __post_init__(self) -> None:
         if self.slo_sync and self.rules_time_scale != 1.0:
@@ -409,6 +411,11 @@ def _start(stack: Stack) -> None:
             "/_stcore/health",
         )()
 
+    if options.mlflow_ui:
+        stack.processes["mlflow-ui"] = launch.start_mlflow_ui(
+            stack.env["MLFLOW_TRACKING_URI"], log_path=data / "logs" / "mlflow-ui.log", env=stack.env
+        )
+
     stack.urls = {
         "prometheus": prometheus.url,
         "alertmanager": f"http://127.0.0.1:{alertmanager_port}",
@@ -423,3 +430,5 @@ def _start(stack: Stack) -> None:
         stack.urls["slo-sync"] = f"http://127.0.0.1:{ports['slo-sync']}"
     if options.with_ui:
         stack.urls["ui"] = f"http://127.0.0.1:{ports['ui']}"
+    if options.mlflow_ui:
+        stack.urls["mlflow ui"] = stack.processes["mlflow-ui"].url  # type: ignore[attr-defined]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from typing import Any
 
@@ -34,6 +35,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="N",
         help="detectors trained at the same time, in worker processes (default 1)",
     )
+    train.add_argument(
+        "--input",
+        default="",
+        help="train ONE detector from this CSV (timestamp,value as `backtest` reads it) instead of "
+        "Prometheus, merged into the data lake first; a detector the configuration does not name "
+        "gets the defaults and the file's step",
+    )
     train.set_defaults(handler=_train)
 
     model = subparsers.add_parser("model", help="inspect registered models, roll back")
@@ -41,8 +49,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     listing = model_sub.add_parser("list", help="versions of a detector's model, newest first")
     listing.add_argument("detector")
     listing.set_defaults(handler=_model_list)
-    rollback = model_sub.add_parser("rollback", help="make @previous the @champion again")
+    rollback = model_sub.add_parser(
+        "rollback",
+        help="make @previous (or --to VERSION) the @champion again",
+        description="Compare-and-set under the detector's promotion lock: fails, changing nothing, "
+        "when @champion moved since it was read (a training promoted meanwhile).",
+    )
     rollback.add_argument("detector")
+    rollback.add_argument(
+        "--to", dest="to_version", default=None, help="version to serve (default: @previous)"
+    )
+    rollback.add_argument(
+        "--from",
+        dest="expected_champion",
+        default=None,
+        help="only if @champion is this version now (default: the champion read at start)",
+    )
     rollback.set_defaults(handler=_model_rollback)
 
 
@@ -75,11 +97,17 @@ def _unreachable(err: BaseException) -> bool:
     return False
 
 
-def _train_one(settings: Any, name: str) -> tuple[str, Any, BaseException | None]:
-    """One detector, in this process or a joblib worker; the error is returned, not raised."""
+def _train_one(settings: Any, name: str, input_file: str = "") -> tuple[str, Any, BaseException | None]:
+    """One detector, in this process or a joblib worker; the error is returned, not raised.
+    `input_file`: train from that file (orchestration/file_training.py) instead of Prometheus."""
+    from pathlib import Path
+
+    from slo_pipeline.orchestration.file_training import train_from_file
     from slo_pipeline.orchestration.retrain import retrain_detector
 
     try:
+        if input_file:
+            return name, train_from_file(settings, name, Path(input_file)), None
         return name, retrain_detector(settings, name), None
     except Exception as err:  # one detector's failure must not hide the others' results
         return name, None, err
@@ -92,8 +120,13 @@ def _train(args: argparse.Namespace) -> int:
 
     from slo_pipeline.settings import ConfigError, load_settings
 
+    # `mlflow run` starts a run of its own and names it here; it records this invocation, while
+    # each detector is logged in its own experiment exactly as the worker logs it.
+    project_run = os.environ.pop("MLFLOW_RUN_ID", None)
     settings = load_settings()
     names = args.detectors or [d.name for d in settings.pipeline.detectors]
+    if args.input and len(names) != 1:
+        raise ConfigError(f"train --input FILE needs exactly one detector name, got {len(names)}")
     if not names:
         raise ConfigError(f"no detectors configured in {settings.config_path}")
     if args.jobs < 1:
@@ -108,9 +141,10 @@ def _train(args: argparse.Namespace) -> int:
 
         ensure_experiment(settings, names[0])
     results = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")(
-        delayed(_train_one)(settings, name) for name in names
+        delayed(_train_one)(settings, name, args.input) for name in names
     )
     failures = 0
+    trained: list[dict[str, Any]] = []
     # The bar shows on a terminal only (tqdm turns itself off when stderr is not a TTY).
     with tqdm(total=len(names), desc="training", unit="detector", disable=None, file=sys.stderr) as bar:
         for name, outcome, err in results:
@@ -122,18 +156,19 @@ def _train(args: argparse.Namespace) -> int:
                 failures += 1
                 log.error("training %s failed: %s", name, err)
                 continue
-            bar.write(
-                json.dumps(
-                    {
-                        "detector": name,
-                        "version": outcome.model_version,
-                        "run_id": outcome.run_id,
-                        "promoted": outcome.promoted,
-                        "reasons": outcome.reasons,
-                    }
-                ),
-                file=sys.stdout,
-            )
+            result = {
+                "detector": name,
+                "version": outcome.model_version,
+                "run_id": outcome.run_id,
+                "promoted": outcome.promoted,
+                "reasons": outcome.reasons,
+            }
+            trained.append(result)
+            bar.write(json.dumps(result), file=sys.stdout)
+    if project_run:
+        from slo_pipeline.adapters import registry
+
+        registry.annotate_project_run(settings, project_run, trained, failures=failures)
     return 1 if failures else 0
 
 
@@ -150,10 +185,21 @@ def _model_rollback(args: argparse.Namespace) -> int:
     from slo_pipeline.adapters import registry
     from slo_pipeline.settings import load_settings
 
+    settings = load_settings()
     try:
-        restored = registry.rollback(load_settings(), args.detector)
+        current = registry.champion_ref(settings, args.detector)
+        expected = args.expected_champion or (current.version if current is not None else None)
+        target = args.to_version
+        if target is None:
+            previous = registry.alias_ref(settings, args.detector, registry.PREVIOUS)
+            if previous is None:
+                raise registry.RegistryError(
+                    f"detector {args.detector!r} has no @previous version to roll back to"
+                )
+            target = previous.version
+        restored = registry.rollback(settings, args.detector, to_version=target, expected_champion=expected)
     except registry.RegistryError as err:
         print(f"rollback failed: {err}", file=sys.stderr)
         return 1
-    print(f"{args.detector}: @champion is now version {restored.version}")
+    print(f"{args.detector}: @champion is now version {restored.version} (was {expected or 'none'})")
     return 0

@@ -26,6 +26,8 @@ from slo_pipeline.adapters.postgres import DatabaseError
 from slo_pipeline.adapters.prometheus import SeriesBlock, series_keys
 from slo_pipeline.adapters.prometheus_connection import redact_url
 from slo_pipeline.adapters.registry import ModelRef, RegisteredModel
+from slo_pipeline.core.frame_scoring import ServingParams
+from slo_pipeline.core.heldout import ValidationDecision
 from slo_pipeline.core.model import DetectorModel
 from slo_pipeline.core.promotion import (
     HeldOut,
@@ -112,6 +114,13 @@ def prepare_training_data(settings: Settings, detector: DetectorConfig, *, end: 
             f"the lake {settings.data_lake!r} holds data over the last {detector.training_window_seconds}s: "
             f"{detector.query_text}"
         )
+    return training_data(settings, detector, block, lake_slice, end=end)
+
+
+def training_data(
+    settings: Settings, detector: DetectorConfig, block: SeriesBlock, lake_slice: LakeSlice, *, end: float
+) -> TrainingData:
+    """The lake slice's block with its known incidents marked and the validation split."""
     incidents = known_incidents(settings, detector, float(block.timestamps[0]), end)
     settle = detector.windows.short * detector.step_seconds
 
@@ -140,6 +149,18 @@ def retrain_detector(
     # The budget in force: an override applied in the UI wins over the YAML's.
     detector = BudgetOverrides(settings.database_url).apply(settings.pipeline.detector(detector_name))
     data = prepare_training_data(settings, detector, end=float(now if now is not None else time.time()))
+    return fit_and_judge(settings, detector, data, may_promote=may_promote)
+
+
+def fit_and_judge(
+    settings: Settings,
+    detector: DetectorConfig,
+    data: TrainingData,
+    *,
+    may_promote: Callable[[], bool] | None = None,
+) -> RetrainOutcome:
+    """Fit a candidate on the older part of `data`, then `judge_and_register` it (MLflow, SLO
+    evidence from Prometheus)."""
     split = data.split
     candidate, report = fit_detector_model(
         data.block.values[:split],
@@ -177,11 +198,23 @@ class ModelRegistry(Protocol):
         metrics: dict[str, float],
         tags: dict[str, str],
         lake_slice: LakeSlice,
+        serving: ServingParams,
     ) -> RegisteredModel: ...
 
     def tag_version(self, detector: str, version: str, tags: dict[str, str]) -> None: ...
 
-    def set_champion(self, detector: str, version: str) -> None: ...
+    def promote(
+        self,
+        detector: str,
+        version: str,
+        *,
+        expected_champion: str | None,
+        tags: dict[str, str],
+        may_promote: Callable[[], bool] | None,
+    ) -> None:
+        """Compare-and-set @champion from `expected_champion`; tags after the move; raises
+        `ChampionMoved` (adapters/registry.py) when the champion moved or `may_promote` says no."""
+        ...
 
 
 class SloEvidenceSource(Protocol):
@@ -213,6 +246,7 @@ class MlflowRegistry:
         metrics: dict[str, float],
         tags: dict[str, str],
         lake_slice: LakeSlice,
+        serving: ServingParams,
     ) -> RegisteredModel:
         return mlflow_registry.log_and_register(
             self._settings,
@@ -222,13 +256,29 @@ class MlflowRegistry:
             metrics=metrics,
             tags=tags,
             lake_slice=lake_slice,
+            serving=serving,
         )
 
     def tag_version(self, detector: str, version: str, tags: dict[str, str]) -> None:
         mlflow_registry.tag_version(self._settings, detector, version, tags)
 
-    def set_champion(self, detector: str, version: str) -> None:
-        mlflow_registry.set_champion(self._settings, detector, version)
+    def promote(
+        self,
+        detector: str,
+        version: str,
+        *,
+        expected_champion: str | None,
+        tags: dict[str, str],
+        may_promote: Callable[[], bool] | None,
+    ) -> None:
+        mlflow_registry.promote(
+            self._settings,
+            detector,
+            version,
+            expected_champion=expected_champion,
+            tags=tags,
+            may_promote=may_promote,
+        )
 
 
 class PrometheusSloEvidence:
@@ -263,7 +313,7 @@ def judge_and_register(
     """
     block, split = data.block, data.split
     champion_ref = registry.champion_ref(detector.name)
-    champion = _load_champion(registry, champion_ref)
+    champion, champion_refused = _load_champion(registry, champion_ref)
     held_out_times = block.timestamps[split:]
     slo_evidence = (
         evidence.slo_evidence(detector.slo, detector.name, held_out_times, detector.step_seconds)
@@ -287,6 +337,10 @@ def judge_and_register(
         slo_evidence,
         excluded_incident_samples=float(data.excluded.sum()),
     )
+    if champion_refused is not None:
+        decision = ValidationDecision(
+            promote=decision.promote, reasons=[*decision.reasons, champion_refused], metrics=decision.metrics
+        )
     compared_with = champion_ref.version if champion_ref else None
     registered = registry.log_and_register(
         detector.name,
@@ -305,13 +359,32 @@ def judge_and_register(
         metrics={**report.as_metrics(), **_finite(decision.metrics)},
         tags=decision_tags(decision, compared_with),
         lake_slice=data.lake_slice,
+        serving=ServingParams(
+            step_seconds=detector.step_seconds, false_alarms_per_week=detector.false_alarms_per_week
+        ),
     )
     version = registered.ref.version
     if decision.promote and may_promote is not None and not may_promote():
         decision = lease_lost(decision)
-    registry.tag_version(detector.name, version, decision_tags(decision, compared_with))
     if decision.promote:
-        registry.set_champion(detector.name, version)
+        try:
+            # Compare-and-set under the detector's promotion lock; "promoted" is tagged after the
+            # alias moved. The lease is asked again under the lock.
+            registry.promote(
+                detector.name,
+                version,
+                expected_champion=compared_with,
+                tags=decision_tags(decision, compared_with),
+                may_promote=may_promote,
+            )
+        except mlflow_registry.ChampionMoved as err:
+            decision = ValidationDecision(
+                promote=False,
+                reasons=[*decision.reasons, f"passed validation, but {err}"],
+                metrics=decision.metrics,
+            )
+    if not decision.promote:
+        registry.tag_version(detector.name, version, decision_tags(decision, compared_with))
     log.info(
         "detector %s: version %s %s (%s)",
         detector.name,
@@ -328,16 +401,22 @@ def judge_and_register(
     )
 
 
-def _load_champion(registry: ModelRegistry, ref: ModelRef | None) -> DetectorModel | None:
+def _load_champion(registry: ModelRegistry, ref: ModelRef | None) -> tuple[DetectorModel | None, str | None]:
+    """The champion to compare with, and why it was refused (a reason for the decision), if so."""
     if ref is None:
-        return None
+        return None, None
     try:
-        return registry.load_model(ref)
+        return registry.load_model(ref), None
+    except mlflow_registry.ModelRefused as err:
+        # Not written by this project: never loaded, so nothing of it ran. The candidate is judged
+        # on its own merits and may replace it; the operator must learn who moved @champion.
+        log.error("champion %s/%s refused, not compared with: %s", ref.model_name, ref.version, err)
+        return None, f"champion version {ref.version} was refused ({err.reason}) and not compared with"
     except mlflow_registry.ModelLoadError as err:
         # A champion that cannot be loaded cannot be compared with; the candidate is judged on
         # its own merits, and the failure is recorded in the log for the operator.
         log.warning("champion %s/%s could not be loaded for comparison: %s", ref.model_name, ref.version, err)
-        return None
+        return None, None
 
 
 def _finite(metrics: dict[str, float]) -> dict[str, float]:

@@ -33,9 +33,11 @@ import yaml
 from slo_pipeline.adapters import registry
 from slo_pipeline.adapters.prometheus import fetch_range
 from slo_pipeline.core.features import FEATURE_NAMES
+from slo_pipeline.core.frame_scoring import ServingParams
 from slo_pipeline.core.training import fit_detector_model
 from slo_pipeline.devstack import launch
 from slo_pipeline.settings import DetectorConfig, FeatureWindows, PipelineConfig, Settings, load_settings
+from tests.fixtures.hostile_models import move_champion_directly, register_pickle_version
 from tests.fixtures.paths import REPO_ROOT
 from tests.fixtures.waiting import wait_until
 
@@ -186,7 +188,15 @@ def model_versions(page: dict[str, float], detector: str = "latency") -> set[str
 
 
 def register(settings: Settings, detector: DetectorConfig, model: object, *, champion: bool) -> str:
-    registered = registry.log_and_register(settings, detector.name, model, params={}, metrics={})  # type: ignore[arg-type]
+    serving = ServingParams(detector.step_seconds, detector.false_alarms_per_week)
+    registered = registry.log_and_register(
+        settings,
+        detector.name,
+        model,
+        params={},
+        metrics={},
+        serving=serving,  # type: ignore[arg-type]
+    )
     if champion:
         registry.set_champion(settings, detector.name, registered.ref.version)
     return registered.ref.version
@@ -399,6 +409,27 @@ def test_a_new_champion_is_picked_up_and_a_broken_one_is_not(stack: Stack) -> No
     assert f"champion v{broken_version} was not swapped in" in stack.exporter_log.read_text()
 
 
+def test_a_pickled_champion_is_refused_and_the_loaded_model_keeps_serving(stack: Stack) -> None:
+    serving = model_versions(stack.samples())
+    assert serving, "a model serves before the attack"
+    marker = stack.folder / "pickle-payload-ran"
+    hostile = register_pickle_version(stack.settings, LATENCY.name, marker)
+    move_champion_directly(stack.settings, LATENCY.name, hostile)
+    refusals = 'anomaly_exporter_model_load_refusals_total{detector="latency",reason="serialization_format"}'
+    page = stack.wait_for("a counted refusal", lambda p: p[refusals] >= 1, 60)
+    cycles = page["anomaly_exporter_cycle_duration_seconds_count"]
+    page = stack.wait_for(
+        "two more cycles", lambda p: p["anomaly_exporter_cycle_duration_seconds_count"] >= cycles + 2
+    )
+    assert model_versions(page) == serving, f"v{hostile} must not be swapped in"
+    assert page['anomaly_exporter_up{detector="latency"}'] == 1
+    assert routes_scored(page) == set(ROUTES)
+    assert not marker.exists(), "the exporter ran the pickled version's code"
+    log = stack.exporter_log.read_text()
+    assert f"champion v{hostile} was not swapped in" in log
+    assert "refused to load (serialization_format)" in log
+
+
 def test_a_series_that_vanishes_disappears(stack: Stack) -> None:
     stack.wait_for("a score for every route", lambda p: routes_scored(p) == set(ROUTES))
     stack.target.drop_route("/vanishing")
@@ -410,10 +441,12 @@ def test_a_series_that_vanishes_disappears(stack: Stack) -> None:
 def test_prometheus_outage_keeps_metrics_up_and_scores_return(stack: Stack) -> None:
     port, data_dir = stack.prometheus.port, stack.folder / "prometheus-data"
     stack.prometheus.stop()
+    # The self-metrics (up) are live while the scores page is published at the end of the cycle:
+    # a scrape in between sees up=0 next to the last page, so wait for the published page too.
     page = stack.wait_for(
-        "up=0 while Prometheus is down", lambda p: p['anomaly_exporter_up{detector="latency"}'] == 0
+        "up=0 and no stale scores while Prometheus is down",
+        lambda p: p['anomaly_exporter_up{detector="latency"}'] == 0 and not scores(p),
     )
-    assert not scores(page), "no stale scores while the data cannot be refreshed"
     errors_during_outage = page['anomaly_exporter_query_errors_total{detector="latency"}']
     assert errors_during_outage >= 1
     assert stack.exporter.poll() is None

@@ -103,6 +103,8 @@ def test_bad_candidate_rejected_good_promoted_rollback_serves_previous(service: 
     assert served_version(settings) == good.model_version
 
     # One-click rollback: @previous serves again.
-    restored = registry.rollback(settings, DETECTOR)
+    restored = registry.rollback(
+        settings, DETECTOR, to_version=first.model_version, expected_champion=good.model_version
+    )
     assert restored.version == first.model_version
     assert served_version(settings) == first.model_version

@@ -5,6 +5,7 @@ Real Prometheus, MLflow and PostgreSQL: tests/integration/test_slo_validation_hi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,7 +14,7 @@ import numpy as np
 from slo_pipeline.adapters.lake import LakeSlice
 from slo_pipeline.adapters.lake_rows import SCHEMA
 from slo_pipeline.adapters.prometheus import SeriesBlock
-from slo_pipeline.adapters.registry import ModelRef, RegisteredModel
+from slo_pipeline.adapters.registry import ChampionMoved, ModelRef, RegisteredModel
 from slo_pipeline.core.alert_sim import AlertRule
 from slo_pipeline.core.heldout import ValidationDecision
 from slo_pipeline.core.model import DetectorModel
@@ -137,8 +138,19 @@ class InMemoryRegistry:
     def tag_version(self, detector: str, version: str, tags: dict[str, str]) -> None:
         self.tags[version].update(tags)
 
-    def set_champion(self, detector: str, version: str) -> None:
+    def promote(
+        self,
+        detector: str,
+        version: str,
+        *,
+        expected_champion: str | None,
+        tags: dict[str, str],
+        may_promote: Callable[[], bool] | None,
+    ) -> None:
+        if self.champion != expected_champion:  # the compare-and-set the real registry does
+            raise ChampionMoved(f"champion is {self.champion}, not {expected_champion}")
         self.champion = version
+        self.tags[version].update(tags)
 
 
 @dataclass
@@ -226,3 +238,32 @@ def test_a_worker_that_lost_its_lease_does_not_promote() -> None:
     assert not outcome.promoted
     assert registry.champion is None
     assert "taken over by another worker" in registry.tags["1"]["slo_pipeline.reasons"]
+
+
+@dataclass
+class ChampionMovesDuringValidation(InMemoryRegistry):
+    """No champion when the candidate is judged; a rival promoted version 7 before it could move."""
+
+    def champion_ref(self, detector: str) -> ModelRef | None:
+        return None
+
+
+def test_a_champion_promoted_meanwhile_is_not_overwritten() -> None:
+    data, model = quiet_history()
+    registry = ChampionMovesDuringValidation(champion="7")
+    no_slo = DETECTOR.model_copy(update={"slo": None})
+
+    outcome = judge_and_register(
+        Settings(),
+        no_slo,
+        data,
+        model,
+        Report(),  # type: ignore[arg-type]
+        registry=registry,
+        evidence=FixedEvidence(evidence()),
+    )
+
+    assert not outcome.promoted
+    assert registry.champion == "7"
+    assert registry.tags["1"]["slo_pipeline.decision"] == "rejected"
+    assert "passed validation, but champion is 7, not None" in registry.tags["1"]["slo_pipeline.reasons"]
