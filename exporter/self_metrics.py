@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from slo_pipeline.adapters.model_package import REFUSAL_REASONS
+from slo_pipeline.core.scorability import SERIES_REASONS
 
 # From a few ms (1k series) to minutes (a slow backend at 100k series).
 CYCLE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -70,8 +71,10 @@ class ExporterMetrics:
         )
         self.unscorable_series = Gauge(
             "anomaly_exporter_unscorable_series",
-            "Series the query returned but the model could not score (gaps, too little history).",
-            ["detector"],
+            "Series the query returned but the model could not score, by reason: "
+            + ", ".join(SERIES_REASONS)
+            + ".",
+            ["detector", "reason"],
             registry=registry,
         )
         self.dropped_series = Gauge(
@@ -144,7 +147,6 @@ class ExporterMetrics:
                 self.up,
                 self.last_success,
                 self.series,
-                self.unscorable_series,
                 self.dropped_series,
                 self.query_errors,
                 self.scoring_errors,
@@ -158,6 +160,8 @@ class ExporterMetrics:
                 metric.labels(detector=name)
             for reason in REFUSAL_REASONS:
                 self.model_refusals.labels(detector=name, reason=reason)
+            for reason in SERIES_REASONS:
+                self.unscorable_series.labels(detector=name, reason=reason)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -50,6 +50,8 @@ from slo_pipeline.adapters.budgets import BudgetOverrides
 from slo_pipeline.adapters.prometheus import RangeAnswer, SeriesBlock, fetch_range_answer, series_keys
 from slo_pipeline.adapters.prometheus_connection import PrometheusAuthError, redact_url
 from slo_pipeline.adapters.scoring_endpoint import score_latest_via_endpoint
+from slo_pipeline.core.model import DetectorModel
+from slo_pipeline.core.scorability import unscored_counts
 from slo_pipeline.settings import DetectorConfig, Settings
 
 log = logging.getLogger(__name__)
@@ -153,6 +155,7 @@ class ExporterService:
         self._rendered: dict[str, RenderedDetector] = {}
         self._warned_no_champion: set[str] = set()
         self._last_query_error: dict[str, str] = {}
+        self._unscored_counts: dict[str, dict[str, int]] = {}
         self._registry_down: str | None = None  # set by the first failed lookup of a cycle
         self._cycles = 0
         self._last_explanation_error: dict[str, str] = {}
@@ -259,7 +262,7 @@ class ExporterService:
         self.metrics.up.labels(detector=name).set(1)
         self.metrics.last_success.labels(detector=name).set(self._wall_clock())
         self.metrics.series.labels(detector=name).set(rendered.published)
-        self.metrics.unscorable_series.labels(detector=name).set(rendered.unscorable)
+        self._count_unscored(name, block.values, probabilities, model)
         self.metrics.dropped_series.labels(detector=name).set(rendered.dropped)
         report.up[name] = True
         report.published[name] = rendered.published
@@ -350,6 +353,21 @@ class ExporterService:
                 result.error,
             )
         return tracker.serving, result
+
+    def _count_unscored(
+        self, name: str, values: np.ndarray, probabilities: np.ndarray, model: DetectorModel
+    ) -> None:
+        """Unscored series per reason, as a gauge and, when the counts change, one log line."""
+        counts = unscored_counts(values, probabilities, model.windows)
+        for reason, count in counts.items():
+            self.metrics.unscorable_series.labels(detector=name, reason=reason).set(count)
+        if self._unscored_counts.get(name, {}) != counts:
+            if any(counts.values()):
+                summary = ", ".join(f"{reason}: {count}" for reason, count in counts.items() if count)
+                log.info("detector %r: %d series not scored (%s)", name, sum(counts.values()), summary)
+            elif name in self._unscored_counts:
+                log.info("detector %r: every series is scored again", name)
+        self._unscored_counts[name] = counts
 
     def _count_fetch(self, name: str) -> None:
         if not isinstance(self._series_source, CachingSource):

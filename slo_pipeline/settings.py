@@ -171,6 +171,21 @@ class DetectorConfig(BaseModel):
         return (max(w.long, w.seasonal + w.short) + w.evidence + w.short) * self.step_seconds
 
     @property
+    def training_rows_needed(self) -> int:
+        """Samples one training needs whatever the step: the features' warm-up (every window full,
+        as features.history_rows_needed counts it) plus `min_training_samples` usable rows."""
+        w = self.windows
+        return max(w.long, w.seasonal + w.short) + w.short + 1 + self.min_training_samples
+
+    @property
+    def effective_training_window_seconds(self) -> int:
+        """The training window actually fetched: `training_window_seconds`, stretched at coarse steps
+        to hold `training_rows_needed` samples. Windows are counted in samples, training windows in
+        time; at a 1-hour step 7 days hold 168 samples, fewer than the long window's warm-up, so a
+        detector would never train. At 60 s (or 5 min) steps nothing changes."""
+        return max(self.training_window_seconds, self.training_rows_needed * self.step_seconds)
+
+    @property
     def tail_probability_threshold(self) -> float:
         """Per-sample tail probability that yields `false_alarms_per_week` on normal data."""
         samples_per_week = 7 * 24 * 3600 / self.step_seconds

@@ -167,6 +167,7 @@ def test_multivariate_csv_scores_its_columns_together_and_names_the_driver(tmp_p
         "firing",
         "scored",
         "driver",
+        "reason",
     ]
     np.testing.assert_allclose(scored["Errors"], errors, rtol=1e-5)
     alarms = np.flatnonzero(scored["alarm"].to_numpy())

@@ -167,15 +167,27 @@ def test_the_query_window_covers_the_models_longest_feature_window(trained_model
 def test_unscorable_series_are_left_out_and_counted(trained_model: DetectorModel) -> None:
     models = InMemoryModels()
     models.add("latency", "1", trained_model)
-    history = normal_history(2)
+    history = normal_history(4)
     history[:, 1] = np.nan  # a series with no samples in the window
-    series = InMemorySeries({"latency_q": ([{"i": "ok"}, {"i": "empty"}], history)})
+    history[:-5, 2] = np.nan  # a new series: five samples so far
+    history[-4:, 3] = np.nan  # stopped reporting: longer ago than the short window bridges
+    labels = [{"i": "ok"}, {"i": "empty"}, {"i": "new"}, {"i": "late"}]
+    series = InMemorySeries({"latency_q": (labels, history)})
     service = make_service(models, series, LATENCY)
     service.run_cycle()
     page = samples(service)
     assert len(matching(page, "anomaly_score{")) == 1
-    assert not any('i="empty"' in key for key in page)
-    assert page['anomaly_exporter_unscorable_series{detector="latency"}'] == 1
+    assert not any('i="empty"' in key or 'i="new"' in key or 'i="late"' in key for key in page)
+    unscored = 'anomaly_exporter_unscorable_series{detector="latency",reason="%s"}'
+    assert page[unscored % "too_little_history"] == 2
+    assert page[unscored % "no_latest_sample"] == 1
+    assert page[unscored % "gap_in_window"] == 0
+    # Once the series are whole again, every reason drops back to 0.
+    series.data["latency_q"] = (labels, normal_history(4))
+    service.run_cycle()
+    page = samples(service)
+    assert len(matching(page, "anomaly_score{")) == 4
+    assert [page[unscored % reason] for reason in ("too_little_history", "no_latest_sample")] == [0, 0]
 
 
 def test_a_vanished_series_disappears_on_the_next_cycle(trained_model: DetectorModel) -> None:

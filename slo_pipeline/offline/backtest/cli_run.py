@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from slo_pipeline.adapters.prometheus import (
@@ -25,7 +26,14 @@ from slo_pipeline.adapters.prometheus import (
 )
 from slo_pipeline.adapters.prometheus_connection import redact_url
 from slo_pipeline.core.alert_sim import AlertRule
-from slo_pipeline.offline.backtest.defaults import CSV_DEFAULT_BUDGET, CSV_DEFAULT_MIN_TRAINING_SAMPLES
+from slo_pipeline.core.rule_timing import RuleTiming, anomaly_alert_rule
+from slo_pipeline.core.scorability import TOO_LITTLE_HISTORY
+from slo_pipeline.offline.backtest.defaults import (
+    CSV_DEFAULT_BUDGET,
+    CSV_DEFAULT_FOR_SECONDS,
+    CSV_DEFAULT_KEEP_FIRING_SECONDS,
+    CSV_DEFAULT_MIN_TRAINING_SAMPLES,
+)
 from slo_pipeline.offline.backtest.io import (
     InputError,
     SeriesFile,
@@ -47,7 +55,7 @@ from slo_pipeline.offline.backtest.replay import Progress, ReplayPlan
 from slo_pipeline.offline.backtest.report import metrics_table, series_rows
 from slo_pipeline.offline.backtest.run import BacktestOutcome, FileMetrics, run_backtest, score_against_labels
 from slo_pipeline.offline.evaluation.labels import LabelError, load_windows, window_rows, windows_for_file
-from slo_pipeline.settings import ConfigError, DetectorConfig, FeatureWindows, load_pipeline_config
+from slo_pipeline.settings import ConfigError, DetectorConfig, FeatureWindows, Settings, load_pipeline_config
 
 LOG = logging.getLogger(__name__)
 # NAB's probationary period: the first model sees 15 % of the rows, at most 750.
@@ -68,7 +76,6 @@ def run_command(args: argparse.Namespace) -> int:
     show_progress = not args.quiet and sys.stderr.isatty()
     try:
         base = _base_detector(args)
-        rule = AlertRule(for_steps=args.for_steps, keep_firing_steps=args.keep_firing_steps)
         # Labels are checked before a possibly long fetch from Prometheus.
         labels = load_windows(args.labels) if args.labels else None
         inputs = _load_inputs(args, base, now=time.time(), show_progress=show_progress)
@@ -76,11 +83,17 @@ def run_command(args: argparse.Namespace) -> int:
     except (InputError, LabelError, ConfigError, ValueError) as err:
         return _fail(err)
     table_rows: list[tuple[str, FileMetrics]] = []
+    notes: list[str] = []
+    rules: dict[int, AlertRule] = {}
     try:
         for index, item in enumerate(inputs, start=1):
             detector = _detector_for(base, args, item.series)
             label = f"[{index}/{len(inputs)}] {item.series.path.name}"
+            notes.extend(_export_notes(item.series))
+            rule = _rule_for(args, detector.step_seconds)
+            rules[detector.step_seconds] = rule
             outcome = _replay(item, detector, rule, args, _progress_printer(label) if show_progress else None)
+            notes.extend(_scoring_notes(item, outcome, detector))
             if outputs is not None:
                 _write_output(item, outcome, outputs[index - 1])
             if labels is not None:
@@ -92,11 +105,85 @@ def run_command(args: argparse.Namespace) -> int:
     if labels is not None:
         name_header = "series" if _is_range(args) else "file"
         print(metrics_table(table_rows, name_header=name_header))
-        print(
-            f"\nthreshold: {base.false_alarms_per_week:g} false alarms/week, alert rule for={rule.for_steps} "
-            f"keep_firing_for={rule.keep_firing_steps} steps, seed {args.seed}"
+        timing = ", ".join(
+            f"for={rule.for_steps} keep_firing_for={rule.keep_firing_steps} steps at {step}s"
+            for step, rule in sorted(rules.items())
         )
+        print(
+            f"\nthreshold: {base.false_alarms_per_week:g} false alarms/week, "
+            f"alert rule {timing}, seed {args.seed}"
+        )
+    if notes:
+        # With a table they belong to it (stdout); otherwise they are diagnostics (stderr).
+        stream = sys.stdout if labels is not None else sys.stderr
+        print("\nnotes:", file=stream)
+        for note in notes:
+            print(f"  {note}", file=stream)
     return 0
+
+
+def _rule_for(args: argparse.Namespace, step_seconds: int) -> AlertRule:
+    """The alert rule in samples of this input's step: from durations, so any step works.
+
+    CSV files without --detector: CSV_DEFAULT_FOR_SECONDS / CSV_DEFAULT_KEEP_FIRING_SECONDS, the
+    operating point chosen on NAB (2 and 15 samples at its 5-minute step). A configured detector
+    or a Prometheus range: the shipped rule (rules/anomaly.rules.yml) as Prometheus evaluates it.
+    `--for-steps` / `--keep-firing-steps` override either, in samples.
+    """
+    if args.prometheus_url or args.detector:
+        rule = anomaly_alert_rule(step_seconds, RuleTiming.from_settings(Settings()))
+    else:
+        rule = AlertRule.from_durations(
+            CSV_DEFAULT_FOR_SECONDS, CSV_DEFAULT_KEEP_FIRING_SECONDS, step_seconds
+        )
+    return AlertRule(
+        for_steps=rule.for_steps if args.for_steps is None else args.for_steps,
+        keep_firing_steps=rule.keep_firing_steps
+        if args.keep_firing_steps is None
+        else args.keep_firing_steps,
+    )
+
+
+def _export_notes(series: SeriesFile) -> list[str]:
+    """What the export rule changed in a CSV file (docs/detection.md, "Real exports")."""
+    if series.timeline is None or series.timeline.report.clean:
+        return []
+    note = f"{series.path.name}: {series.timeline.report.summary()}"
+    LOG.warning("%s", note)
+    return [note]
+
+
+def _scoring_notes(item: _Input, outcome: BacktestOutcome, detector: DetectorConfig) -> list[str]:
+    """Per input: which series were never scored, or scored only from some row on, and why."""
+    series = item.series
+    n_rows = len(series.timestamps)
+    step = detector.step_seconds
+    if outcome.first_model_row is None:
+        why = outcome.no_model_reason or "no rows after the initial training period"
+        note = (
+            f"{series.path.name}: not scored at all ({n_rows} samples at a {step}s step): "
+            f"{TOO_LITTLE_HISTORY}: {why}"
+        )
+        LOG.warning("%s", note)
+        return [note]
+    notes = []
+    first = outcome.first_model_row
+    if outcome.no_model_reason:
+        note = (
+            f"{series.path.name}: scored from sample {first + 1} of {n_rows} "
+            f"({series.timestamps[first]}); before that {TOO_LITTLE_HISTORY}: {outcome.no_model_reason}"
+        )
+        LOG.info("%s", note)
+        notes.append(note)
+    scored = np.isfinite(outcome.tail_probability)
+    for k, column in enumerate(series.columns):
+        if not scored[:, k].any():
+            reasons = outcome.unscored_reason[first:, k] if outcome.unscored_reason is not None else []
+            common = pd.Series(reasons).value_counts().index[0] if len(reasons) else TOO_LITTLE_HISTORY
+            note = f"{series.path.name}: series {column!r} never scored: {common}"
+            LOG.warning("%s", note)
+            notes.append(note)
+    return notes
 
 
 def _fail(err: Exception) -> int:
@@ -130,6 +217,7 @@ def _write_output(item: _Input, outcome: BacktestOutcome, path: Path) -> None:
             alarm=outcome.alarm,
             firing=outcome.firing,
             driver=outcome.driver,
+            unscored_reason=outcome.unscored_reason,
         )
         return
     # A range holds any number of series, each with its labels: one row per step per series.
@@ -235,7 +323,7 @@ def _plan(detector: DetectorConfig, n_rows: int, args: argparse.Namespace) -> Re
     return ReplayPlan(
         initial_rows=max(1, initial),
         retrain_every_rows=max(1, round(args.retrain_every_hours * 3600 / step)),
-        history_rows=max(1, detector.training_window_seconds // step),
+        history_rows=max(1, detector.effective_training_window_seconds // step),
         retry_rows=max(1, round(3600 / step)),
     )
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from slo_pipeline.offline.backtest.defaults import CSV_DEFAULT_BUDGET, CSV_DEFAULT_MIN_TRAINING_SAMPLES
-
-_DEFAULT_FOR_STEPS = 2
-_DEFAULT_KEEP_STEPS = 15
+from slo_pipeline.offline.backtest.defaults import (
+    CSV_DEFAULT_BUDGET,
+    CSV_DEFAULT_FOR_SECONDS,
+    CSV_DEFAULT_KEEP_FIRING_SECONDS,
+    CSV_DEFAULT_MIN_TRAINING_SAMPLES,
+)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -95,9 +97,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=int,
         help="seconds per sample (default: the detector's for --prometheus-url, inferred from CSV data)",
     )
-    rule = parser.add_argument_group("alert rule (must match rules/anomaly.rules.yml)")
-    rule.add_argument("--for-steps", type=int, default=_DEFAULT_FOR_STEPS, help="`for:` in steps")
-    rule.add_argument("--keep-firing-steps", type=int, default=_DEFAULT_KEEP_STEPS, help="in steps")
+    rule = parser.add_argument_group(
+        "alert rule (default: from durations at each input's step; the shipped rules/anomaly.rules.yml "
+        f"for --detector or --prometheus-url, for {CSV_DEFAULT_FOR_SECONDS // 60}m / keep_firing_for "
+        f"{CSV_DEFAULT_KEEP_FIRING_SECONDS // 60}m for CSV files)"
+    )
+    rule.add_argument("--for-steps", type=int, help="`for:` in steps (overrides the default)")
+    rule.add_argument(
+        "--keep-firing-steps", type=int, help="`keep_firing_for:` in steps (overrides the default)"
+    )
     parser.add_argument("--retrain-every-hours", type=float, default=24.0, help="default: %(default)s")
     parser.add_argument("--training-window-days", type=float, help="history per retrain (default 7)")
     parser.add_argument("--seed", type=int, default=0)

@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 
 from slo_pipeline.adapters.series_files import InputError, SeriesFile, read_series_csv
+from slo_pipeline.core.export_rules import Timeline
+from slo_pipeline.core.scorability import DUPLICATE_TIMESTAMP, UNREADABLE_TIMESTAMP
 
 __all__ = ["InputError", "SeriesFile", "as_signals", "expand_inputs", "read_series_csv", "write_scored_csv"]
 
@@ -66,33 +68,62 @@ def write_scored_csv(
     alarm: np.ndarray,
     firing: np.ndarray,
     driver: np.ndarray | None = None,
+    unscored_reason: np.ndarray | None = None,
 ) -> None:
-    """The input rows plus, per series, anomaly_score, anomaly_tail_probability, alarm, firing,
-    scored and driver (the feature behind an anomalous row, as the exporter names it).
+    """The input rows, in the input's order, plus per series anomaly_score,
+    anomaly_tail_probability, alarm, firing, scored, driver (the feature behind an anomalous row,
+    as the exporter names it) and reason (why a row has no score, slo_pipeline.scorability).
 
     One series (or one multivariate entity): plain column names; several: suffixed `_<column>`.
     Rows no model could score (warm-up, gaps) get probability 1 and score 0 ("no evidence"), and
-    `scored` = 0.
+    `scored` = 0. A row replaced by a later row with the same timestamp is not scored
+    (reason `duplicate_timestamp`); its timestamp's sample is, on the row that was kept.
     """
-    frame = pd.DataFrame({"timestamp": series.timestamps.strftime("%Y-%m-%d %H:%M:%S")})
+    timeline = series.timeline
+
+    def rows(per_sample: np.ndarray, fill: object) -> np.ndarray:
+        return per_sample if timeline is None else timeline.to_input_rows(per_sample, fill)
+
+    formatted = series.timestamps.strftime("%Y-%m-%d %H:%M:%S").to_numpy(dtype=object)
+    times = rows(formatted, "")
+    if timeline is not None:
+        # An unreadable timestamp is written as it was read.
+        unreadable = timeline.row_position < 0
+        times[unreadable] = np.asarray(series.input_times, dtype=object)[unreadable]
+    frame = pd.DataFrame({"timestamp": times})
+    file_values = series.input_values if series.input_values is not None else None
     if series.signals:
         for k, column in enumerate(series.signal_columns or series.signals):
-            frame[column] = series.values[:, 0, k]
+            frame[column] = file_values[:, k] if file_values is not None else series.values[:, 0, k]
     else:
         for k, column in enumerate(series.columns):
-            frame[column] = series.values[:, k]
+            frame[column] = file_values[:, k] if file_values is not None else series.values[:, k]
+    reasons = (
+        unscored_reason if unscored_reason is not None else np.full(tail_probability.shape, "", dtype=object)
+    )
     for k, column in enumerate(series.columns):
         suffix = "" if len(series.columns) == 1 else f"_{column}"
         scored = np.isfinite(tail_probability[:, k])
-        frame[f"anomaly_score{suffix}"] = np.where(scored, anomaly_score[:, k], 0.0)
-        frame[f"anomaly_tail_probability{suffix}"] = np.where(scored, tail_probability[:, k], 1.0)
-        frame[f"alarm{suffix}"] = alarm[:, k].astype(int)
-        frame[f"firing{suffix}"] = firing[:, k].astype(int)
-        frame[f"scored{suffix}"] = scored.astype(int)
+        frame[f"anomaly_score{suffix}"] = rows(np.where(scored, anomaly_score[:, k], 0.0), 0.0)
+        frame[f"anomaly_tail_probability{suffix}"] = rows(np.where(scored, tail_probability[:, k], 1.0), 1.0)
+        frame[f"alarm{suffix}"] = rows(alarm[:, k].astype(int), 0)
+        frame[f"firing{suffix}"] = rows(firing[:, k].astype(int), 0)
+        frame[f"scored{suffix}"] = rows(scored.astype(int), 0)
         if driver is not None:
-            frame[f"driver{suffix}"] = driver[:, k]
+            frame[f"driver{suffix}"] = rows(driver[:, k], "")
+        frame[f"reason{suffix}"] = _input_row_reasons(timeline, rows(reasons[:, k].astype(object), ""))
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
         frame.to_csv(output, index=False, float_format="%.6g")
     except OSError as err:
         raise InputError(f"cannot write {output}: {err}") from err
+
+
+def _input_row_reasons(timeline: Timeline | None, reasons: np.ndarray) -> np.ndarray:
+    """Per input row: the sample's reason, or why the row itself was not used."""
+    if timeline is None:
+        return reasons
+    reasons = reasons.copy()
+    reasons[timeline.superseded] = DUPLICATE_TIMESTAMP
+    reasons[timeline.row_position < 0] = UNREADABLE_TIMESTAMP
+    return reasons

@@ -18,8 +18,10 @@ import numpy as np
 from slo_pipeline.core.alert_sim import AlertRule
 from slo_pipeline.core.features import compute_features
 from slo_pipeline.core.model import DetectorModel
+from slo_pipeline.core.scorability import GAP_IN_WINDOW, NO_LATEST_SAMPLE, TOO_LITTLE_HISTORY
 from slo_pipeline.core.training import InsufficientDataError, fit_detector_model
-from slo_pipeline.settings import DetectorConfig
+from slo_pipeline.core.window_stats import long_min_periods
+from slo_pipeline.settings import DetectorConfig, FeatureWindows
 
 LOG = logging.getLogger(__name__)
 
@@ -48,6 +50,24 @@ class ReplayResult:
     # [T, N] the feature that drove each anomalous row (anomaly_score >= 1), as the exporter's
     # anomaly_driver_info names it; "" elsewhere.
     driver: np.ndarray | None = None
+    # First row a model scored (None: no model could ever be trained), and why none could be
+    # trained before it (the last InsufficientDataError's message; "" if the first try worked).
+    first_model_row: int | None = None
+    no_model_reason: str = ""
+
+    def unscored_reasons(self, values: np.ndarray, windows: FeatureWindows) -> np.ndarray:
+        """`[T, N]` why each row has no score (scorability vocabulary), "" where it has one."""
+        values = np.asarray(values, dtype=np.float64)
+        reasons = np.full(self.tail_probability.shape, "", dtype=object)
+        unscored = np.isnan(self.tail_probability)
+        missing = ~np.isfinite(values) if values.ndim == 2 else ~np.isfinite(values).all(axis=2)
+        reasons[unscored] = GAP_IN_WINDOW
+        reasons[unscored & missing] = NO_LATEST_SAMPLE
+        before_model = len(values) if self.first_model_row is None else self.first_model_row
+        reasons[:before_model] = TOO_LITTLE_HISTORY
+        # Rows whose long window is still filling are warm-up, whatever the model.
+        reasons[unscored & _warming_up(missing, windows)] = TOO_LITTLE_HISTORY
+        return reasons
 
 
 def plan_for(detector: DetectorConfig, n_rows: int, initial_rows: int) -> ReplayPlan:
@@ -56,7 +76,7 @@ def plan_for(detector: DetectorConfig, n_rows: int, initial_rows: int) -> Replay
     return ReplayPlan(
         initial_rows=max(1, min(initial_rows, n_rows)),
         retrain_every_rows=day,
-        history_rows=max(1, detector.training_window_seconds // detector.step_seconds),
+        history_rows=max(1, detector.effective_training_window_seconds // detector.step_seconds),
         retry_rows=max(1, round(3600 / detector.step_seconds)),
     )
 
@@ -89,6 +109,8 @@ def replay(
     driver = np.full(values.shape[:2], "", dtype=object)
     model: DetectorModel | None = None
     trained = 0
+    first_model_row: int | None = None
+    no_model_reason = ""
     cut = plan.initial_rows
     while cut < n_rows:
         start = max(0, cut - plan.history_rows)
@@ -101,8 +123,12 @@ def replay(
                 rule=rule,
             )
             trained += 1
+            if first_model_row is None:
+                first_model_row = cut
         except InsufficientDataError as err:
             LOG.debug("no new model at row %d: %s", cut, err)
+            if model is None:
+                no_model_reason = str(err)
         following = cut + (plan.retrain_every_rows if model is not None else plan.retry_rows)
         end = min(n_rows, following)
         if model is not None:
@@ -122,7 +148,16 @@ def replay(
         models_trained=trained,
         last_model=model,
         driver=driver,
+        first_model_row=first_model_row,
+        no_model_reason=no_model_reason,
     )
+
+
+def _warming_up(missing: np.ndarray, windows: FeatureWindows) -> np.ndarray:
+    """`[T, N]` rows whose long window holds fewer finite samples than its warm-up needs."""
+    present = np.cumsum(~missing, axis=0)
+    in_window = present - np.vstack([np.zeros((windows.long, missing.shape[1])), present])[: len(present)]
+    return in_window < long_min_periods(windows)
 
 
 def _explain_anomalies(

@@ -21,6 +21,10 @@ class BacktestOutcome:
     alarm: np.ndarray  # [T, N] bool: the alert starts firing (one per incident)
     models_trained: int
     driver: np.ndarray | None = None  # [T, N] the feature behind each anomalous row, "" elsewhere
+    # [T, N] why a row has no score (slo_pipeline.scorability vocabulary), "" where it has one.
+    unscored_reason: np.ndarray | None = None
+    first_model_row: int | None = None  # None: no model could be trained on this input
+    no_model_reason: str = ""  # why no model could be trained before first_model_row
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,9 @@ def run_backtest(
         alarm=alarm,
         models_trained=result.models_trained,
         driver=result.driver,
+        unscored_reason=result.unscored_reasons(values, detector.windows),
+        first_model_row=result.first_model_row,
+        no_model_reason=result.no_model_reason,
     )
 
 
