@@ -61,13 +61,29 @@ class FeatureWindows(BaseModel):
         "season earlier' feature; 0 = off",
     )
 
+    # Set by training when `seasonality: auto` finds a daily or weekly cycle (training.py); may
+    # also be given. Every feature then measures the value against the same time one season
+    # earlier instead of against the recent level.
+    seasonal_baseline: Annotated[int, Field(ge=0)] = Field(
+        default=0,
+        description="samples per season whose same-time value (median of +-short samples around it) "
+        "is subtracted before every feature; 0 = off (training sets it under `seasonality: auto`)",
+    )
+
     @model_validator(mode="after")
     def _ordered(self) -> FeatureWindows:
         if not self.short < self.medium < self.long:
             raise ValueError("feature windows must satisfy short < medium < long")
         if self.seasonal and self.seasonal <= self.short:
             raise ValueError("the seasonal lag must be longer than the short window (or 0 = off)")
+        if self.seasonal_baseline and self.seasonal_baseline <= 2 * self.short:
+            raise ValueError("the seasonal baseline must be longer than twice the short window (or 0 = off)")
         return self
+
+    @property
+    def baseline_rows(self) -> int:
+        """Extra trailing samples the seasonal baseline reaches back (0 when off)."""
+        return self.seasonal_baseline + 2 * self.short + 1 if self.seasonal_baseline else 0
 
 
 class SignalConfig(BaseModel):
@@ -112,6 +128,13 @@ class DetectorConfig(BaseModel):
     slo: str | None = Field(default=None, description="name of the SLO this detector protects")
     n_estimators: Annotated[int, Field(ge=10, le=2000)] = 200
     min_training_samples: Annotated[int, Field(ge=50)] = 500
+    # Off by default for live detectors: a seasonal baseline makes the exporter fetch a season of
+    # history per series. CSV backtests default to auto (docs/detection.md, "Seasonality").
+    seasonality: Literal["off", "auto"] = Field(
+        default="off",
+        description="auto: at each training, use a daily or weekly seasonal baseline when it at least "
+        "halves the spread of the series' deviations (and the training window holds 3 seasons)",
+    )
     # On by default: the forest's score saturates outside its training range (an outage 100x
     # larger than anything seen scores like the largest training point); the z-score does not.
     combine_robust_z: bool = Field(
@@ -168,14 +191,15 @@ class DetectorConfig(BaseModel):
         """How much history one scoring cycle needs so the longest feature window is full for
         every sample the evidence window averages over (= features.history_rows_needed)."""
         w = self.windows
-        return (max(w.long, w.seasonal + w.short) + w.evidence + w.short) * self.step_seconds
+        rows = max(w.long, w.seasonal + w.short) + w.evidence + w.short + w.baseline_rows
+        return rows * self.step_seconds
 
     @property
     def training_rows_needed(self) -> int:
         """Samples one training needs whatever the step: the features' warm-up (every window full,
         as features.history_rows_needed counts it) plus `min_training_samples` usable rows."""
         w = self.windows
-        return max(w.long, w.seasonal + w.short) + w.short + 1 + self.min_training_samples
+        return max(w.long, w.seasonal + w.short) + w.short + 1 + w.baseline_rows + self.min_training_samples
 
     @property
     def effective_training_window_seconds(self) -> int:

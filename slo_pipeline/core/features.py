@@ -16,12 +16,19 @@ function on just enough trailing rows (`trailing_features`) and keeps the last o
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-from slo_pipeline.core.window_stats import WindowStats, rolling_stats, trailing_stats
+from slo_pipeline.core.window_stats import (
+    WindowStats,
+    long_mean_abs,
+    moving_median,
+    rolling_stats,
+    trailing_stats,
+)
 from slo_pipeline.settings import FeatureWindows
 
 FEATURE_NAMES: tuple[str, ...] = (
@@ -79,7 +86,35 @@ def clean(values: np.ndarray, max_gap: int) -> np.ndarray:
 def compute_features(values: np.ndarray, windows: FeatureWindows) -> np.ndarray:
     """Return `features[T, N, F]` for `values[T, N]` or `[T, N, K]`; NaN where undefined."""
     columns, n_signals = _columns(values)
-    return _per_entity(_assemble(rolling_stats(clean(columns, max_gap=windows.short), windows)), n_signals)
+    cleaned = clean(columns, max_gap=windows.short)
+    if not windows.seasonal_baseline:
+        return _per_entity(_assemble(rolling_stats(cleaned, windows)), n_signals)
+    stats = rolling_stats(deseasonalised(cleaned, windows), windows)
+    return _per_entity(_assemble(_with_raw_magnitude(stats, cleaned, windows)), n_signals)
+
+
+def deseasonalised(cleaned: np.ndarray, windows: FeatureWindows) -> np.ndarray:
+    """`cleaned[T, N]` minus its seasonal baseline: the median of the 2 * short + 1 samples around the
+    same time one season (`windows.seasonal_baseline`) earlier; NaN for the first season.
+
+    A daily peak that was there yesterday is then no deviation at all, and every feature (level,
+    shifts, steps, volatility) measures how the series departs from its own cycle. The median over
+    a few samples absorbs jitter in when a periodic job runs.
+    """
+    span = 2 * windows.short + 1
+    around = moving_median(cleaned, span, min_periods=windows.short + 1)
+    lag = windows.seasonal_baseline - windows.short
+    baseline = np.full_like(cleaned, np.nan)
+    if lag < len(cleaned):
+        baseline[lag:] = around[: len(cleaned) - lag]
+    return cleaned - baseline
+
+
+def _with_raw_magnitude(stats: WindowStats, cleaned: np.ndarray, windows: FeatureWindows) -> WindowStats:
+    """The scale floor (1 % of the typical magnitude) must come from the series, not from its
+    residual around the baseline, which is ~0 by construction."""
+    rows = stats.value.shape[0]
+    return dataclasses.replace(stats, mean_abs_long=long_mean_abs(cleaned, windows, rows))
 
 
 def _assemble(stats: WindowStats) -> np.ndarray:
@@ -131,7 +166,7 @@ def history_rows_needed(windows: FeatureWindows, rows: int = 1) -> int:
     The long window must be full for the oldest wanted row, plus the previous sample (step
     change) and the longest gap `clean` may bridge from before the first row.
     """
-    return max(windows.long, windows.seasonal + windows.short) + rows + windows.short
+    return max(windows.long, windows.seasonal + windows.short) + rows + windows.short + windows.baseline_rows
 
 
 def trailing_features(values: np.ndarray, windows: FeatureWindows, rows: int = 1) -> np.ndarray:
@@ -147,10 +182,13 @@ def trailing_features(values: np.ndarray, windows: FeatureWindows, rows: int = 1
         n_entities = columns.shape[1] // n_signals
         width = len(feature_names(windows, [str(k) for k in range(n_signals)] if n_signals > 1 else ()))
         return np.full((rows, n_entities, width), np.nan)
-    tail = columns[-history_rows_needed(windows, rows) :]
-    features = _per_entity(
-        _assemble(trailing_stats(clean(tail, max_gap=windows.short), windows, rows)), n_signals
-    )
+    tail = clean(columns[-history_rows_needed(windows, rows) :], max_gap=windows.short)
+    if windows.seasonal_baseline:
+        stats = trailing_stats(deseasonalised(tail, windows), windows, rows)
+        stats = _with_raw_magnitude(stats, tail, windows)
+    else:
+        stats = trailing_stats(tail, windows, rows)
+    features = _per_entity(_assemble(stats), n_signals)
     if features.shape[0] >= rows:
         return features
     # Shorter history than asked for: the missing leading rows are undefined.

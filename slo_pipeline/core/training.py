@@ -26,7 +26,8 @@ from slo_pipeline.core.features import compute_features, feature_names
 from slo_pipeline.core.feedback import oversampled_rows, threshold_factors
 from slo_pipeline.core.model import DetectorModel
 from slo_pipeline.core.robust_z import fit_robust_z
-from slo_pipeline.settings import DetectorConfig
+from slo_pipeline.core.seasonality import choose_seasonal_baseline
+from slo_pipeline.settings import DetectorConfig, FeatureWindows
 
 # The forest only ever looks at `max_samples` rows per tree; more rows than this buys nothing
 # but memory, so larger histories are subsampled uniformly before fitting.
@@ -81,7 +82,8 @@ def fit_detector_model(
     `rule` is the alert rule whose onsets the false-alarm budget counts.
     """
     values = _check_layout(values, detector)
-    features = compute_features(values, detector.windows)
+    windows = training_windows(values, detector)
+    features = compute_features(values, windows)
     exclude = _mask(exclude, values.shape[:2], "exclude")
     flagged = _mask(false_positive, values.shape[:2], "false_positive") & ~exclude
     features = np.where(exclude[..., None], np.nan, features)
@@ -91,7 +93,9 @@ def fit_detector_model(
         raise InsufficientDataError(
             f"detector {detector.name!r}: {len(rows)} usable samples after feature warm-up, "
             f"need {detector.min_training_samples} (history of {values.shape[0]} steps x "
-            f"{values.shape[1]} series; the long window alone is {detector.windows.long} steps)"
+            f"{values.shape[1]} series; the long window alone is {windows.long} steps"
+            + (f", the seasonal baseline {windows.seasonal_baseline}" if windows.seasonal_baseline else "")
+            + ")"
         )
     rng = np.random.default_rng(seed)
     fit_rows = oversampled_rows(rows, flagged[usable])
@@ -112,8 +116,8 @@ def fit_detector_model(
     raw = -forest.score_samples(calibration_rows)
     per_sample = DetectorModel(
         forest=forest,
-        windows=detector.windows,
-        feature_names=feature_names(detector.windows, detector.signal_names),
+        windows=windows,
+        feature_names=feature_names(windows, detector.signal_names),
         calibration=fit_calibration(raw),
         robust_z=fit_robust_z(fit_rows),
         combine_z=detector.combine_robust_z,
@@ -123,8 +127,8 @@ def fit_detector_model(
     p = np.full(usable.shape, np.nan)
     p[usable] = per_sample.probability_of_raw_scores(raw, calibration_rows)
     evidence = None
-    if detector.windows.evidence > 1:
-        accumulated = accumulate(p, detector.windows.evidence)
+    if windows.evidence > 1:
+        accumulated = accumulate(p, windows.evidence)
         evidence = fit_calibration(accumulated[usable])
         p = np.where(usable, evidence.tail_probability(accumulated), np.nan)
     alert_rule = rule or DEFAULT_ALERT_RULE
@@ -133,7 +137,7 @@ def fit_detector_model(
     factor = onset_factor(p, alert_rule, _onset_reference(len(calibration_rows), naive_threshold))
     model = DetectorModel(
         forest=forest,
-        windows=detector.windows,
+        windows=windows,
         feature_names=per_sample.feature_names,
         calibration=per_sample.calibration,
         robust_z=per_sample.robust_z,
@@ -158,6 +162,16 @@ def fit_detector_model(
         training_alarms_per_week=float(onsets.sum() / series_weeks) if series_weeks else float("nan"),
     )
     return model, report
+
+
+def training_windows(values: np.ndarray, detector: DetectorConfig) -> FeatureWindows:
+    """The detector's windows, plus a seasonal baseline when `seasonality: auto` finds a cycle in
+    these training values (seasonality.py); the model keeps them, so scoring uses the same."""
+    windows = detector.windows
+    if detector.seasonality != "auto" or windows.seasonal_baseline:
+        return windows
+    lag = choose_seasonal_baseline(values, windows, detector.step_seconds)
+    return windows.model_copy(update={"seasonal_baseline": lag}) if lag else windows
 
 
 def _check_layout(values: np.ndarray, detector: DetectorConfig) -> np.ndarray:

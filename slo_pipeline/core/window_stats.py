@@ -116,6 +116,22 @@ def trailing_stats(cleaned: np.ndarray, windows: FeatureWindows, rows: int) -> W
     return WindowStats(**{name: stacked.get(name) for name in WindowStats.__dataclass_fields__})  # type: ignore[arg-type]
 
 
+def long_mean_abs(cleaned: np.ndarray, windows: FeatureWindows, rows: int) -> np.ndarray:
+    """Mean |x| over the long window for the last `rows` rows of `cleaned[T, N]` (as rolling_stats'
+    and trailing_stats' `mean_abs_long`)."""
+    n_rows = cleaned.shape[0]
+    if rows >= n_rows:
+        frame = pd.DataFrame(np.abs(cleaned))
+        return frame.rolling(windows.long, min_periods=long_min_periods(windows)).mean().to_numpy()
+    by_series = np.abs(np.ascontiguousarray(cleaned.T))
+    return np.stack(
+        [
+            _mean(by_series[:, max(0, i - windows.long + 1) : i + 1], long_min_periods(windows))
+            for i in range(n_rows - rows, n_rows)
+        ]
+    )
+
+
 def moving_median(cleaned: np.ndarray, window: int, min_periods: int) -> np.ndarray:
     """Trailing median down each column, NaN skipped, NaN until `min_periods` finite values: the
     result of pandas' `rolling(window, min_periods).median()` for data without +-Inf, which

@@ -33,6 +33,7 @@ from slo_pipeline.offline.backtest.defaults import (
     CSV_DEFAULT_FOR_SECONDS,
     CSV_DEFAULT_KEEP_FIRING_SECONDS,
     CSV_DEFAULT_MIN_TRAINING_SAMPLES,
+    CSV_DEFAULT_SEASONALITY,
 )
 from slo_pipeline.offline.backtest.io import (
     InputError,
@@ -271,6 +272,7 @@ def _base_detector(args: argparse.Namespace) -> DetectorConfig:
         file_defaults: dict[str, Any] = {
             "false_alarms_per_week": CSV_DEFAULT_BUDGET,
             "min_training_samples": CSV_DEFAULT_MIN_TRAINING_SAMPLES,
+            "seasonality": CSV_DEFAULT_SEASONALITY,
         }
         overrides = {} if _is_range(args) else file_defaults
         detector = DetectorConfig(name="backtest", query="csv", **overrides)
@@ -292,6 +294,8 @@ def _base_detector(args: argparse.Namespace) -> DetectorConfig:
         updates["false_alarms_per_week"] = args.false_alarms_per_week
     if args.combine_robust_z is not None:
         updates["combine_robust_z"] = args.combine_robust_z
+    if args.seasonality is not None:
+        updates["seasonality"] = args.seasonality
     if args.n_estimators is not None:
         updates["n_estimators"] = args.n_estimators
     if args.training_window_days is not None:

@@ -80,6 +80,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     detector.add_argument("--evidence", type=int, help="evidence window in samples")
     detector.add_argument("--seasonal", type=int, help="season length in samples (0 = off)")
     detector.add_argument(
+        "--seasonality",
+        choices=["auto", "off"],
+        help="seasonal baseline chosen at each training when it helps (default: the detector's; "
+        "auto for CSV files)",
+    )
+    detector.add_argument(
         "--combine-robust-z",
         action=argparse.BooleanOptionalAction,
         default=None,

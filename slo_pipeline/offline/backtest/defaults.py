@@ -15,3 +15,6 @@ CSV_DEFAULT_MIN_TRAINING_SAMPLES = 100
 # detector or a Prometheus range is replayed with the shipped rule (rules/anomaly.rules.yml).
 CSV_DEFAULT_FOR_SECONDS = 600
 CSV_DEFAULT_KEEP_FIRING_SECONDS = 4500
+# CSV files choose a seasonal baseline at each training where it halves the spread (seasonality.py);
+# live detectors opt in, because it makes the exporter fetch a season of history.
+CSV_DEFAULT_SEASONALITY = "auto"

@@ -103,7 +103,8 @@ def replay(
         layout = "[time, series, signal]" if detector.signals else "[time, series]"
         raise ValueError(f"values must be {layout}, got shape {values.shape}")
     n_rows = values.shape[0]
-    features = compute_features(values, detector.windows)
+    # Features once per distinct window set (a model may add a seasonal baseline), not per model.
+    features_by_windows = {detector.windows: compute_features(values, detector.windows)}
     probability = np.full(values.shape[:2], np.nan)
     score = np.full(values.shape[:2], np.nan)
     driver = np.full(values.shape[:2], "", dtype=object)
@@ -132,6 +133,9 @@ def replay(
         following = cut + (plan.retrain_every_rows if model is not None else plan.retry_rows)
         end = min(n_rows, following)
         if model is not None:
+            if model.windows not in features_by_windows:
+                features_by_windows[model.windows] = compute_features(values, model.windows)
+            features = features_by_windows[model.windows]
             # The evidence window reaches back before `cut`, as it would in production.
             context = min(cut, model.windows.evidence - 1)
             block = model.feature_tail_probability(features[cut - context : end])

@@ -1,0 +1,64 @@
+"""Choose a seasonal baseline at training time, only where the data has a cycle. Pure.
+
+Features measure deviations from the recent level (features.py). On a series with a strong daily
+or weekly cycle every peak is then a deviation, and the forest cannot learn "high is fine if it
+was high yesterday" from a handful of days: alarm storms at every peak. Measured against the same
+time one season earlier (`FeatureWindows.seasonal_baseline`, features.deseasonalised) the cycle
+disappears and what is left is what changed.
+
+Where there is no cycle a seasonal baseline only adds the noise of a second sample, so it is used
+only when it clearly helps: on the training rows, the spread (IQR) of the series around its
+seasonal baseline must be at most half the spread of its deviations from the long-window median
+(the quantity the level features measure). A flat or noisy series never qualifies, and then the
+model is exactly the non-seasonal one. Candidates are one day and one week, each only with at
+least `MIN_SEASONS` seasons of training history.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from slo_pipeline.core.features import clean, deseasonalised
+from slo_pipeline.core.window_stats import long_min_periods, moving_median
+from slo_pipeline.settings import FeatureWindows
+
+SEASONS_SECONDS: tuple[int, ...] = (24 * 3600, 7 * 24 * 3600)
+# One season is consumed by the baseline itself; two more give rows to judge (and train on).
+MIN_SEASONS = 3
+# The baseline must at least halve the spread of the deviations the features measure.
+MAX_SPREAD_RATIO = 0.5
+
+
+def choose_seasonal_baseline(values: np.ndarray, windows: FeatureWindows, step_seconds: int) -> int:
+    """The season in samples (0 = none) for `values[T, N]` or `[T, N, K]` (one choice for all)."""
+    values = np.asarray(values, dtype=np.float64)
+    columns = values.reshape(values.shape[0], -1)
+    n_rows = columns.shape[0]
+    candidates = [round(period / step_seconds) for period in SEASONS_SECONDS]
+    candidates = [lag for lag in candidates if lag > 2 * windows.short and n_rows >= MIN_SEASONS * lag]
+    if not candidates:
+        return 0
+    cleaned = clean(columns, max_gap=windows.short)
+    level = cleaned - moving_median(cleaned, windows.long, long_min_periods(windows))
+    best, best_ratio = 0, MAX_SPREAD_RATIO
+    for lag in candidates:
+        residual = deseasonalised(cleaned, windows.model_copy(update={"seasonal_baseline": lag}))
+        ratio = spread_ratio(residual, level)
+        if ratio <= best_ratio:
+            best, best_ratio = lag, ratio
+    return best
+
+
+def spread_ratio(residual: np.ndarray, level: np.ndarray) -> float:
+    """Median over series of IQR(residual) / IQR(level) on the rows where both are defined; inf
+    where no series has a spread to compare (a flat series is not seasonal)."""
+    ratios = []
+    for k in range(residual.shape[1]):
+        both = np.isfinite(residual[:, k]) & np.isfinite(level[:, k])
+        if both.sum() < 10:
+            continue
+        level_iqr = np.subtract(*np.percentile(level[both, k], [75, 25]))
+        if level_iqr <= 0:
+            continue
+        ratios.append(np.subtract(*np.percentile(residual[both, k], [75, 25])) / level_iqr)
+    return float(np.median(ratios)) if ratios else float("inf")
