@@ -27,11 +27,11 @@ def main() -> None:
         "--before-ms", type=float, help="default detector's ms per 1k series before the change"
     )
     args = parser.parse_args()
+    from slo_pipeline.core.training import fit_detector_model
     from slo_pipeline.settings import DetectorConfig, FeatureWindows
-    from slo_pipeline.training import fit_detector_model
 
     try:
-        from slo_pipeline.scorability import unscored_counts
+        from slo_pipeline.core.scorability import unscored_counts
     except ImportError:  # a tree from before the change
         unscored_counts = None
     configurations = [("default windows, 60 s step", FeatureWindows(), 60)]
