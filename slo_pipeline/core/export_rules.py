@@ -80,7 +80,7 @@ class Timeline:
     def take(self, values: np.ndarray) -> np.ndarray:
         """Input-row-major `values[R, ...]` laid on the time line `[S, ...]` (NaN where inserted)."""
         values = np.asarray(values, dtype=np.float64)
-        taken = values[np.maximum(self.source_row, 0)]
+        taken: np.ndarray = values[np.maximum(self.source_row, 0)]
         taken[self.source_row < 0] = np.nan
         return taken
 
@@ -88,7 +88,7 @@ class Timeline:
         """`per_sample[S, ...]` back to the input's rows `[R, ...]`; `fill` for rows whose value
         was not scored (unreadable timestamp, replaced by a later duplicate)."""
         per_sample = np.asarray(per_sample)
-        result = per_sample[np.maximum(self.row_position, 0)].copy()
+        result: np.ndarray = per_sample[np.maximum(self.row_position, 0)].copy()
         lost = (self.row_position < 0) | self.superseded
         result[lost] = fill
         return result

@@ -107,7 +107,8 @@ def deseasonalised(cleaned: np.ndarray, windows: FeatureWindows) -> np.ndarray:
     baseline = np.full_like(cleaned, np.nan)
     if lag < len(cleaned):
         baseline[lag:] = around[: len(cleaned) - lag]
-    return cleaned - baseline
+    residual: np.ndarray = cleaned - baseline
+    return residual
 
 
 def _with_raw_magnitude(stats: WindowStats, cleaned: np.ndarray, windows: FeatureWindows) -> WindowStats:

@@ -122,7 +122,10 @@ def long_mean_abs(cleaned: np.ndarray, windows: FeatureWindows, rows: int) -> np
     n_rows = cleaned.shape[0]
     if rows >= n_rows:
         frame = pd.DataFrame(np.abs(cleaned))
-        return frame.rolling(windows.long, min_periods=long_min_periods(windows)).mean().to_numpy()
+        full: np.ndarray = (
+            frame.rolling(windows.long, min_periods=long_min_periods(windows)).mean().to_numpy()
+        )
+        return full
     by_series = np.abs(np.ascontiguousarray(cleaned.T))
     return np.stack(
         [

@@ -179,8 +179,10 @@ def _scoring_notes(item: _Input, outcome: BacktestOutcome, detector: DetectorCon
     scored = np.isfinite(outcome.tail_probability)
     for k, column in enumerate(series.columns):
         if not scored[:, k].any():
-            reasons = outcome.unscored_reason[first:, k] if outcome.unscored_reason is not None else []
-            common = pd.Series(reasons).value_counts().index[0] if len(reasons) else TOO_LITTLE_HISTORY
+            reasons: list[str] = (
+                list(outcome.unscored_reason[first:, k]) if outcome.unscored_reason is not None else []
+            )
+            common = pd.Series(reasons).value_counts().index[0] if reasons else TOO_LITTLE_HISTORY
             note = f"{series.path.name}: series {column!r} never scored: {common}"
             LOG.warning("%s", note)
             notes.append(note)
