@@ -93,7 +93,7 @@ def training_history(
     So the model sees Prometheus' data where Prometheus still has it and the lake's for older
     ranges, and the run can name exactly what it trained on: one slice of one table version.
     """
-    start = end - detector.training_window_seconds
+    start = end - detector.effective_training_window_seconds
     sync_range(settings, detector, start=start, end=end)
     lake_slice = lake.read_slice(settings.data_lake, detector.name, start=start, end=end)
     block = rows_block(
@@ -111,7 +111,8 @@ def prepare_training_data(settings: Settings, detector: DetectorConfig, *, end: 
     if block.n_series == 0:
         raise ValueError(
             f"detector {detector.name!r}: neither Prometheus at {redact_url(settings.prometheus_url)!r} nor "
-            f"the lake {settings.data_lake!r} holds data over the last {detector.training_window_seconds}s: "
+            f"the lake {settings.data_lake!r} holds data over the last "
+            f"{detector.effective_training_window_seconds}s: "
             f"{detector.query_text}"
         )
     return training_data(settings, detector, block, lake_slice, end=end)
