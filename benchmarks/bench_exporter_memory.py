@@ -96,7 +96,7 @@ def measure(n_series: int, cycles: int) -> dict[str, float]:
                 assert report.all_up, report.errors
             after, peak = rss_kib(), rss_kib("VmHWM")
             page_bytes = len(service.page.body())
-            floor = floor_seconds(prometheus.url, detector, model, clock.now)
+            floor = floor_seconds(settings.prometheus, detector, model, clock.now)
         finally:
             prometheus.stop()
     return {
@@ -113,7 +113,7 @@ def measure(n_series: int, cycles: int) -> dict[str, float]:
     }
 
 
-def floor_seconds(url: str, detector, model, now: float) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def floor_seconds(connection, detector, model, now: float) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """Medians of 3: fetch the newest step alone, and score one new row per series."""
     from bench_exporter import median_seconds
 
@@ -123,10 +123,14 @@ def floor_seconds(url: str, detector, model, now: float) -> dict[str, float]:  #
     step = detector.step_seconds
     newest = now // step * step
     fetch_s = median_seconds(
-        lambda: fetch_range_answer(url, detector.query, start=newest, end=newest, step_seconds=step), 3
+        lambda: fetch_range_answer(connection, detector.query, start=newest, end=newest, step_seconds=step), 3
     )
-    window = fetch_range(
-        url, detector.query, start=newest - detector.scoring_window_seconds, end=newest, step_seconds=step
+    window = fetch_range(  # with the settings' timeout: 100k series x 188 steps exceed the default
+        connection,
+        detector.query,
+        start=newest - detector.scoring_window_seconds,
+        end=newest,
+        step_seconds=step,
     ).values
     score_s = median_seconds(lambda: model.sample_tail_probability(latest_features(window, model.windows)), 3)
     return {"floor_fetch_s": fetch_s, "floor_score_s": score_s}
