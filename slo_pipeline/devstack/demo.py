@@ -18,6 +18,7 @@ from slo_pipeline.devstack.stack import StackOptions, start_stack
 log = logging.getLogger(__name__)
 
 INCIDENT_KINDS = ("latency_spike", "error_burst", "traffic_drop")
+FIRST_INCIDENT_AFTER_SECONDS = 30.0
 INCIDENT_SECONDS = 180.0
 
 
@@ -77,7 +78,10 @@ def run_demo(*, data_dir: str | None, days: float, incident_every: float, with_u
         )
         print("Ctrl-C stops everything.\n", flush=True)
         kinds = itertools.cycle(INCIDENT_KINDS)
-        next_incident = time.monotonic() + incident_every if incident_every > 0 else float("inf")
+        # The first incident soon after the URLs (detection and delivery take ~2.5 min more, so
+        # it reaches the Incidents page about three minutes after they are printed).
+        first = min(incident_every, FIRST_INCIDENT_AFTER_SECONDS)
+        next_incident = time.monotonic() + first if incident_every > 0 else float("inf")
         while not stopping:
             time.sleep(0.5)
             if time.monotonic() >= next_incident:
