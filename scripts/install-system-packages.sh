@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the stack runs on when they are missing: Prometheus (+promtool),
 # Alertmanager (+amtool), the PostgreSQL server binaries (for a private demo/test server) and
-# VictoriaMetrics (+vmalert, for the second-backend tests).
+# VictoriaMetrics (+vmalert, for the second-backend tests) and Chromium + chromedriver (UI browser test).
 # Only root can install; anyone else gets the exact command to run.
 set -euo pipefail
 
@@ -12,6 +12,9 @@ command -v prometheus-alertmanager >/dev/null 2>&1 && command -v amtool >/dev/nu
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 # VictoriaMetrics single node + vmalert: the second Prometheus-API backend of the integration tests.
 command -v victoria-metrics >/dev/null 2>&1 && command -v vmalert >/dev/null 2>&1 || missing+=(victoria-metrics)
+# Debian's Chromium and its driver: the UI's browser test (never a downloaded browser).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || missing+=(chromium-driver)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
