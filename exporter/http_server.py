@@ -25,6 +25,7 @@ from slo_pipeline.adapters.bounded_http import (
     DEFAULT_SOCKET_TIMEOUT_SECONDS,
     BoundedThreadingHTTPServer,
 )
+from slo_pipeline.adapters.listen_address import parse_listen
 from slo_pipeline.adapters.metrics_http import LANDING_CONTENT_TYPE, landing_page
 
 log = logging.getLogger(__name__)
@@ -84,14 +85,6 @@ def accepts_gzip(accept_encoding: str | None) -> bool:
                 return False
         return True
     return False
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """`HOST:PORT` (or `[::1]:PORT`) to a bind address; port 0 picks a free one."""
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"--listen must look like HOST:PORT, got {listen!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 def start_http_server(

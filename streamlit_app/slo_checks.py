@@ -19,24 +19,13 @@ class QueryRefusedError(ValueError):
     """Prometheus refused one of the SLO's queries; the message names the field."""
 
 
-def sli_queries(slo: SLO) -> dict[str, str]:
-    sli = slo.block.sli
-    if sli.events is not None:
-        return {
-            "sli.events.error_query": sli.events.error_query,
-            "sli.events.total_query": sli.events.total_query,
-        }
-    assert sli.raw is not None
-    return {"sli.raw.error_ratio_query": sli.raw.error_ratio_query}
-
-
 def query_checker(prometheus: str | PrometheusConnection) -> Callable[[SLO], None]:
     """`check(slo)`: promtool first (SpecError), then each query once against Prometheus."""
 
     def check(slo: SLO) -> None:
         promcheck.check_slo_queries([slo], source=f"the edit of SLO {slo.name!r}")
         now = time.time()
-        for field, query in sli_queries(slo).items():
+        for field, query in promcheck.sli_queries(slo).items():
             try:
                 fetch_range(
                     prometheus,

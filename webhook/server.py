@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from slo_pipeline.adapters.listen_address import parse_listen
 from slo_pipeline.settings import Settings
 from webhook.auth import WebhookSettingsError, check_startup_token
 
@@ -48,13 +49,6 @@ def prepare_multiprocess_dir(path: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
-def parse_listen(listen: str) -> tuple[str, int]:
-    host, sep, port_text = listen.rpartition(":")
-    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"--listen must be HOST:PORT (e.g. 127.0.0.1:9095), got {listen!r}")
-    return host, int(port_text)
-
-
 def _child_exit(_server: Any, worker: Any) -> None:
     """gunicorn hook: a dead worker's live-gauge files must not be reported any more."""
     from prometheus_client import multiprocess
@@ -65,6 +59,8 @@ def _child_exit(_server: Any, worker: Any) -> None:
 def run(settings: Settings, listen: str, workers: int | None = None) -> int:
     """Serve until SIGTERM/SIGINT; returns the process exit code."""
     host, port = parse_listen(listen)
+    if port == 0:
+        raise ValueError(f"--listen needs a fixed port: Alertmanager must know where to post, got {listen!r}")
     check_startup_token(settings.webhook_token)
     if "prometheus_client" in sys.modules and not os.environ.get(MULTIPROC_ENV):
         raise RuntimeError(
@@ -92,7 +88,7 @@ def run(settings: Settings, listen: str, workers: int | None = None) -> int:
             super().enqueue_req(conn)
 
     options: dict[str, Any] = {
-        "bind": f"{host}:{port}",
+        "bind": f"[{host}]:{port}" if ":" in host else f"{host}:{port}",
         "workers": workers or settings.webhook_workers,
         "worker_class": TimeoutThreadWorker,
         "threads": settings.webhook_threads,

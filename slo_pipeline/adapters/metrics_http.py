@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from slo_pipeline.adapters.bounded_http import BoundedThreadingHTTPServer
+from slo_pipeline.adapters.listen_address import parse_listen
 
 log = logging.getLogger(__name__)
 
@@ -38,14 +39,6 @@ def landing_page(title: str, links: Sequence[Link], description: str = "") -> by
 
 
 LANDING_CONTENT_TYPE = "text/html; charset=utf-8"
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """`HOST:PORT` (or `[::1]:PORT`) to a bind address; port 0 picks a free one."""
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"listen address must look like HOST:PORT, got {listen!r}")
-    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 def start_metrics_server(

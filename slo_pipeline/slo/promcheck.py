@@ -67,7 +67,7 @@ def check_slo_queries(slos: Sequence[SLO], source: str, promtool: str = PROMTOOL
     groups = []
     fields: dict[str, tuple[SLO, str]] = {}
     for slo in slos:
-        for field, query in _queries(slo).items():
+        for field, query in sli_queries(slo).items():
             group = f"{slo.sloth_id}/{field}"
             fields[group] = (slo, field)
             expr = render_query(query, "5m")
@@ -106,7 +106,8 @@ def explain_rule_problems(problems: Sequence[str], slos: Sequence[SLO]) -> list[
     return explained
 
 
-def _queries(slo: SLO) -> dict[str, str]:
+def sli_queries(slo: SLO) -> dict[str, str]:
+    """The SLO's PromQL by the spec field it comes from, so an error can name the field."""
     sli = slo.block.sli
     if sli.events is not None:
         return {

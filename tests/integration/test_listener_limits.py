@@ -13,7 +13,8 @@ import pytest
 import requests
 
 from exporter.commands import DEFAULT_LISTEN
-from exporter.http_server import MetricsPage, parse_listen, start_http_server
+from exporter.http_server import MetricsPage, start_http_server
+from slo_pipeline.adapters.listen_address import parse_listen
 from slo_pipeline.cli import build_parser
 from slo_pipeline.devstack.simulator.server import SimulatedService, make_server
 

@@ -10,7 +10,7 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from slo_pipeline.devstack.simulator.commands import parse_listen
+from slo_pipeline.devstack.simulator.commands import listen_argument
 from slo_pipeline.devstack.simulator.model import IncidentError
 from slo_pipeline.devstack.simulator.server import SimulatedService, make_server
 
@@ -129,12 +129,15 @@ def test_http_rejects_bad_incidents_with_400(server_url: str, body: bytes, messa
     assert requests.get(f"{server_url}/incidents", timeout=5).json() == {"active": [], "past": []}
 
 
-@pytest.mark.parametrize(("text", "expected"), [("0.0.0.0:8000", ("0.0.0.0", 8000)), ("[::1]:9", ("::1", 9))])
-def test_parse_listen(text: str, expected: tuple[str, int]) -> None:
-    assert parse_listen(text) == expected
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("0.0.0.0:8000", ("0.0.0.0", 8000)), ("[::1]:9", ("::1", 9)), (":8000", ("127.0.0.1", 8000))],
+)
+def test_listen_argument(text: str, expected: tuple[str, int]) -> None:
+    assert listen_argument(text) == expected
 
 
-@pytest.mark.parametrize("text", ["8000", ":8000", "host:port", "host:70000"])
-def test_parse_listen_rejects(text: str) -> None:
+@pytest.mark.parametrize("text", ["8000", "host:port", "host:70000"])
+def test_listen_argument_rejects(text: str) -> None:
     with pytest.raises(argparse.ArgumentTypeError, match="HOST:PORT"):
-        parse_listen(text)
+        listen_argument(text)

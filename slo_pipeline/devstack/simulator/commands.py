@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+from slo_pipeline.adapters.listen_address import parse_listen
 
-def parse_listen(value: str) -> tuple[str, int]:
+
+def listen_argument(value: str) -> tuple[str, int]:
     """`HOST:PORT` (e.g. `0.0.0.0:8000`, `127.0.0.1:0`) for argparse."""
-    host, separator, port = value.rpartition(":")
-    if not separator or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {value!r}")
-    return host.strip("[]"), int(port)
+    try:
+        return parse_listen(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
 
 
 def parse_label(value: str) -> tuple[str, str]:
@@ -36,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     commands = simulator.add_subparsers(dest="simulator_command", metavar="ACTION", required=True)
 
     serve = commands.add_parser("serve", help="serve /metrics, /incidents and /healthz")
-    serve.add_argument("--listen", type=parse_listen, default=("127.0.0.1", 8000), metavar="HOST:PORT")
+    serve.add_argument("--listen", type=listen_argument, default=("127.0.0.1", 8000), metavar="HOST:PORT")
     serve.add_argument(
         "--auto-incident-every",
         type=positive_float,
