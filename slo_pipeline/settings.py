@@ -539,6 +539,15 @@ class Settings(BaseSettings):
         "(one small query when nothing changed); an SLO edit reaches Prometheus within about this "
         "long, and Prometheus is reloaded at most once per interval",
     )
+    slo_history_interval_seconds: float = Field(
+        default=3600.0,
+        ge=60,
+        le=86400,
+        validation_alias=AliasChoices("SLO_PIPELINE_SLO_HISTORY_INTERVAL", "slo_history_interval_seconds"),
+        description="the worker snapshots every SLO's compliance (SLI, budget, burn per window pair, pages, "
+        "tickets, breach periods) from Prometheus into PostgreSQL at each multiple of this many seconds, "
+        "so `slo report` and validation outlive Prometheus' retention; a divisor of a day keeps months exact",
+    )
     ui_auth: Literal["password", "proxy", "oidc"] = Field(
         default="password",
         validation_alias=AliasChoices("SLO_PIPELINE_UI_AUTH", "ui_auth"),

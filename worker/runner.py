@@ -1,7 +1,9 @@
 """The retrain worker: claim a job, keep its lease alive while training, record the outcome.
 
 When there is no job, at most once a minute it also retries incident driver lookups that failed
-while the webhook was answering Alertmanager (worker/driver_retry.py).
+while the webhook was answering Alertmanager (worker/driver_retry.py), hourly prunes old raw
+deliveries, and every SLO_PIPELINE_SLO_HISTORY_INTERVAL snapshots the SLOs' compliance into
+PostgreSQL (slo_pipeline/slo/history.py; idempotent, so several workers may all do it).
 
 The training itself is a function `train(settings, detector_name) -> outcome` (by default
 `slo_pipeline.orchestration.retrain.retrain_detector`, imported lazily because it pulls in MLflow and
@@ -27,6 +29,8 @@ import psycopg2
 from slo_pipeline.adapters.incident_drivers import DriverOutcome, DriverSource, PrometheusDriverSource
 from slo_pipeline.adapters.postgres import DatabaseError, connect
 from slo_pipeline.settings import Settings
+from slo_pipeline.slo.history import PassResult as SnapshotPass
+from slo_pipeline.slo.history import snapshot_pass
 from worker.driver_retry import retry_driver_lookups
 from worker.jobs import ClaimedJob, JobResult, claim_job, extend_lease, finish_job
 from worker.retention import prune_alert_deliveries
@@ -40,6 +44,8 @@ HEARTBEATS_PER_LEASE = 3
 DRIVER_RETRY_INTERVAL_SECONDS = 60.0
 # Retention (old raw deliveries) runs hourly: deleting a day late costs nothing.
 RETENTION_INTERVAL_SECONDS = 3600.0
+# An SLO snapshot waits this long after its instant, so the last rule evaluations have landed.
+SNAPSHOT_DELAY_SECONDS = 30.0
 ERROR_TEXT_LIMIT = 4000
 
 
@@ -137,6 +143,7 @@ class RetrainWorker:
         self._driver_source = driver_source
         self._next_driver_retry = 0.0  # time.monotonic() of the next pass
         self._next_retention = 0.0
+        self._next_slo_snapshot = 0.0
         self.stop_requested = threading.Event()
 
     def _train_function(self) -> TrainFunction:
@@ -177,6 +184,9 @@ class RetrainWorker:
                 if time.monotonic() >= self._next_retention:
                     self.prune_deliveries()
                     self._next_retention = time.monotonic() + RETENTION_INTERVAL_SECONDS
+                if time.monotonic() >= self._next_slo_snapshot:
+                    self.snapshot_slos()
+                    self._next_slo_snapshot = time.monotonic() + self._seconds_to_next_snapshot()
                 self.stop_requested.wait(self.settings.worker_poll_seconds)
 
     def retry_drivers(self) -> list[DriverOutcome]:
@@ -213,6 +223,28 @@ class RetrainWorker:
                 err,
             )
             return 0
+
+    def snapshot_slos(self) -> SnapshotPass | None:
+        """One SLO history pass (every due instant of every SLO); never raises (logs instead)."""
+        try:
+            result = snapshot_pass(self.settings)
+        except Exception as err:  # a database outage here must not stop retraining
+            log.warning("worker %s: SLO history pass failed, retrying next interval: %s", self.worker_id, err)
+            return None
+        if result.snapshots_inserted or result.failed:
+            log.info(
+                "SLO history: %d snapshots, %d breach periods from %d SLOs%s",
+                result.snapshots_inserted,
+                result.breaches_written,
+                result.slos,
+                f"; Prometheus failed for {result.failed}" if result.failed else "",
+            )
+        return result
+
+    def _seconds_to_next_snapshot(self) -> float:
+        # Just after the next multiple of the interval, so the instant it stores is complete.
+        interval = self.settings.slo_history_interval_seconds
+        return interval - time.time() % interval + SNAPSHOT_DELAY_SECONDS
 
     def _claim(self) -> ClaimedJob | None:
         conn = connect(self.settings.database_url, application_name="slo-pipeline-worker")

@@ -1,7 +1,10 @@
 """What happened to an SLO over a window, for validating a candidate model against it.
 
 Breaches and pages come from Prometheus, confirmed incidents from the operators' feedback in
-PostgreSQL.
+PostgreSQL. For the part of the window Prometheus no longer holds (before its first recorded
+sample), the page-severity breach periods the worker stored in `slo_breaches` are used instead
+(slo/history.py); pages (onsets of the fast tier) are not stored, so lead times are measured
+only where Prometheus still has the data.
 
 - A **breach** is an interval where a *paging* burn-rate tier's condition held: the error ratio
   over both of its windows above `factor x error budget` (30d: 14.4x over 5m and 1h, 6x over 30m
@@ -25,12 +28,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from dataclasses import replace
 
 import numpy as np
 
 from slo_pipeline.adapters import postgres as db
+from slo_pipeline.adapters import slo_history as history_store
 from slo_pipeline.adapters.prometheus import PrometheusQueryError, fetch_range, step_grid
 from slo_pipeline.core.slo_gate import Interval, SloEvidence, intervals_where, onset_times
+from slo_pipeline.core.slo_history import history_covered, history_gap, merge_history_breaches
 from slo_pipeline.settings import Settings
 from slo_pipeline.slo.burnrate import TIERS, WINDOW_SECONDS, BurnTier
 from slo_pipeline.slo.rulegen import sli_error_metric
@@ -123,17 +129,48 @@ def fetch_slo_evidence(
         recorded = _present(settings, recorded_query(slo), start, end, step_seconds)
     except PrometheusQueryError as err:
         raise PrometheusQueryError(f"could not read the history of SLO {slo!r}: {err}") from err
+    # The grid every fetch_range above was aligned to (multiples of the step in [start, end]).
+    grid = step_grid(start, end, step_seconds)
+    prometheus_from = history_gap(grid, recorded)
     conn = db.connect(settings.database_url)
     try:
         with conn.cursor() as cur:
             cur.execute(_CONFIRMED, (detector, slo, end, start))
             confirmed = [Interval(float(a), float(b)) for a, b in cur.fetchall()]
+        stored: list[Interval] = []
+        windows: list[Interval] = []
+        if prometheus_from is None or prometheus_from > start:
+            gap_end = end if prometheus_from is None else prometheus_from
+            stored = [
+                Interval(b.start, b.end)
+                for b in history_store.load_breaches(conn, slo, start, gap_end, severity="page")
+            ]
+            windows = [
+                Interval(s.taken_at - s.interval_seconds, s.taken_at)
+                for s in history_store.load_snapshots(conn, slo, start, gap_end + 86400.0)
+                if s.recorded
+            ]
     finally:
         conn.close()
-    # The grid every fetch_range above was aligned to (multiples of the step in [start, end]).
-    grid = step_grid(start, end, step_seconds)
-    return evidence_from_series(
+    evidence = evidence_from_series(
         grid, tier_firing=tier_firing, recorded=recorded, confirmed_incidents=confirmed
+    )
+    if not stored and not windows:
+        return evidence
+    # Where Prometheus no longer holds the range, the breach periods the worker stored take over.
+    merged = merge_history_breaches(
+        evidence.breaches, stored, start=start, end=end, prometheus_from=prometheus_from
+    )
+    log.info(
+        "SLO %r: %d breach period(s) before %s come from the stored history (Prometheus has none there)",
+        slo,
+        len(merged) - len(evidence.breaches),
+        "the end" if prometheus_from is None else f"{prometheus_from:.0f}",
+    )
+    return replace(
+        evidence,
+        breaches=merged,
+        recorded_samples=evidence.recorded_samples + history_covered(grid, windows, prometheus_from),
     )
 
 

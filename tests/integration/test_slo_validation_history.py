@@ -41,6 +41,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from slo_pipeline.adapters import registry
+from slo_pipeline.adapters.postgres import connect
 from slo_pipeline.adapters.prometheus import fetch_range
 from slo_pipeline.core.rule_timing import RuleTiming, anomaly_alert_rule
 from slo_pipeline.core.slo_gate import onset_times
@@ -56,13 +57,17 @@ from slo_pipeline.orchestration.retrain import (
     retrain_detector,
 )
 from slo_pipeline.settings import PipelineConfig, Settings, load_pipeline_config, load_settings
+from slo_pipeline.slo import store
 from slo_pipeline.slo.burnrate import TIERS
 from slo_pipeline.slo.evidence import fetch_slo_evidence, tier_condition_query
+from slo_pipeline.slo.history import snapshot_pass
 from slo_pipeline.slo.rulegen import render_rule_files
 from slo_pipeline.slo.spec import parse_specs
+from tests.fixtures.database import fetch_all
 from tests.fixtures.paths import REPO_ROOT
 from tests.fixtures.services import prometheus_query
 from tests.fixtures.simulated import last_anchor
+from tests.integration.test_slo_evidence_fetch import seed_incident
 
 pytestmark = pytest.mark.integration
 
@@ -291,3 +296,102 @@ def test_retrain_judges_candidates_by_the_real_breach(history: History, settings
     assert (
         f"SLO '{SLO}': not worse than the champion on recall, healthy alarms and lead time" in again.reasons
     )
+
+
+def store_slo(database_url: str) -> None:
+    specs = parse_specs((REPO_ROOT / "examples" / "slos.yml").read_text(encoding="utf-8"))
+    conn = connect(database_url)
+    try:
+        store.apply_slos(conn, [slo for slo in specs if slo.name == SLO], changed_by="test")
+    finally:
+        conn.close()
+
+
+def test_slo_history_keeps_snapshots_breaches_and_feeds_validation_where_prometheus_has_nothing(
+    history: History, settings: Settings, prometheus: launch.ManagedProcess
+) -> None:
+    store_slo(settings.database_url)
+    burst = history.burst
+    # The page reached the webhook as an incident of this SLO while the burst went on.
+    seed_incident(
+        settings.database_url,
+        detector=None,
+        slo=SLO,
+        starts_at=burst.start + 900,
+        ends_at=burst.end,
+        feedback=None,
+    )
+    ((incident_id,),) = fetch_all(settings.database_url, "SELECT id FROM incidents")
+
+    first = snapshot_pass(settings, now=history.end)
+    assert first.failed == [] and first.slos == 1
+    rows = fetch_all(
+        settings.database_url,
+        "SELECT extract(epoch FROM taken_at), recorded, interval_error_ratio, interval_weight, pages"
+        " FROM slo_snapshots WHERE slo_name = %s ORDER BY taken_at",
+        (SLO,),
+    )
+    # One per hour of the 14 days Prometheus' default retention holds; only the last ~50 h have data.
+    assert len(rows) == first.snapshots_inserted == 14 * 24 + 1
+    recorded = [row for row in rows if row[1]]
+    assert HISTORY_SECONDS / HOUR - 2 <= len(recorded) <= HISTORY_SECONDS / HOUR + 1
+
+    # The intervals add up to what Prometheus' own 30d ratio says about the whole history.
+    weight = sum(float(r[3]) for r in recorded if r[3] is not None)
+    errors = sum(float(r[2]) * float(r[3]) for r in recorded if r[2] is not None)
+    (sample,) = prometheus_query(
+        prometheus, f'max(slo:sli_error:ratio_rate30d{{slo="{SLO}"}})', time=rows[-1][0]
+    )
+    assert errors / weight == pytest.approx(float(sample["value"][1]), rel=0.02)
+
+    # The burst is one page period, the one validation derives, with the incident linked; one page.
+    times = held_out_times(history)
+    (live,) = fetch_slo_evidence(
+        settings, slo=SLO, detector=DETECTOR, timestamps=times, step_seconds=STEP
+    ).breaches
+    pages = fetch_all(
+        settings.database_url,
+        "SELECT extract(epoch FROM starts_at), extract(epoch FROM ends_at), incident_ids FROM slo_breaches"
+        " WHERE severity = 'page'",
+    )
+    assert len(pages) == 1, pages
+    start, end, linked = pages[0]
+    assert abs(float(start) - live.start) <= STEP and abs(float(end) - live.end) <= 2 * STEP, (pages, live)
+    assert linked == [incident_id]
+    assert sum(int(r[4]) for r in rows) == 1
+    (paged,) = [r for r in rows if r[4]]
+    assert float(paged[0]) - HOUR < float(start) <= float(paged[0])
+
+    # Re-running the same pass stores nothing twice and leaves the periods as they were.
+    before = fetch_all(settings.database_url, "SELECT * FROM slo_breaches ORDER BY id")
+    again = snapshot_pass(settings, now=history.end)
+    assert again.snapshots_inserted == 0
+    assert fetch_all(settings.database_url, "SELECT count(*) FROM slo_snapshots") == [(len(rows),)]
+    assert fetch_all(settings.database_url, "SELECT * FROM slo_breaches ORDER BY id") == before
+
+    # Validation over a window reaching a day before Prometheus' first sample: an older breach
+    # (stored by an earlier pass, since expired from Prometheus) counts next to the live one.
+    tsdb_start = history.end - HISTORY_SECONDS
+    expired = (tsdb_start - 10 * HOUR, tsdb_start - 9 * HOUR)
+    conn = connect(settings.database_url)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute(
+                "INSERT INTO slo_breaches (slo_name, severity, starts_at, ends_at)"
+                " VALUES (%s, 'page', to_timestamp(%s), to_timestamp(%s))",
+                (SLO, *expired),
+            )
+            # Those hours were snapshotted while Prometheus still had them.
+            cur.execute(
+                "UPDATE slo_snapshots SET recorded = true, interval_error_ratio = 0.001,"
+                " interval_weight = 1000 WHERE taken_at BETWEEN to_timestamp(%s) AND to_timestamp(%s)",
+                (tsdb_start - 24 * HOUR, tsdb_start - 2 * HOUR),
+            )
+            assert cur.rowcount >= 21
+    finally:
+        conn.close()
+    wide = np.arange(np.ceil((tsdb_start - 24 * HOUR) / STEP) * STEP, history.end + 1, STEP)
+    evidence = fetch_slo_evidence(settings, slo=SLO, detector=DETECTOR, timestamps=wide, step_seconds=STEP)
+    assert [(b.start, b.end) for b in evidence.breaches] == [expired, (live.start, live.end)]
+    prometheus_only = int(np.count_nonzero(wide >= tsdb_start))
+    assert evidence.recorded_samples > prometheus_only
