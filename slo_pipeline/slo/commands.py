@@ -1,4 +1,4 @@
-"""Subcommands `slo apply|export|validate|history` and `rules render|sync`.
+"""Subcommands `slo apply|export|validate|history|report` and `rules render|sync`.
 
 Only argparse is imported here; specs, PostgreSQL and promtool are imported inside the handlers.
 Exit codes: 0 done, 1 an I/O step failed (database, promtool, Prometheus), 2 the spec is invalid.
@@ -58,6 +58,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     history = actions.add_parser("history", help="revisions of one or all SLOs, newest first (JSON lines)")
     history.add_argument("name", nargs="?", default=None)
     history.set_defaults(handler=_history)
+
+    report = actions.add_parser(
+        "report",
+        help="a period's compliance report from the SLO history in PostgreSQL",
+        description="Sum a calendar month up from the snapshots the worker stores (slo_snapshots, "
+        "slo_breaches): SLI error ratio, budget remaining, worst burn per window pair, pages, tickets "
+        "and breach periods with their incidents. Exit 2 for a bad period or an unknown SLO.",
+    )
+    report.add_argument("--slo", default=None, help="one SLO (default: every stored SLO)")
+    report.add_argument("--period", default=None, help="YYYY-MM, UTC (default: the current month)")
+    report.add_argument("--json", action="store_true", help="one JSON object per SLO instead of text")
+    report.set_defaults(handler=_slo_report)
 
     rules = subparsers.add_parser("rules", help="generate Prometheus rules")
     rules_actions = rules.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
@@ -236,6 +248,73 @@ def _history(args: argparse.Namespace) -> int:
         row = {**revision.__dict__, "changed_at": revision.changed_at.isoformat()}
         print(json.dumps(row, sort_keys=True))
     return 0
+
+
+def _slo_report(args: argparse.Namespace) -> int:
+    import time
+
+    from slo_pipeline.adapters import postgres as db
+    from slo_pipeline.settings import load_settings
+    from slo_pipeline.slo.report import (
+        ReportError,
+        check_period,
+        known_slos,
+        load_report,
+        report_dict,
+        report_text,
+    )
+
+    settings = load_settings()
+    now = time.time()
+    try:
+        period = check_period(args.period, now)
+    except ReportError as err:
+        print(f"slo report: {err}", file=sys.stderr)
+        return EXIT_INVALID
+    try:
+        known = known_slos(settings.database_url)
+        if args.slo is not None and args.slo not in known:
+            print(
+                f"slo report: unknown SLO {args.slo!r} (known: {', '.join(known) or 'none'})", file=sys.stderr
+            )
+            return EXIT_INVALID
+        periods = _stored_periods(settings.database_url)
+        names = [args.slo] if args.slo is not None else known
+        reports = [load_report(settings.database_url, name, period, now=now) for name in names]
+    except Exception as err:
+        print(
+            f"reading the SLO history from {db.describe_dsn(settings.database_url)} failed: {err}"
+            " (has `slo-pipeline db migrate` run?)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    if not names:
+        print(
+            "slo report: no SLOs are stored (load some with `slo-pipeline slo apply -f FILE`)",
+            file=sys.stderr,
+        )
+        return 0
+    for number, report in enumerate(reports):
+        if args.json:
+            print(json.dumps(report_dict(report), sort_keys=True))
+            continue
+        if number:
+            print()
+        print(report_text(report, periods.get(report.slo)))
+    return 0
+
+
+def _stored_periods(database_url: str) -> dict[str, str]:
+    """SLO name -> its time_period (e.g. 30d), to name the burn tiers' factors."""
+    from slo_pipeline.adapters import postgres as db
+
+    conn = db.connect(database_url)
+    try:
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT name, time_period FROM slos")
+            return dict(cur.fetchall())
+    finally:
+        conn.close()
 
 
 def _render(args: argparse.Namespace) -> int:

@@ -30,14 +30,11 @@ from slo_pipeline.adapters import slo_history as history_store
 from slo_pipeline.adapters.prometheus import PrometheusQueryError, SeriesBlock, fetch_range
 from slo_pipeline.core.slo_history import (
     BreachPeriod,
-    PeriodReport,
     Snapshot,
     breach_periods,
     due_instants,
     interval_ratio,
     onsets_between,
-    period_of,
-    period_report,
     severity_masks,
 )
 from slo_pipeline.settings import Settings
@@ -225,21 +222,3 @@ def snapshot_pass(
     finally:
         conn.close()
     return PassResult(slos=len(slos), snapshots_inserted=inserted, breaches_written=written, failed=failed)
-
-
-def report(
-    database_url: str, slo: str, period: str | None = None, *, now: float | None = None
-) -> PeriodReport:
-    """The compliance report of `slo` for `period` (YYYY-MM, default: the current month)."""
-    from slo_pipeline.core.slo_history import parse_period
-
-    moment = time.time() if now is None else now
-    chosen = period or period_of(moment)
-    start, end = parse_period(chosen)
-    conn = db.connect(database_url, application_name="slo-pipeline-slo-report")
-    try:
-        snapshots = history_store.load_snapshots(conn, slo, start, end)
-        breaches = history_store.load_breaches(conn, slo, start, end)
-    finally:
-        conn.close()
-    return period_report(slo, chosen, snapshots, breaches, as_of=moment)
