@@ -1,5 +1,6 @@
 """SLOs page: every SLO with its live budget and burn (sparklines), one SLO in detail (Pyrra-style
-charts), an audited edit, and the revision trail."""
+charts), its compliance per month from the history in PostgreSQL, an audited edit, and the
+revision trail."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ from slo_pipeline.adapters.prometheus import PrometheusQueryError
 from slo_pipeline.adapters.prometheus_connection import redact_url
 from slo_pipeline.settings import Settings
 from slo_pipeline.slo.burnrate import TIERS
+from slo_pipeline.slo.report import report_text
 from slo_pipeline.slo.spec import SLO
-from streamlit_app import charts, incidents, slo_checks, slo_series, slos
+from streamlit_app import charts, incidents, slo_checks, slo_reports, slo_series, slos
 from streamlit_app.identity import Identity, require_editor
 from streamlit_app.ui_common import run_action, show_errors, show_flashes
 
@@ -48,6 +50,9 @@ def _render(settings: Settings, who: Identity) -> None:
     st.subheader(name, anchor=False)
     with show_errors(f"Prometheus at {redact_url(settings.prometheus_url)}"):
         _detail_charts(settings, slo)
+    st.subheader(f"Compliance per month: {name}", anchor=False)
+    with show_errors("The SLO history in PostgreSQL"):
+        _compliance(settings, slo)
     st.subheader(f"Edit {name}", anchor=False)
     if who.can_edit:
         _edit_form(settings, slo, who)
@@ -110,6 +115,48 @@ def _detail_charts(settings: Settings, slo: SLO) -> None:
     st.altair_chart(charts.burn_rates(burn, factors, alerts, domain), width="stretch")
     if not alerts.empty:
         st.dataframe(alerts, hide_index=True)
+
+
+def _compliance(settings: Settings, slo: SLO) -> None:
+    reports = slo_reports.load_period_reports(settings.database_url, slo.name, time.time())
+    interval = settings.slo_history_interval_seconds
+    if not any(r.snapshots for r in reports):
+        st.info(
+            f"PostgreSQL holds no history of {slo.name!r} yet. `slo-pipeline worker` stores a snapshot "
+            f"of every SLO every {interval:g} s (SLO_PIPELINE_SLO_HISTORY_INTERVAL), reaching back 14 days "
+            "on its first pass; the monthly reports appear here once it has run."
+        )
+        return
+    by_period = {r.period: r for r in reports}
+    shown = [r.period for r in reports if r.snapshots or r is reports[0]]
+    period = st.selectbox("Period", shown, key=f"slo_report_period_{slo.name}") or shown[0]
+    report = by_period[period]
+    left, right = st.columns([3, 2])
+    with left:
+        if not report.snapshots:
+            st.info(f"No snapshots of {slo.name!r} are stored for {period} yet.")
+        else:
+            a, b, c, d = st.columns(4)
+            a.metric("Compliance", "n/a" if report.compliance is None else f"{100 * report.compliance:.3f}%")
+            b.metric(
+                "Budget left (month)",
+                "n/a" if report.budget_remaining is None else f"{100 * report.budget_remaining:.1f}%",
+            )
+            c.metric("Pages / tickets", f"{report.pages} / {report.tickets}")
+            d.metric(
+                "Snapshots",
+                f"{report.coverage:.0%}",
+                help=f"{report.snapshots} of {report.expected_snapshots}",
+            )
+            st.code(report_text(report, slo.block.time_period), language=None)
+            breaches = slo_reports.breach_rows(report)
+            if not breaches.empty:
+                st.dataframe(breaches, hide_index=True, key=f"slo_report_breaches_{slo.name}")
+    with right:
+        rows = slo_reports.period_rows(reports)
+        st.markdown("**Earlier periods**")
+        st.altair_chart(slo_reports.budget_bars(rows), width="stretch")
+        st.dataframe(rows, hide_index=True, key=f"slo_report_periods_{slo.name}")
 
 
 def _edit_form(settings: Settings, slo: SLO, who: Identity) -> None:
