@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from slo_pipeline.adapters.model_package import REFUSAL_REASONS
+from slo_pipeline.adapters.prometheus_connection import QUERY_ERROR_REASONS
 from slo_pipeline.core.scorability import SERIES_REASONS
 
 # From a few ms (1k series) to minutes (a slow backend at 100k series).
@@ -85,8 +86,10 @@ class ExporterMetrics:
         )
         self.query_errors = Counter(
             "anomaly_exporter_query_errors_total",
-            "Range queries to Prometheus that failed (unreachable, timeout, rejected query).",
-            ["detector"],
+            "Cycles whose range query to Prometheus failed, by reason: "
+            + ", ".join(QUERY_ERROR_REASONS)
+            + ".",
+            ["detector", "reason"],
             registry=registry,
         )
         self.scoring_errors = Counter(
@@ -148,7 +151,6 @@ class ExporterMetrics:
                 self.last_success,
                 self.series,
                 self.dropped_series,
-                self.query_errors,
                 self.scoring_errors,
                 self.explanation_errors,
                 self.registry_errors,
@@ -160,6 +162,8 @@ class ExporterMetrics:
                 metric.labels(detector=name)
             for reason in REFUSAL_REASONS:
                 self.model_refusals.labels(detector=name, reason=reason)
+            for reason in QUERY_ERROR_REASONS:
+                self.query_errors.labels(detector=name, reason=reason)
             for reason in SERIES_REASONS:
                 self.unscorable_series.labels(detector=name, reason=reason)
 

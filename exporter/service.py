@@ -48,7 +48,7 @@ from exporter.series_cache import DEFAULT_REREAD_SECONDS, CachingSeriesSource, F
 from exporter.sharding import Shard, assignment, owned_detectors, resolve_shard
 from slo_pipeline.adapters.budgets import BudgetOverrides
 from slo_pipeline.adapters.prometheus import RangeAnswer, SeriesBlock, fetch_range_answer, series_keys
-from slo_pipeline.adapters.prometheus_connection import PrometheusAuthError, redact_url
+from slo_pipeline.adapters.prometheus_connection import PrometheusAuthError, reason_of, redact_url
 from slo_pipeline.adapters.scoring_endpoint import score_latest_via_endpoint
 from slo_pipeline.core.model import DetectorModel
 from slo_pipeline.core.scorability import unscored_counts
@@ -211,7 +211,7 @@ class ExporterService:
             block = self._series_source.fetch(detector, start=now - window, end=now)
         except Exception as err:
             self._invalidate(name, "the previous query failed")
-            self.metrics.query_errors.labels(detector=name).inc()
+            self.metrics.query_errors.labels(detector=name, reason=reason_of(err)).inc()
             report.auth_failed |= isinstance(err, PrometheusAuthError)
             # Repeats of the same failure go to DEBUG: one line per outage, not one per cycle.
             level = logging.DEBUG if self._last_query_error.get(name) == str(err) else logging.WARNING

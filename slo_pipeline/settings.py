@@ -279,6 +279,7 @@ class PrometheusConnection(BaseModel):
     cert_file: Path | None = None
     key_file: Path | None = None
     tls_insecure_skip_verify: bool = False
+    max_response_bytes: int = 1 << 30
 
     @model_validator(mode="after")
     def _consistent(self) -> PrometheusConnection:
@@ -453,7 +454,16 @@ class Settings(BaseSettings):
         default=30.0,
         gt=0,
         validation_alias=AliasChoices("SLO_PIPELINE_QUERY_TIMEOUT", "query_timeout_seconds"),
-        description="timeout of one Prometheus API request",
+        description="deadline of one Prometheus API request: its whole answer must have arrived by then "
+        "(a backend that drips its answer is cut off too, not only one that sends nothing)",
+    )
+    prometheus_max_response_bytes: int = Field(
+        default=1 << 30,
+        gt=0,
+        validation_alias=AliasChoices("PROMETHEUS_MAX_RESPONSE_BYTES", "prometheus_max_response_bytes"),
+        description="largest answer body read from the Prometheus API; a longer one fails that query "
+        "(the exporter counts it under reason `oversized`) instead of taking the reader's memory. "
+        "10k series x 182 steps is ~41 MB",
     )
     retrain_cooldown_seconds: float = Field(
         default=3600.0,
@@ -679,6 +689,7 @@ class Settings(BaseSettings):
             cert_file=self.prometheus_cert_file,
             key_file=self.prometheus_key_file,
             tls_insecure_skip_verify=self.prometheus_tls_insecure_skip_verify,
+            max_response_bytes=self.prometheus_max_response_bytes,
         )
 
 

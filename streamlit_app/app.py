@@ -12,9 +12,8 @@ from collections.abc import Callable
 
 import streamlit as st
 
-from slo_pipeline.adapters.postgres import describe_dsn
 from slo_pipeline.settings import ConfigError, Settings, load_settings
-from streamlit_app import ui_incidents, ui_models, ui_signin, ui_slos, ui_threshold
+from streamlit_app import pg, ui_incidents, ui_models, ui_signin, ui_slos, ui_threshold
 from streamlit_app.identity import Identity
 from streamlit_app.ui_common import show_errors
 
@@ -24,6 +23,12 @@ PAGES: dict[str, Callable[[Settings, Identity], None]] = {
     "SLOs": ui_slos.render,
     "Threshold": ui_threshold.render,
 }
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _database_reachable(database_url: str) -> bool:
+    # Cached briefly: a rerun per click must not open a connection just for the sidebar.
+    return pg.reachable(database_url)
 
 
 def main() -> None:
@@ -46,8 +51,10 @@ def main() -> None:
         return
     page = st.sidebar.radio("Page", list(PAGES), key="page") or "Incidents"
     ui_signin.sidebar(who)
-    # describe_dsn leaves the password out: the sidebar is visible to every operator.
-    st.sidebar.caption(f"Database: {describe_dsn(settings.database_url)}")
+    # Only whether it answers: the database's user, host and name are no business of a viewer.
+    st.sidebar.caption(
+        "Database: reachable" if _database_reachable(settings.database_url) else "Database: unreachable"
+    )
     # Pages guard their own service calls; this catches whatever slips past them.
     with show_errors(f"The {page} page"):
         PAGES[page](settings, who)

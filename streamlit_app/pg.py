@@ -42,6 +42,16 @@ def connection(database_url: str) -> Iterator[psycopg2.extensions.connection]:
         conn.close()
 
 
+def reachable(database_url: str) -> bool:
+    """Whether the database answers a trivial query (within the connect timeout)."""
+    try:
+        with connection(database_url) as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1")
+    except db.DatabaseError:
+        return False
+    return True
+
+
 def fetch_all(database_url: str, query: str, params: Sequence[Any] = ()) -> list[dict[str, Any]]:
     """Run one query in its own (committed) transaction; its rows as dicts."""
     with (

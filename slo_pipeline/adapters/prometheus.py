@@ -37,6 +37,7 @@ from slo_pipeline.adapters.prometheus_connection import (
     as_connection,
     prometheus_session,
     raise_for_auth,
+    reason_of,
     redact_url,
 )
 from slo_pipeline.settings import DetectorConfig, PrometheusConnection
@@ -269,11 +270,18 @@ def _api_client_fetcher(connection: PrometheusConnection) -> Iterator[ChunkFetch
             if status:
                 raise_for_auth(int(status.group(1)), base_url)
             raise PrometheusQueryError(
-                f"Prometheus at {shown_url!r} rejected query {query!r}: {_api_client_reason(str(err))}"
+                f"Prometheus at {shown_url!r} rejected query {query!r}: {_api_client_reason(str(err))}",
+                "http_status",
             ) from err
-        except (RequestException, ValueError, KeyError, TypeError) as err:
+        except RequestException as err:
             raise PrometheusQueryError(
-                f"could not run query {query!r} against Prometheus at {shown_url!r}: {_scrub(err, base_url)}"
+                f"could not run query {query!r} against Prometheus at {shown_url!r}: {_scrub(err, base_url)}",
+                reason_of(err),
+            ) from err
+        except (ValueError, KeyError, TypeError) as err:  # the library could not read the answer
+            raise PrometheusQueryError(
+                f"could not run query {query!r} against Prometheus at {shown_url!r}: {_scrub(err, base_url)}",
+                "bad_answer",
             ) from err
 
     with client:
@@ -297,23 +305,27 @@ def _direct_fetcher(connection: PrometheusConnection) -> Iterator[ChunkFetcher]:
             body = orjson.loads(response.content) if response.content else {}
         except requests.RequestException as err:
             raise PrometheusQueryError(
-                f"could not run query {query!r} against Prometheus at {shown_url!r}: {_scrub(err, base_url)}"
+                f"could not run query {query!r} against Prometheus at {shown_url!r}: {_scrub(err, base_url)}",
+                reason_of(err),
             ) from err
         except orjson.JSONDecodeError as err:
             raise PrometheusQueryError(
                 f"Prometheus at {shown_url!r} answered query {query!r} with HTTP {response.status_code} "
-                f"and a body that is not JSON: {_shorten(response.text)}"
+                f"and a body that is not JSON: {_shorten(response.text)}",
+                "http_status" if response.status_code != 200 else "bad_answer",
             ) from err
         if response.status_code != 200 or body.get("status") != "success":
             detail = body.get("error") or _shorten(response.text)
             raise PrometheusQueryError(
                 f"Prometheus at {shown_url!r} rejected query {query!r} "
-                f"(HTTP {response.status_code}): {detail}"
+                f"(HTTP {response.status_code}): {detail}",
+                "http_status",
             )
         data = body.get("data") or {}
         if data.get("resultType") != "matrix":
             raise PrometheusQueryError(
-                f"query {query!r} at {shown_url!r} returned {data.get('resultType')!r}, expected a matrix"
+                f"query {query!r} at {shown_url!r} returned {data.get('resultType')!r}, expected a matrix",
+                "bad_answer",
             )
         return data.get("result") or []
 

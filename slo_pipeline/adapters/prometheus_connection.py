@@ -8,24 +8,68 @@ Credentials never reach a message: URLs are printed through `redact_url`, secret
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
+import urllib3
 
 from slo_pipeline.settings import PrometheusConnection
 
 AUTH_STATUSES = (401, 403)
+# Why a query failed: a small fixed set, as it labels `anomaly_exporter_query_errors_total`.
+QUERY_ERROR_REASONS = ("auth", "unreachable", "timeout", "oversized", "http_status", "bad_answer", "other")
+_READ_CHUNK_BYTES = 1 << 16
 
 
 class PrometheusQueryError(RuntimeError):
-    """A query failed; the message names the query and the Prometheus URL."""
+    """A query failed; the message names the query and the Prometheus URL, `reason` is one of
+    `QUERY_ERROR_REASONS`."""
+
+    def __init__(self, message: str, reason: str = "other") -> None:
+        super().__init__(message)
+        self.reason = reason if reason in QUERY_ERROR_REASONS else "other"
 
 
 class PrometheusAuthError(PrometheusQueryError):
     """The backend refused the credentials (HTTP 401/403). Permanent until the settings change:
     CLIs exit 2 on it, and retrying does not help."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, "auth")
+
+
+class AnswerTooLargeError(requests.RequestException):
+    """The answer's body exceeded PROMETHEUS_MAX_RESPONSE_BYTES (read no further)."""
+
+
+class AnswerTooSlowError(requests.Timeout):
+    """The whole answer did not arrive within the request's deadline (a server dripping bytes)."""
+
+
+class AnswerCutError(requests.exceptions.ChunkedEncodingError):
+    """The connection ended before the announced body did (a partial answer)."""
+
+
+def reason_of(err: BaseException) -> str:
+    """The `QUERY_ERROR_REASONS` value of a transport error (`requests`' hierarchy)."""
+    if isinstance(err, PrometheusQueryError):
+        return err.reason
+    if isinstance(err, AnswerTooLargeError):
+        return "oversized"
+    if isinstance(err, requests.Timeout):  # ConnectTimeout too: Prometheus did not answer in time
+        return "timeout"
+    if isinstance(err, requests.exceptions.ChunkedEncodingError | requests.exceptions.ContentDecodingError):
+        return "bad_answer"
+    if isinstance(err, requests.ConnectionError):
+        # After urllib3's retries a read timeout arrives wrapped: MaxRetryError(ReadTimeoutError).
+        cause = err.args[0] if err.args else None
+        if isinstance(getattr(cause, "reason", None), urllib3.exceptions.ReadTimeoutError):
+            return "timeout"
+        return "unreachable"
+    return "other"
 
 
 class PrometheusSecretError(PrometheusQueryError):
@@ -102,7 +146,7 @@ def client_cert(connection: PrometheusConnection) -> tuple[str, str] | None:
 def prometheus_session(connection: PrometheusConnection) -> requests.Session:
     """A session that sends the connection's credentials, headers and TLS settings with every
     request. Secret files are read now, so a rotated token is used by the next session."""
-    session = _SettingsFirstSession()
+    session = _BoundedSession(connection.timeout_seconds, connection.max_response_bytes)
     # Loopback/LAN: gzip costs Prometheus and us more CPU than the bytes it saves
     # (slo_pipeline/adapters/prometheus.py explains the measurement).
     session.headers["Accept-Encoding"] = "identity"
@@ -126,6 +170,68 @@ class _SettingsFirstSession(requests.Session):
         if verify is None and self.verify is not True:
             merged["verify"] = self.verify
         return merged
+
+
+class _BoundedSession(_SettingsFirstSession):
+    """Every answer is read whole, within `deadline_seconds` from the request and at most
+    `max_bytes` long, before the caller sees it.
+
+    `requests`' timeout bounds the connect and each socket read, not the answer: a backend that
+    drips its body, or a query that matches far more series than expected, would otherwise hold
+    a reader (the exporter's whole cycle) for as long as it likes and take all its memory. The
+    body is read in chunks against the deadline and the cap (as the webhook's driver lookups
+    do), then handed over as an ordinary response, so `prometheus-api-client` gets it too.
+    """
+
+    def __init__(self, deadline_seconds: float, max_bytes: int) -> None:
+        super().__init__()
+        self.deadline_seconds = deadline_seconds
+        self.max_bytes = max_bytes
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        if kwargs.get("stream"):
+            # The caller reads the body itself, against its own deadline (incident drivers).
+            return super().send(request, **kwargs)
+        deadline = time.monotonic() + self.deadline_seconds
+        kwargs["stream"] = True
+        response = super().send(request, **kwargs)
+        shown = redact_url(request.url or "")
+        try:
+            announced = response.headers.get("Content-Length", "")
+            if announced.isdigit() and int(announced) > self.max_bytes:
+                raise AnswerTooLargeError(self._too_large(shown, f"announces {int(announced)} bytes"))
+            content = bytearray()
+            # read1: whatever one socket read returns (read(n) would wait for all n bytes).
+            while chunk := response.raw.read1(_READ_CHUNK_BYTES, decode_content=True):
+                content.extend(chunk)
+                if len(content) > self.max_bytes:
+                    raise AnswerTooLargeError(
+                        self._too_large(shown, f"sent more than {self.max_bytes} bytes")
+                    )
+                if time.monotonic() > deadline:
+                    raise AnswerTooSlowError(
+                        f"the answer from {shown} was not complete within {self.deadline_seconds:g}s "
+                        f"({len(content)} bytes so far)"
+                    )
+        except requests.RequestException:
+            raise  # ours, above (an OSError too, which the last clause must not re-label)
+        except urllib3.exceptions.ReadTimeoutError as err:
+            raise requests.ReadTimeout(f"reading the answer from {shown} timed out") from err
+        except (urllib3.exceptions.ProtocolError, urllib3.exceptions.DecodeError) as err:
+            raise AnswerCutError(f"the answer from {shown} was cut short: {type(err).__name__}") from err
+        except OSError as err:
+            raise requests.ConnectionError(f"reading the answer from {shown} failed: {err}") from err
+        finally:
+            response.close()
+        response._content = bytes(content)
+        response._content_consumed = True
+        return response
+
+    def _too_large(self, shown: str, what: str) -> str:
+        return (
+            f"the answer from {shown} {what}, over PROMETHEUS_MAX_RESPONSE_BYTES={self.max_bytes}: "
+            "narrow the query or raise the cap"
+        )
 
 
 def raise_for_auth(status_code: int, url: str) -> None:

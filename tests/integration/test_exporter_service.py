@@ -366,7 +366,9 @@ def test_an_anomalous_series_gets_its_driver_and_the_page_stays_promtool_clean(s
 def test_a_broken_query_does_not_stop_other_detectors(stack: Stack) -> None:
     page = stack.wait_for(
         "a counted query error",
-        lambda p: p.get('anomaly_exporter_query_errors_total{detector="broken_query"}', 0) >= 2,
+        lambda p: (
+            p.get('anomaly_exporter_query_errors_total{detector="broken_query",reason="http_status"}', 0) >= 2
+        ),
     )
     assert page['anomaly_exporter_up{detector="broken_query"}'] == 0
     assert not scores(page, "broken_query")
@@ -447,7 +449,10 @@ def test_prometheus_outage_keeps_metrics_up_and_scores_return(stack: Stack) -> N
         "up=0 and no stale scores while Prometheus is down",
         lambda p: p['anomaly_exporter_up{detector="latency"}'] == 0 and not scores(p),
     )
-    errors_during_outage = page['anomaly_exporter_query_errors_total{detector="latency"}']
+    # Nothing listens on the port: "unreachable", not a timeout or a bad answer.
+    errors_during_outage = page[
+        'anomaly_exporter_query_errors_total{detector="latency",reason="unreachable"}'
+    ]
     assert errors_during_outage >= 1
     assert stack.exporter.poll() is None
 

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg2.extensions
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -66,7 +67,13 @@ def test_signing_in_shows_the_pages_with_who_is_signed_in(app_env: str) -> None:
     at = signed_in_app(app_env, "alice", role=users.EDITOR)
 
     assert at.sidebar.radio(key="page").options == PAGES
-    assert "Signed in as **alice** (editor, password)" in [c.value for c in at.sidebar.caption]
+    captions = [c.value for c in at.sidebar.caption]
+    assert "Signed in as **alice** (editor, password)" in captions
+    # Whether the database answers, never its user, host or name.
+    assert "Database: reachable" in captions
+    dsn = psycopg2.extensions.parse_dsn(app_env)
+    sidebar_text = "\n".join(captions)
+    assert not [dsn[k] for k in ("user", "host", "dbname") if k in dsn and dsn[k] in sidebar_text]
     for page in PAGES:
         at.sidebar.radio(key="page").set_value(page).run()
         assert not at.exception, page

@@ -84,7 +84,9 @@ class InMemorySeries:
     def fetch(self, detector: DetectorConfig, *, start: float, end: float) -> SeriesBlock:
         self.requests.append((detector.query_text, start, end))
         if detector.query_text in self.failing:
-            raise PrometheusQueryError(f"could not run query {detector.query!r}: connection refused")
+            raise PrometheusQueryError(
+                f"could not run query {detector.query!r}: connection refused", "unreachable"
+            )
         labels, values = self.data[detector.query_text]
         timestamps = end - detector.step_seconds * np.arange(len(values))[::-1]
         return SeriesBlock(labels=labels, timestamps=timestamps, values=values, signals=detector.signal_names)
@@ -225,10 +227,10 @@ def test_a_failing_query_marks_only_its_detector_down(
     assert "query failed" in report.errors["latency"]
     page = samples(service)
     assert page['anomaly_exporter_up{detector="latency"}'] == 0
-    assert page['anomaly_exporter_query_errors_total{detector="latency"}'] == 2
+    assert page['anomaly_exporter_query_errors_total{detector="latency",reason="unreachable"}'] == 2
     warnings = [r for r in caplog.records if "query failed" in r.getMessage()]
     assert len(warnings) == 1 and "latency_q" in warnings[0].getMessage(), "one warning per outage"
-    assert page['anomaly_exporter_query_errors_total{detector="errors"}'] == 0
+    assert page['anomaly_exporter_query_errors_total{detector="errors",reason="unreachable"}'] == 0
     # No stale scores for the failed detector; the healthy one still publishes.
     assert not matching(page, 'anomaly_score{detector="latency"')
     assert len(matching(page, 'anomaly_score{detector="errors"')) == 1
