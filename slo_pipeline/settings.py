@@ -624,6 +624,12 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("SLO_PIPELINE_SLO_SYNC_METRICS_LISTEN", "slo_sync_metrics_listen"),
         description="HOST:PORT where `slo-pipeline rules sync` serves / and /metrics; empty to serve nothing",
     )
+    lake_sync_metrics_listen: str = Field(
+        default="127.0.0.1:9113",
+        validation_alias=AliasChoices("SLO_PIPELINE_LAKE_SYNC_METRICS_LISTEN", "lake_sync_metrics_listen"),
+        description="HOST:PORT where the `slo-pipeline lake sync` loop serves / and /metrics; empty to serve "
+        "nothing",
+    )
     exporter_shards: int = Field(
         default=1,
         ge=1,

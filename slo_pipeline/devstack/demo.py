@@ -46,6 +46,8 @@ def run_demo(*, data_dir: str | None, days: float, incident_every: float, with_u
         # SLO edits in the UI reach the demo's Prometheus within one sync interval.
         slo_sync=True,
         backfill_slo_rules=True,
+        # History beyond Prometheus' retention: the lake fills while the demo runs.
+        lake_sync=True,
         mlflow_ui=True,
     )
     stopping = False

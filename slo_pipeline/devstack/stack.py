@@ -60,6 +60,10 @@ class StackOptions:
     # do not look at SLO history skip the extra minute.
     backfill_slo_rules: bool = False
     slo_sync_interval_seconds: float = 10.0
+    # `slo-pipeline lake sync`: the detectors' series copied into the stack's data lake every
+    # `lake_sync_interval_seconds` (the demo's; tests of the lake drive the sync themselves).
+    lake_sync: bool = False
+    lake_sync_interval_seconds: float = 60.0
     # `mlflow ui` over the stack's tracking store (runs, datasets, versions, aliases); the demo's.
     mlflow_ui: bool = False
 
@@ -211,7 +215,8 @@ def _start(stack: Stack) -> None:
         apply_slo_spec(database_url, options.slo_spec)
 
     ports = {
-        name: launch.free_port() for name in ("simulator", "exporter", "webhook", "ui", "worker", "slo-sync")
+        name: launch.free_port()
+        for name in ("simulator", "exporter", "webhook", "ui", "worker", "slo-sync", "lake-sync")
     }
     token_file = data / "webhook_token"
     token_file.write_text(options.webhook_token, encoding="utf-8")
@@ -279,6 +284,7 @@ def _start(stack: Stack) -> None:
             "demo-service": [f"127.0.0.1:{ports['simulator']}"],
             "slo-pipeline-worker": [f"127.0.0.1:{ports['worker']}"],
             **({"slo-pipeline-slo-sync": [f"127.0.0.1:{ports['slo-sync']}"]} if options.slo_sync else {}),
+            **({"slo-pipeline-lake-sync": [f"127.0.0.1:{ports['lake-sync']}"]} if options.lake_sync else {}),
         },
         alertmanager_url=f"http://127.0.0.1:{alertmanager_port}",
         rule_files=rules,
@@ -305,6 +311,8 @@ def _start(stack: Stack) -> None:
     }
     if options.slo_sync:
         stack.env["SLO_PIPELINE_SLO_SYNC_INTERVAL"] = str(options.slo_sync_interval_seconds)
+    if options.lake_sync:
+        stack.env["SLO_PIPELINE_LAKE_SYNC_INTERVAL"] = str(options.lake_sync_interval_seconds)
     stack.settings = load_settings(
         prometheus_url=stack.env["PROMETHEUS_URL"],
         database_url=database_url,
@@ -385,6 +393,13 @@ def _start(stack: Stack) -> None:
         ports["worker"],
         "/metrics",
     )()
+    if options.lake_sync:
+        stack.processes["lake-sync"] = service(
+            "lake-sync",
+            _cli_argv("lake", "sync", "--metrics-listen", listen(ports["lake-sync"])),
+            ports["lake-sync"],
+            "/",
+        )()
     stack.processes["exporter"] = service(
         "exporter",
         _cli_argv("exporter", "--listen", listen(ports["exporter"])),
@@ -428,6 +443,8 @@ def _start(stack: Stack) -> None:
     }
     if options.slo_sync:
         stack.urls["slo-sync"] = f"http://127.0.0.1:{ports['slo-sync']}"
+    if options.lake_sync:
+        stack.urls["lake-sync"] = f"http://127.0.0.1:{ports['lake-sync']}"
     if options.with_ui:
         stack.urls["ui"] = f"http://127.0.0.1:{ports['ui']}"
     if options.mlflow_ui:

@@ -11,6 +11,10 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from slo_pipeline.settings import Settings
 
 TIME_FORMATS = "RFC 3339 (UTC if no offset), unix seconds or now-7d"
 
@@ -41,6 +45,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sync.add_argument("--start", help=f"backfill from: {TIME_FORMATS}")
     sync.add_argument("--end", help="backfill until, same formats (default: now)")
     sync.add_argument("--once", action="store_true", help="one pass of the loop, then exit")
+    sync.add_argument(
+        "--metrics-listen",
+        default=None,
+        metavar="HOST:PORT",
+        help="the loop serves / and /metrics here (default: SLO_PIPELINE_LAKE_SYNC_METRICS_LISTEN, "
+        "127.0.0.1:9113; '' for none)",
+    )
     sync.set_defaults(handler=_sync)
 
     export = actions.add_parser(
@@ -90,7 +101,7 @@ def _range(args: argparse.Namespace, now: float) -> tuple[float, float]:
 def _sync(args: argparse.Namespace) -> int:
     import time
 
-    from slo_pipeline.orchestration.lake_sync import sync_loop, sync_pass, sync_range
+    from slo_pipeline.orchestration.lake_sync import sync_pass, sync_range
     from slo_pipeline.settings import ConfigError, load_settings
 
     # The transport retries a dropped connection once and urllib3 logs each retry; a failure is
@@ -105,7 +116,8 @@ def _sync(args: argparse.Namespace) -> int:
         if args.once:
             reports = sync_pass(settings, now=time.time())
             return 0 if len(reports) == len(settings.pipeline.detectors) else 1
-        sync_loop(settings)
+        listen = settings.lake_sync_metrics_listen if args.metrics_listen is None else args.metrics_listen
+        _run_loop(settings, listen)
         return 0
     if not args.detector:
         raise ConfigError("a backfill (--start) needs --detector NAME")
@@ -117,6 +129,40 @@ def _sync(args: argparse.Namespace) -> int:
         f"{report.inserted_rows} new in the lake (version {report.version})"
     )
     return 0
+
+
+def _run_loop(settings: Settings, listen: str) -> None:
+    """The sync loop until SIGTERM/SIGINT, with its metrics served on `listen` (if not empty)."""
+    import signal
+    import threading
+
+    from slo_pipeline.adapters.metrics_http import start_metrics_server
+    from slo_pipeline.orchestration.lake_sync import sync_loop
+    from slo_pipeline.orchestration.lake_sync_metrics import LakeSyncMetrics
+
+    metrics = LakeSyncMetrics([detector.name for detector in settings.pipeline.detectors])
+    server = None
+    if listen:
+        server = start_metrics_server(
+            listen,
+            metrics.registry,
+            title="slo-pipeline lake sync",
+            description="Copies every detector's series from Prometheus into the data lake.",
+        )
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: object) -> None:
+        stop.set()  # the pass in progress finishes: each day's merge is one atomic commit anyway
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        sync_loop(settings, stop=stop, metrics=metrics)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if server is not None:
+            server.shutdown()
+            server.server_close()
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from slo_pipeline.adapters import lake
 from slo_pipeline.adapters.lake_rows import SECONDS_PER_DAY, block_rows
 from slo_pipeline.adapters.prometheus import fetch_detector_range
+from slo_pipeline.orchestration.lake_sync_metrics import LakeSyncMetrics
 from slo_pipeline.settings import DetectorConfig, Settings
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ def _has_grid_point(start: float, end: float, step: float) -> bool:
     return (end // step) * step >= start
 
 
-def sync_pass(settings: Settings, *, now: float) -> list[SyncReport]:
+def sync_pass(settings: Settings, *, now: float, metrics: LakeSyncMetrics | None = None) -> list[SyncReport]:
     """One pass of the loop over every detector: from the newest row (less the overlap) to now.
 
     A detector without rows starts `lake_initial_sync_seconds` back. One detector's failure is
@@ -85,25 +86,35 @@ def sync_pass(settings: Settings, *, now: float) -> list[SyncReport]:
         else:
             start = max(newest - settings.lake_sync_overlap_seconds, end - settings.lake_initial_sync_seconds)
         try:
-            reports.append(sync_range(settings, detector, start=start, end=end))
+            report = sync_range(settings, detector, start=start, end=end)
         except Exception as err:  # the loop must go on for the other detectors and the next pass
             log.error("lake: syncing detector %s failed: %s", detector.name, err)
+            if metrics is not None:
+                metrics.failed(detector.name)
+            continue
+        reports.append(report)
+        if metrics is not None:
+            metrics.synced(detector.name, report.fetched_rows, report.inserted_rows)
     return reports
 
 
-def sync_loop(settings: Settings, *, stop: threading.Event | None = None) -> None:
+def sync_loop(
+    settings: Settings, *, stop: threading.Event | None = None, metrics: LakeSyncMetrics | None = None
+) -> None:
     """Sync every `lake_sync_interval_seconds`; apply retention and compaction once a day."""
     stop = stop or threading.Event()
     last_maintenance = 0.0
     while not stop.is_set():
         now = time.time()
-        sync_pass(settings, now=now)
+        sync_pass(settings, now=now, metrics=metrics)
         if now - last_maintenance >= MAINTENANCE_EVERY_SECONDS:
             try:
                 maintain(settings, now=now)
                 last_maintenance = now
             except lake.LakeError as err:
                 log.error("lake: maintenance failed: %s", err)
+            if metrics is not None:
+                metrics.maintained(last_maintenance == now)
         stop.wait(settings.lake_sync_interval_seconds)
 
 

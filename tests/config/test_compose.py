@@ -43,7 +43,7 @@ def test_the_sync_is_the_only_writer_of_the_generated_rules() -> None:
     assert all(not m for name, m in mounts.items() if name not in {"slo-sync", "prometheus"})
 
 
-@pytest.mark.parametrize("name", ["exporter", "webhook", "worker", "slo-sync", "migrate"])
+@pytest.mark.parametrize("name", ["exporter", "webhook", "worker", "slo-sync", "lake-sync", "migrate"])
 def test_every_app_command_is_a_real_subcommand(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     command = _services()[name]["command"]
     with pytest.raises(SystemExit) as exit_info:

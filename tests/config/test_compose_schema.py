@@ -71,6 +71,7 @@ PROBES = {
     "webhook": "127.0.0.1:8080/healthz'",  # answers 503 while PostgreSQL is down
     "worker": "127.0.0.1:9111/'",  # the landing page: never the database
     "slo-sync": "127.0.0.1:9112/'",
+    "lake-sync": "127.0.0.1:9113/'",
     "ui": "127.0.0.1:8501/_stcore/health'",
     "prometheus": "http://127.0.0.1:9090/-/ready",
     "alertmanager": "http://127.0.0.1:9093/-/ready",

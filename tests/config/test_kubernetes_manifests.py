@@ -36,7 +36,7 @@ SUPPORTED_KEYS = {
 # Created by the operator (README "Run on Kubernetes"); never part of deploy/.
 EXTERNAL_SECRETS = {"slo-pipeline-secrets", "prometheus-credentials"}
 SECRET_LOOKING = ("PASSWORD", "TOKEN", "DATABASE_URL", "SECRET")
-SERVING = {"slo-exporter", "slo-webhook", "slo-ui", "slo-worker", "slo-rules-sync"}
+SERVING = {"slo-exporter", "slo-webhook", "slo-ui", "slo-worker", "slo-rules-sync", "slo-lake-sync"}
 
 
 def kustomization() -> dict[str, Any]:

@@ -15,6 +15,7 @@ REPO_JOBS = {
     "slo-pipeline-webhook",
     "slo-pipeline-worker",
     "slo-pipeline-slo-sync",
+    "slo-pipeline-lake-sync",
     "demo-service",
 }
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import TypeVar
@@ -19,6 +20,7 @@ import psycopg2
 import psycopg2.extras
 import pytest
 
+from slo_pipeline.adapters import lake
 from slo_pipeline.core.features import FEATURE_NAMES
 from slo_pipeline.devstack.demo import inject_incident
 from slo_pipeline.devstack.stack import Stack, StackOptions, start_stack
@@ -81,6 +83,12 @@ def post_alerts(webhook_url: str, token: str, body: bytes) -> int:
         return response.status
 
 
+def prometheus_vector(prometheus_url: str, promql: str) -> list[dict]:
+    url = f"{prometheus_url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return json.load(response)["data"]["result"]
+
+
 @pytest.fixture
 def stack(tmp_path: Path, database_url: str) -> Stack:
     config = tmp_path / "pipeline.yml"
@@ -101,6 +109,8 @@ def stack(tmp_path: Path, database_url: str) -> Stack:
         database_url=database_url,
         webhook_token="e2e-token",
         with_ui=False,
+        lake_sync=True,
+        lake_sync_interval_seconds=5.0,
     )
     running = start_stack(options)
     try:
@@ -215,3 +225,12 @@ def test_anomaly_becomes_incident_triggers_retraining_and_new_model_serves(stack
     )[0]
     assert resolved["ends_at"] is not None
     assert resolved["ends_at"] > resolved["starts_at"]
+
+    # The lake sync loop ran beside it: every detector's series reached the lake, and Prometheus
+    # scraped the loop's own account of that.
+    detectors = [detector.name for detector in stack.settings.pipeline.detectors]
+    for name in detectors:
+        assert lake.latest_timestamp(stack.settings.data_lake, name) is not None, name
+    last_sync = "slo_pipeline_lake_sync_last_success_timestamp_seconds"
+    synced = prometheus_vector(urls["prometheus"], f"{last_sync} > 0")
+    assert sorted(sample["metric"]["detector"] for sample in synced) == sorted(detectors)

@@ -25,7 +25,8 @@ from slo_pipeline.adapters import lake
 from slo_pipeline.adapters.lake_rows import SECONDS_PER_DAY, block_rows, rows_digest
 from slo_pipeline.adapters.prometheus import SeriesBlock, fetch_detector_range
 from slo_pipeline.devstack import launch
-from slo_pipeline.orchestration.lake_sync import sync_range
+from slo_pipeline.orchestration.lake_sync import sync_pass, sync_range
+from slo_pipeline.orchestration.lake_sync_metrics import LakeSyncMetrics
 from slo_pipeline.orchestration.retrain import retrain_detector
 from slo_pipeline.settings import Settings
 from tests.fixtures.object_store import S3Bucket
@@ -147,9 +148,25 @@ def test_sync_twice_adds_nothing_fills_holes_and_export_works_with_prometheus_st
     assert_no_duplicates(continued.rows)
     assert continued.digest == rows_digest(block_rows(DETECTOR, prometheus_block(settings, start, newest)))
 
+    # The loop's metrics: what a pass read and inserted, then a failed pass with Prometheus gone.
+    metrics = LakeSyncMetrics([DETECTOR])
+
+    def sample(name: str) -> float | None:
+        return metrics.registry.get_sample_value(name, {"detector": DETECTOR})
+
+    assert sample("slo_pipeline_lake_sync_last_success_timestamp_seconds") == 0
+    assert len(sync_pass(settings, now=newest + 600, metrics=metrics)) == 1
+    assert sample("slo_pipeline_lake_sync_samples_read_total") > 0  # the re-read overlap at least
+    assert sample("slo_pipeline_lake_sync_failures_total") == 0
+    synced_at = sample("slo_pipeline_lake_sync_last_success_timestamp_seconds")
+    assert synced_at is not None and synced_at > 0
+
     # Prometheus gone: export reads the lake only, and still has every sample of the range.
     for process in managed_processes:
         process.stop()
+    assert sync_pass(settings, now=newest + 600, metrics=metrics) == []
+    assert sample("slo_pipeline_lake_sync_failures_total") == 1
+    assert sample("slo_pipeline_lake_sync_last_success_timestamp_seconds") == synced_at
     code, _, err = run_cli(settings, *args)
     assert code == 2 and "Prometheus" in err and len(err.strip().splitlines()) == 1
     output = tmp_path / "export" / "range.csv"
