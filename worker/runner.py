@@ -29,6 +29,7 @@ import psycopg2
 from slo_pipeline.adapters.incident_drivers import DriverOutcome, DriverSource, PrometheusDriverSource
 from slo_pipeline.adapters.postgres import DatabaseError, connect
 from slo_pipeline.settings import Settings
+from slo_pipeline.slo.history import SETTLE_SECONDS as SNAPSHOT_SETTLE_SECONDS
 from slo_pipeline.slo.history import PassResult as SnapshotPass
 from slo_pipeline.slo.history import snapshot_pass
 from worker.driver_retry import retry_driver_lookups
@@ -44,8 +45,6 @@ HEARTBEATS_PER_LEASE = 3
 DRIVER_RETRY_INTERVAL_SECONDS = 60.0
 # Retention (old raw deliveries) runs hourly: deleting a day late costs nothing.
 RETENTION_INTERVAL_SECONDS = 3600.0
-# An SLO snapshot waits this long after its instant, so the last rule evaluations have landed.
-SNAPSHOT_DELAY_SECONDS = 30.0
 ERROR_TEXT_LIMIT = 4000
 
 
@@ -244,7 +243,7 @@ class RetrainWorker:
     def _seconds_to_next_snapshot(self) -> float:
         # Just after the next multiple of the interval, so the instant it stores is complete.
         interval = self.settings.slo_history_interval_seconds
-        return interval - time.time() % interval + SNAPSHOT_DELAY_SECONDS
+        return interval - time.time() % interval + SNAPSHOT_SETTLE_SECONDS + 1.0
 
     def _claim(self) -> ClaimedJob | None:
         conn = connect(self.settings.database_url, application_name="slo-pipeline-worker")

@@ -8,9 +8,9 @@ interval, so each answer's points are exactly the instants:
 
 - rolling values at the instant: the period error ratio (`slo:sli_error:ratio_rate<period>`),
   the remaining budget, each burn tier's burn rate (the smaller of its two windows);
-- the interval alone: sums of the 5m helper series (`slo:sli_error_events:rate5m` over
-  `slo:sli_total_events:rate5m`, or the 5m ratio over its sample count for raw SLIs), the same
-  weighting as the period recording rule, so any calendar month is the sum of its intervals;
+- the interval alone: the mean error and event rates of the 5m helper series
+  (`slo:sli_error_events:rate5m`, `slo:sli_total_events:rate5m`; the mean 5m ratio for a raw
+  SLI) and the events they stand for, so any calendar month is the sum of its intervals;
 - pages and tickets: onsets of the burn-rate alert conditions (evaluated from the recording rules
   and joined with `ALERTS`, as slo/evidence.py does), on a one-minute grid; their runs are the
   breach periods.
@@ -53,6 +53,9 @@ log = logging.getLogger(__name__)
 
 # Prometheus keeps 15 days by default: a first pass copies what is left of them.
 LOOKBACK_SECONDS = 14 * 86400.0
+# An instant is taken only this long after it passed, so the rule evaluations up to it have landed
+# (Prometheus evaluates every 15 s by default) and the snapshot is complete when stored.
+SETTLE_SECONDS = 30.0
 # Burn-rate conditions are read on this grid: finer than any window pair's short window (5m).
 CONDITION_STEP_SECONDS = 60.0
 ID_LABELS = "sloth_id, sloth_service, sloth_slo"
@@ -84,17 +87,22 @@ def tier_burn_query(slo: SLO, short: str, long: str) -> str:
 
 
 def interval_queries(slo: SLO, interval: float) -> tuple[str, str]:
-    """(numerator, denominator) over the interval ending at each instant: errors and events for an
-    events SLI (rates summed per rule evaluation), summed 5m ratios and their count for a raw one."""
+    """(numerator, denominator) over the interval ending at each instant: mean error and event
+    rates for an events SLI, the summed mean 5m ratio and the number of series for a raw one.
+
+    Means (`avg_over_time`), not sums of samples: backfilled rules are evaluated at another
+    interval than live ones, and a sum would weigh their hours differently; mean rate x seconds
+    is the events whatever the evaluation interval.
+    """
     rng = f"[{int(interval)}s]"
     sel = _selector(slo)
     if slo.block.sli.events is not None:
         return (
-            f"sum(sum_over_time({ERROR_EVENTS_RECORD}{sel}{rng}))",
-            f"sum(sum_over_time({TOTAL_EVENTS_RECORD}{sel}{rng}))",
+            f"sum(avg_over_time({ERROR_EVENTS_RECORD}{sel}{rng}))",
+            f"sum(avg_over_time({TOTAL_EVENTS_RECORD}{sel}{rng}))",
         )
     short = sli_error_metric(SHORTEST_WINDOW)
-    return f"sum(sum_over_time({short}{sel}{rng}))", f"sum(count_over_time({short}{sel}{rng}))"
+    return f"sum(avg_over_time({short}{sel}{rng}))", f"count(avg_over_time({short}{sel}{rng}))"
 
 
 def _values(settings: Settings, query: str, start: float, end: float, step: float) -> np.ndarray:
@@ -139,9 +147,6 @@ def collect(
     burns = {tier.burn_tier: at_instants(tier_burn_query(slo, tier.short, tier.long)) for tier in TIERS}
     numerator_query, denominator_query = interval_queries(slo, interval)
     numerator, denominator = at_instants(numerator_query), at_instants(denominator_query)
-    # Rates are per second and recorded once per rule evaluation: events = sum x evaluation interval.
-    # A raw SLI's weight is the same: covered seconds.
-    evaluation = settings.rule_evaluation_interval_seconds
 
     # One grid step before the first interval, so a condition already holding then is no onset.
     grid_start = first - interval - CONDITION_STEP_SECONDS
@@ -155,7 +160,8 @@ def collect(
 
     snapshots = []
     for i, taken_at in enumerate(instants):
-        weight = denominator[i] * evaluation if np.isfinite(denominator[i]) else np.nan
+        # Events SLI: mean events per second x seconds = events. Raw SLI: series x seconds covered.
+        weight = denominator[i] * interval if np.isfinite(denominator[i]) else np.nan
         snapshots.append(
             Snapshot(
                 slo=slo.name,
@@ -193,7 +199,7 @@ def snapshot_pass(
         for slo in slos:
             instants = due_instants(
                 last_taken=last.get(slo.name),
-                now=moment,
+                now=moment - SETTLE_SECONDS,
                 interval=interval,
                 lookback=LOOKBACK_SECONDS,
                 max_count=limit,
