@@ -150,6 +150,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         database_url=database_url,
         webhook_token="dashboards-token",
         with_ui=False,
+        lake_sync=True,
+        lake_sync_interval_seconds=5.0,
     )
     running = start_stack(options)
     try:
