@@ -111,6 +111,13 @@ class ExporterMetrics:
             ["detector"],
             registry=registry,
         )
+        self.registry_last_success = Gauge(
+            "anomaly_exporter_registry_last_success_timestamp_seconds",
+            "Unix time the registry last answered the detector's @champion lookup (0 before the first); "
+            "the loaded model keeps scoring while it is unreachable.",
+            ["detector"],
+            registry=registry,
+        )
         self.model_load_errors = Counter(
             "anomaly_exporter_model_load_errors_total",
             "New champion versions that failed to load and were not swapped in.",
@@ -154,6 +161,7 @@ class ExporterMetrics:
                 self.scoring_errors,
                 self.explanation_errors,
                 self.registry_errors,
+                self.registry_last_success,
                 self.model_load_errors,
                 self.model_swaps,
                 self.full_fetches,

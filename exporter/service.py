@@ -316,6 +316,10 @@ class ExporterService:
         outcome, ref = result.outcome, result.ref
         if outcome is RefreshOutcome.REGISTRY_ERROR and self._registry_down is None:
             self._registry_down = f"the registry failed for {name!r} earlier in this cycle"
+        if outcome not in (RefreshOutcome.REGISTRY_ERROR, RefreshOutcome.REGISTRY_SKIPPED):
+            # The registry answered the alias lookup; while it is down this stops moving and the
+            # loaded model keeps scoring (`anomaly_exporter_up` stays 1).
+            self.metrics.registry_last_success.labels(detector=name).set(self._wall_clock())
         if outcome is not RefreshOutcome.NO_CHAMPION:
             self._warned_no_champion.discard(name)
         if outcome is RefreshOutcome.SWAPPED and ref is not None:

@@ -483,6 +483,21 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("SLO_PIPELINE_WORKER_POLL", "worker_poll_seconds"),
         description="how often an idle worker looks for queued jobs",
     )
+    worker_retry_backoff_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        validation_alias=AliasChoices("SLO_PIPELINE_WORKER_RETRY_BACKOFF", "worker_retry_backoff_seconds"),
+        description="a retrain job that failed because MLflow, Prometheus or PostgreSQL could not be reached "
+        "goes back to the queue and is retried after this long, doubled after each such failure",
+    )
+    worker_retry_backoff_max_seconds: float = Field(
+        default=900.0,
+        gt=0,
+        validation_alias=AliasChoices(
+            "SLO_PIPELINE_WORKER_RETRY_BACKOFF_MAX", "worker_retry_backoff_max_seconds"
+        ),
+        description="the longest wait between two retries of a job that failed on an outage",
+    )
     max_body_bytes: int = Field(
         default=1024 * 1024,
         gt=0,

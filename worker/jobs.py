@@ -1,8 +1,9 @@
 """SQL of the retrain queue: claim with a lease, extend it, finish only while still the owner.
 
-A job is claimable when queued, or when running with an expired lease (its worker died). Every
-write after the claim is guarded by `worker_id`, so a worker whose lease was taken over cannot
-overwrite the new owner's result.
+A job is claimable when queued (and past its `not_before`), or when running with an expired lease
+(its worker died). Every write after the claim is guarded by `worker_id`, so a worker whose lease
+was taken over cannot overwrite the new owner's result. A job that failed on a transient error
+(a service unreachable) goes back to the queue with an exponential back-off (`retry_later`).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ SET status = 'running',
     attempts = attempts + 1
 WHERE id = (
     SELECT id FROM retrain_jobs
-    WHERE status = 'queued'
+    WHERE (status = 'queued' AND (not_before IS NULL OR not_before <= now()))
        OR (status = 'running' AND lease_expires_at < now() AND attempts < %(max_attempts)s)
     ORDER BY created_at, id
     FOR UPDATE SKIP LOCKED
@@ -65,6 +66,24 @@ RETURNING id
 """
 
 
+# Back to the queue after a transient failure. The claim it used is given back (`attempts`
+# counts dead workers only); the wait doubles with every transient failure, up to the cap.
+RETRY_LATER_SQL = """
+UPDATE retrain_jobs
+SET status = 'queued',
+    worker_id = NULL,
+    lease_expires_at = NULL,
+    attempts = greatest(attempts - 1, 0),
+    transient_failures = transient_failures + 1,
+    not_before = now() + make_interval(
+        secs => least(%(base)s * power(2, least(transient_failures, 30)), %(cap)s)
+    ),
+    error = %(error)s
+WHERE id = %(job_id)s AND worker_id = %(worker_id)s AND status = 'running'
+RETURNING extract(epoch FROM not_before - now())
+"""
+
+
 @dataclass(frozen=True)
 class ClaimedJob:
     id: int
@@ -82,6 +101,7 @@ class JobResult:
     promoted: bool | None = None
     reasons: tuple[str, ...] = ()
     error: str | None = None
+    transient: bool = False  # the error was a service outage: retry later, do not fail the job
 
     @property
     def status(self) -> str:
@@ -129,3 +149,27 @@ def finish_job(conn: psycopg2.extensions.connection, job_id: int, worker_id: str
     with conn, conn.cursor() as cur:
         cur.execute(FINISH_SQL, params)
         return cur.fetchone() is not None
+
+
+def retry_later(
+    conn: psycopg2.extensions.connection,
+    job_id: int,
+    worker_id: str,
+    error: str,
+    *,
+    base_seconds: float,
+    cap_seconds: float,
+) -> float | None:
+    """Requeue the job behind a back-off; the seconds until it may be claimed again, or None
+    (nothing written) if another worker owns it now."""
+    params = {
+        "job_id": job_id,
+        "worker_id": worker_id,
+        "error": error,
+        "base": base_seconds,
+        "cap": cap_seconds,
+    }
+    with conn, conn.cursor() as cur:
+        cur.execute(RETRY_LATER_SQL, params)
+        row = cur.fetchone()
+    return None if row is None else float(row[0])

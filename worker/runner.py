@@ -8,7 +8,13 @@ PostgreSQL (slo_pipeline/slo/history.py; idempotent, so several workers may all 
 The training itself is a function `train(settings, detector_name) -> outcome` (by default
 `slo_pipeline.orchestration.retrain.retrain_detector`, imported lazily because it pulls in MLflow and
 scikit-learn); tests pass a small real function instead. A failed training is recorded on the
-job and the loop goes on; a database outage is logged and retried at the next poll.
+job and the loop goes on; a training that failed because MLflow, Prometheus or PostgreSQL could
+not be reached goes back to the queue behind an exponential back-off (the job waits out the outage
+and is never failed for it); a database outage is logged and retried at the next poll.
+
+Every MLflow run a job makes is tagged with the job's id (`RUN_TAG_JOB`). A worker SIGKILLed
+mid-training leaves its run RUNNING; the worker that takes the job over marks such runs KILLED
+before it trains again, so the registry shows what happened instead of a run that never ends.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import psycopg2
+import psycopg2.extensions
 
 from slo_pipeline.adapters.incident_drivers import DriverOutcome, DriverSource, PrometheusDriverSource
 from slo_pipeline.adapters.postgres import DatabaseError, connect
@@ -33,8 +40,9 @@ from slo_pipeline.slo.history import SETTLE_SECONDS as SNAPSHOT_SETTLE_SECONDS
 from slo_pipeline.slo.history import PassResult as SnapshotPass
 from slo_pipeline.slo.history import snapshot_pass
 from worker.driver_retry import retry_driver_lookups
-from worker.jobs import ClaimedJob, JobResult, claim_job, extend_lease, finish_job
+from worker.jobs import ClaimedJob, JobResult, claim_job, extend_lease, finish_job, retry_later
 from worker.retention import prune_alert_deliveries
+from worker.transient import is_outage
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +54,8 @@ DRIVER_RETRY_INTERVAL_SECONDS = 60.0
 # Retention (old raw deliveries) runs hourly: deleting a day late costs nothing.
 RETENTION_INTERVAL_SECONDS = 3600.0
 ERROR_TEXT_LIMIT = 4000
+RUN_TAG_JOB = "slo_pipeline.retrain_job"
+RUN_TAG_WORKER = "slo_pipeline.worker"
 
 
 class RetrainOutcomeLike(Protocol):
@@ -62,8 +72,8 @@ class RetrainOutcomeLike(Protocol):
     def reasons(self) -> list[str]: ...
 
 
-# train(settings, detector_name, *, may_promote) -> outcome; `may_promote()` must be asked (and
-# be True) right before a new model is made champion.
+# train(settings, detector_name, *, may_promote, run_tags) -> outcome; `may_promote()` must be
+# asked (and be True) right before a new model is made champion; `run_tags` go on its MLflow run.
 TrainFunction = Callable[..., RetrainOutcomeLike]
 
 
@@ -163,6 +173,8 @@ class RetrainWorker:
             job.attempts,
         )
         with LeaseHeartbeat(self.settings, job.id, self.worker_id) as heartbeat:
+            if job.attempts > 1:
+                self._end_orphaned_runs(job)
             result = self._execute(job, lambda: not heartbeat.lost.is_set() and self._still_owner(job))
         recorded = self._finish(job, result)
         return ProcessedJob(job=job, result=result, recorded=recorded)
@@ -271,8 +283,21 @@ class RetrainWorker:
     def _execute(self, job: ClaimedJob, may_promote: Callable[[], bool]) -> JobResult:
         started = time.monotonic()
         try:
-            outcome = self._train_function()(self.settings, job.detector, may_promote=may_promote)
+            outcome = self._train_function()(
+                self.settings,
+                job.detector,
+                may_promote=may_promote,
+                run_tags={RUN_TAG_JOB: str(job.id), RUN_TAG_WORKER: self.worker_id},
+            )
         except Exception as err:  # any training failure is recorded on the job, the loop lives on
+            if is_outage(err):
+                log.warning(
+                    "job %d (detector %s): a service is unreachable, retrying later: %s",
+                    job.id,
+                    job.detector,
+                    err,
+                )
+                return JobResult(error=f"{type(err).__name__}: {err}"[-ERROR_TEXT_LIMIT:], transient=True)
             log.exception("job %d (detector %s) failed", job.id, job.detector)
             text = f"{type(err).__name__}: {err}\n{traceback.format_exc()}"
             return JobResult(error=text[-ERROR_TEXT_LIMIT:])
@@ -298,7 +323,10 @@ class RetrainWorker:
             try:
                 conn = connect(self.settings.database_url, application_name="slo-pipeline-worker")
                 try:
-                    recorded = finish_job(conn, job.id, self.worker_id, result)
+                    if result.transient:
+                        recorded = self._retry_later(conn, job, result)
+                    else:
+                        recorded = finish_job(conn, job.id, self.worker_id, result)
                 finally:
                     conn.close()
             except Exception as err:
@@ -312,3 +340,31 @@ class RetrainWorker:
                 )
             return recorded
         raise DatabaseError(f"job {job.id}: could not record the result: {last_error}")
+
+    def _retry_later(self, conn: psycopg2.extensions.connection, job: ClaimedJob, result: JobResult) -> bool:
+        wait = retry_later(
+            conn,
+            job.id,
+            self.worker_id,
+            result.error or "unreachable",
+            base_seconds=self.settings.worker_retry_backoff_seconds,
+            cap_seconds=self.settings.worker_retry_backoff_max_seconds,
+        )
+        if wait is not None:
+            log.info("job %d (detector %s) back in the queue, next try in %.0fs", job.id, job.detector, wait)
+        return wait is not None
+
+    def _end_orphaned_runs(self, job: ClaimedJob) -> None:
+        """A worker died holding this job: end the MLflow runs it left RUNNING. Never raises (a
+        registry that is down now will fail the training too, which then waits and retries)."""
+        from slo_pipeline.adapters.registry import end_orphaned_runs
+
+        try:
+            ended = end_orphaned_runs(self.settings, job.detector, RUN_TAG_JOB, str(job.id))
+        except Exception as err:
+            log.warning("job %d: could not end the runs of its dead worker: %s", job.id, err)
+            return
+        if ended:
+            log.warning(
+                "job %d: marked %d run(s) of a dead worker KILLED: %s", job.id, len(ended), ", ".join(ended)
+            )

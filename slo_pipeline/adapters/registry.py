@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -300,6 +301,34 @@ def set_champion(settings: Settings, detector_name: str, version: str) -> ModelR
     return promote(
         settings, detector_name, version, expected_champion=current.version if current is not None else None
     )
+
+
+_FILTER_SAFE = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
+
+
+def end_orphaned_runs(settings: Settings, detector_name: str, tag: str, value: str) -> list[str]:
+    """Mark the detector's RUNNING runs tagged `tag=value` KILLED; their ids.
+
+    For a worker that takes over a dead worker's job: the dead one's run can never end itself.
+    `tag` and `value` go into an MLflow filter string, so only plain names are accepted.
+    """
+    if not (_FILTER_SAFE.match(tag) and _FILTER_SAFE.match(value)):
+        raise RegistryError(f"refusing to search runs by tag {tag!r}={value!r}: not a plain name")
+    name = f"slo-pipeline/{detector_name}"
+    client = _client(settings)
+    try:
+        experiment = client.get_experiment_by_name(name)
+        if experiment is None:
+            return []
+        runs = client.search_runs(
+            [experiment.experiment_id],
+            filter_string=f"tags.`{tag}` = '{value}' AND attributes.status = 'RUNNING'",
+        )
+        for run in runs:
+            client.set_terminated(run.info.run_id, status="KILLED")
+    except Exception as err:
+        raise RegistryError(f"could not end the orphaned runs of {name!r}: {err}") from err
+    return [run.info.run_id for run in runs]
 
 
 def tag_version(settings: Settings, detector_name: str, version: str, tags: Mapping[str, str]) -> None:

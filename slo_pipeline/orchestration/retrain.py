@@ -145,12 +145,14 @@ def retrain_detector(
     *,
     now: float | None = None,
     may_promote: Callable[[], bool] | None = None,
+    run_tags: dict[str, str] | None = None,
 ) -> RetrainOutcome:
-    """`may_promote` (the worker's lease check) is asked right before @champion would move."""
+    """`may_promote` (the worker's lease check) is asked right before @champion would move;
+    `run_tags` are added to the MLflow run (the worker's job id)."""
     # The budget in force: an override applied in the UI wins over the YAML's.
     detector = BudgetOverrides(settings.database_url).apply(settings.pipeline.detector(detector_name))
     data = prepare_training_data(settings, detector, end=float(now if now is not None else time.time()))
-    return fit_and_judge(settings, detector, data, may_promote=may_promote)
+    return fit_and_judge(settings, detector, data, may_promote=may_promote, run_tags=run_tags)
 
 
 def fit_and_judge(
@@ -159,6 +161,7 @@ def fit_and_judge(
     data: TrainingData,
     *,
     may_promote: Callable[[], bool] | None = None,
+    run_tags: dict[str, str] | None = None,
 ) -> RetrainOutcome:
     """Fit a candidate on the older part of `data`, then `judge_and_register` it (MLflow, SLO
     evidence from Prometheus)."""
@@ -180,6 +183,7 @@ def fit_and_judge(
         registry=MlflowRegistry(settings),
         evidence=PrometheusSloEvidence(settings),
         may_promote=may_promote,
+        run_tags=run_tags,
     )
 
 
@@ -306,6 +310,7 @@ def judge_and_register(
     registry: ModelRegistry,
     evidence: SloEvidenceSource,
     may_promote: Callable[[], bool] | None = None,
+    run_tags: dict[str, str] | None = None,
 ) -> RetrainOutcome:
     """Validate `candidate` against the champion on held-out data; register it; maybe promote.
 
@@ -358,7 +363,7 @@ def judge_and_register(
             "excluded_incidents": data.incident_count,
         },
         metrics={**report.as_metrics(), **_finite(decision.metrics)},
-        tags=decision_tags(decision, compared_with),
+        tags={**(run_tags or {}), **decision_tags(decision, compared_with)},
         lake_slice=data.lake_slice,
         serving=ServingParams(
             step_seconds=detector.step_seconds, false_alarms_per_week=detector.false_alarms_per_week

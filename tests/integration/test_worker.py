@@ -19,13 +19,14 @@ from pathlib import Path
 
 import psycopg2
 import pytest
+from mlflow import MlflowClient
 
 from slo_pipeline.devstack.launch import ManagedProcess
 from slo_pipeline.settings import PipelineConfig, Settings, load_settings
 from tests.fixtures.database import fetch_all
 from tests.fixtures.waiting import wait_until, watching
 from worker.jobs import MAX_ATTEMPTS, JobResult, claim_job, finish_job
-from worker.runner import RetrainWorker
+from worker.runner import RUN_TAG_JOB, RUN_TAG_WORKER, RetrainWorker
 
 pytestmark = pytest.mark.integration
 
@@ -46,11 +47,15 @@ class RecordingTrainer:
     promoted: bool = True
     fail_for: set[str] = field(default_factory=set)
     calls: list[tuple[str, str]] = field(default_factory=list)  # (thread name, detector)
+    tags: list[dict[str, str]] = field(default_factory=list)  # run_tags of each call
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def __call__(self, settings: Settings, detector: str, *, may_promote: Callable[[], bool]) -> Outcome:
+    def __call__(
+        self, settings: Settings, detector: str, *, may_promote: Callable[[], bool], run_tags: dict[str, str]
+    ) -> Outcome:
         with self.lock:
             self.calls.append((threading.current_thread().name, detector))
+            self.tags.append(run_tags)
             number = len(self.calls)
         time.sleep(self.duration)  # stands in for training time
         if detector in self.fail_for:
@@ -190,20 +195,27 @@ def test_a_killed_workers_job_is_finished_by_another_exactly_once(
 ) -> None:
     job = enqueue(database_url, "d1")
     marker = tmp_path / "training-started"
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     script = tmp_path / "doomed_worker.py"
+    # The doomed worker opens its MLflow run (as retrain does when it logs) and is SIGKILLed
+    # inside it: the run stays RUNNING until the successor ends it.
     script.write_text(
         textwrap.dedent(
             """
             import pathlib, sys, time
+            import mlflow
             from slo_pipeline.settings import PipelineConfig, load_settings
-            from worker.runner import RetrainWorker
+            from worker.runner import RUN_TAG_JOB, RUN_TAG_WORKER, RetrainWorker
 
-            def train(settings, detector, *, may_promote):
+            def train(settings, detector, *, may_promote, run_tags):
+                mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
+                experiment = mlflow.create_experiment(f"slo-pipeline/{detector}")
+                mlflow.start_run(experiment_id=experiment, tags=run_tags)
                 pathlib.Path(sys.argv[2]).write_text(detector)
                 time.sleep(600)  # killed long before this ends
 
             settings = load_settings(database_url=sys.argv[1], worker_lease_seconds=1.5,
-                                     pipeline=PipelineConfig())
+                                     mlflow_tracking_uri=sys.argv[3], pipeline=PipelineConfig())
             RetrainWorker(settings, worker_id="doomed", train=train).run_once()
             """
         )
@@ -211,7 +223,7 @@ def test_a_killed_workers_job_is_finished_by_another_exactly_once(
     log_path = tmp_path / "doomed.log"
     with log_path.open("wb") as log:
         popen = subprocess.Popen(
-            [sys.executable, str(script), database_url, str(marker)],
+            [sys.executable, str(script), database_url, str(marker), tracking_uri],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -220,7 +232,7 @@ def test_a_killed_workers_job_is_finished_by_another_exactly_once(
     managed_processes.append(doomed)
     wait_until(
         marker.exists,
-        timeout=60,
+        timeout=90,
         interval=0.05,
         describe="the doomed worker to start training",
         **watching(doomed),
@@ -228,9 +240,23 @@ def test_a_killed_workers_job_is_finished_by_another_exactly_once(
     assert job_row(database_url, job)["worker_id"] == "doomed"
     os.killpg(popen.pid, signal.SIGKILL)  # no chance to release or finish anything
     popen.wait(timeout=10)
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = client.get_experiment_by_name("slo-pipeline/d1")
+    assert experiment is not None
+    # Another job's run of the same detector, still going: not the dead worker's to end.
+    live = client.create_run(experiment.experiment_id, tags={RUN_TAG_JOB: str(job + 1000)})
+    (orphan,) = client.search_runs([experiment.experiment_id], f"tags.`{RUN_TAG_JOB}` = '{job}'")
+    assert orphan.info.status == "RUNNING"
 
     trainer = RecordingTrainer()
-    successor = RetrainWorker(worker_settings(database_url, lease=30.0), worker_id="successor", train=trainer)
+    settings = load_settings(
+        database_url=database_url,
+        worker_lease_seconds=30.0,
+        worker_poll_seconds=0.1,
+        mlflow_tracking_uri=tracking_uri,
+        pipeline=PipelineConfig(),
+    )
+    successor = RetrainWorker(settings, worker_id="successor", train=trainer)
     processed = wait_until(
         successor.run_once,
         timeout=30,
@@ -246,6 +272,9 @@ def test_a_killed_workers_job_is_finished_by_another_exactly_once(
         "run-1",
     )
     assert len(trainer.calls) == 1
+    assert trainer.tags == [{RUN_TAG_JOB: str(job), RUN_TAG_WORKER: "successor"}]
+    assert client.get_run(orphan.info.run_id).info.status == "KILLED"
+    assert client.get_run(live.info.run_id).info.status == "RUNNING"
     assert successor.run_once() is None
 
 
@@ -306,7 +335,9 @@ def test_a_worker_that_lost_its_job_may_not_promote(database_url: str) -> None:
     job = enqueue(database_url, "d1")
     answers: list[bool] = []
 
-    def train(settings: Settings, detector: str, *, may_promote: Callable[[], bool]) -> Outcome:
+    def train(
+        settings: Settings, detector: str, *, may_promote: Callable[[], bool], run_tags: dict[str, str]
+    ) -> Outcome:
         assert may_promote(), "the owner of a live lease must be allowed to promote"
         # What claim_job does once this worker's lease has expired: another worker takes over.
         conn = psycopg2.connect(database_url)
@@ -322,3 +353,58 @@ def test_a_worker_that_lost_its_job_may_not_promote(database_url: str) -> None:
     assert answers == [False]
     assert processed is not None and not processed.recorded
     assert job_row(database_url, job)["worker_id"] == "rival"
+
+
+def test_a_job_that_fails_on_an_outage_waits_and_retries_instead_of_failing(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from slo_pipeline.adapters import registry
+    from slo_pipeline.devstack.launch import free_port
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    job = enqueue(database_url, "d1")
+    settings = load_settings(
+        database_url=database_url,
+        worker_poll_seconds=0.1,
+        worker_retry_backoff_seconds=0.5,
+        worker_retry_backoff_max_seconds=0.8,
+        mlflow_tracking_uri=f"http://127.0.0.1:{free_port()}",  # nothing listens there
+        pipeline=PipelineConfig(),
+    )
+    calls: list[float] = []
+
+    def train(
+        settings: Settings, detector: str, *, may_promote: Callable[[], bool], run_tags: dict[str, str]
+    ) -> Outcome:
+        calls.append(time.monotonic())
+        if len(calls) <= 2:
+            registry.champion_ref(settings, detector)  # the real client against a dead server
+            raise AssertionError("the champion lookup answered from a port nobody listens on")
+        return Outcome("run-3", "3", may_promote(), ["trained"])
+
+    worker = RetrainWorker(settings, worker_id="w1", train=train)
+    first = worker.run_once()
+    assert first is not None and first.recorded and first.result.transient
+    row = fetch_all(
+        database_url,
+        "SELECT status, attempts, transient_failures, error, not_before > now() "
+        "FROM retrain_jobs WHERE id = %s",
+        (job,),
+    )[0]
+    assert row[:3] == ("queued", 0, 1) and row[4], row
+    assert "Connection refused" in row[3] or "Max retries" in row[3], row[3]
+    assert worker.run_once() is None, "claimed again before its back-off ended"
+
+    second = wait_until(worker.run_once, timeout=10, interval=0.05, describe="the first retry")
+    assert second.result.transient
+    third = wait_until(worker.run_once, timeout=10, interval=0.05, describe="the second retry")
+    assert third.job.id == job and third.recorded and third.result.error is None
+    # Back-off: 0.5 s, then 1.0 s capped at 0.8 s.
+    assert calls[1] - calls[0] >= 0.5 and calls[2] - calls[1] >= 0.8, calls
+    final = job_row(database_url, job)
+    assert (final["status"], final["attempts"], final["model_version"], final["error"]) == (
+        "succeeded",
+        1,
+        "3",
+        None,
+    )

@@ -310,12 +310,20 @@ def test_an_unreachable_registry_keeps_the_loaded_model_serving(trained_model: D
     series = InMemorySeries({"latency_q": ([{"i": "a"}], normal_history(1))})
     service = make_service(models, series, LATENCY)
     service.run_cycle()
+    assert (
+        samples(service)['anomaly_exporter_registry_last_success_timestamp_seconds{detector="latency"}']
+        == NOW
+    )
     models.unreachable = True
+    service._wall_clock = lambda: NOW + 60  # the next cycle, a minute later
     report = service.run_cycle()
     assert report.up == {"latency": True}
     page = samples(service)
     assert page['anomaly_exporter_registry_errors_total{detector="latency"}'] == 1
     assert len(matching(page, "anomaly_score{")) == 1
+    # Scores are fresh, the champion lookup is not: both say so.
+    assert page['anomaly_exporter_last_success_timestamp_seconds{detector="latency"}'] == NOW + 60
+    assert page['anomaly_exporter_registry_last_success_timestamp_seconds{detector="latency"}'] == NOW
 
 
 def _three_detectors(model: DetectorModel) -> tuple[InMemoryModels, ExporterService]:
