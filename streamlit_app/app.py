@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 import streamlit as st
 
+from slo_pipeline.adapters import outages
 from slo_pipeline.settings import ConfigError, Settings, load_settings
 from streamlit_app import pg, ui_incidents, ui_models, ui_signin, ui_slos, ui_threshold
 from streamlit_app.identity import Identity
@@ -44,6 +45,12 @@ def main() -> None:
         # pydantic's ValidationError is a ValueError: a bad environment variable lands here too.
         st.error(f"The configuration cannot be used: {err}")
         return
+    # One page view waits on a dead service once: later calls to it fail at once (adapters/outages.py).
+    with outages.remembering_outages():
+        _show(settings)
+
+
+def _show(settings: Settings) -> None:
     who: Identity | None = None
     with show_errors("Sign-in"):
         who = ui_signin.signed_in(settings)

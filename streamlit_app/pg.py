@@ -15,11 +15,14 @@ import psycopg2
 import psycopg2.extensions
 import psycopg2.extras
 
+from slo_pipeline.adapters import outages
 from slo_pipeline.adapters import postgres as db
 
 APPLICATION_NAME = "slo-pipeline-ui"
 # Short: an operator waiting 5 s for a page that then says "database down" is long enough.
 CONNECT_TIMEOUT_SECONDS = 3.0
+# A query stuck behind a lock or on an overloaded server fails instead of holding the page.
+STATEMENT_TIMEOUT_SECONDS = 4.0
 
 
 @contextmanager
@@ -29,9 +32,21 @@ def connection(database_url: str) -> Iterator[psycopg2.extensions.connection]:
     `db.connect` already names the server when it cannot connect; errors of a query (a missing
     table when migrations have not run, a violated constraint) are named here the same way.
     """
-    conn = db.connect(
-        database_url, connect_timeout=CONNECT_TIMEOUT_SECONDS, application_name=APPLICATION_NAME
-    )
+    server = db.describe_dsn(database_url)
+    earlier = outages.earlier_outage(server)
+    if earlier is not None:
+        raise db.DatabaseError(f"PostgreSQL at {server}: {outages.not_asked_again(earlier)}")
+    try:
+        conn = db.connect(
+            database_url,
+            connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            application_name=APPLICATION_NAME,
+            statement_timeout_seconds=STATEMENT_TIMEOUT_SECONDS,
+        )
+    except db.DatabaseError as err:
+        # One page view waits on an unreachable server once, not once per query.
+        outages.note_outage(server, str(err).rsplit(": ", 1)[-1])
+        raise
     try:
         yield conn
     except psycopg2.Error as err:

@@ -240,11 +240,38 @@ def _format_step(step_seconds: float) -> str:
     return str(int(step_seconds)) if step_seconds == int(step_seconds) else repr(float(step_seconds))
 
 
+def _retry_policy() -> type[Any]:
+    """urllib3's Retry, except that a timeout is never retried: a server that did not answer
+    within the timeout gets no second one (a black-holed Prometheus would cost twice as long)."""
+    from types import TracebackType
+    from typing import Self
+
+    from urllib3.connectionpool import ConnectionPool
+    from urllib3.exceptions import ConnectTimeoutError, ReadTimeoutError
+    from urllib3.response import BaseHTTPResponse
+    from urllib3.util.retry import Retry
+
+    class RetryUnlessTimedOut(Retry):
+        def increment(
+            self,
+            method: str | None = None,
+            url: str | None = None,
+            response: BaseHTTPResponse | None = None,
+            error: Exception | None = None,
+            _pool: ConnectionPool | None = None,
+            _stacktrace: TracebackType | None = None,
+        ) -> Self:
+            if isinstance(error, (ConnectTimeoutError, ReadTimeoutError)):
+                raise error
+            return super().increment(method, url, response, error, _pool, _stacktrace)
+
+    return RetryUnlessTimedOut
+
+
 @contextmanager
 def _api_client_fetcher(connection: PrometheusConnection) -> Iterator[ChunkFetcher]:
     from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
     from requests import RequestException
-    from urllib3.util.retry import Retry
 
     base_url, shown_url = connection.url.rstrip("/"), redact_url(connection.url.rstrip("/"))
     # One retry for a dropped keep-alive connection only; the library's default (3 retries with
@@ -253,7 +280,7 @@ def _api_client_fetcher(connection: PrometheusConnection) -> Iterator[ChunkFetch
     client = PrometheusConnect(
         url=base_url,
         session=prometheus_session(connection),
-        retry=Retry(total=1, backoff_factor=0, status_forcelist=(), raise_on_status=False),
+        retry=_retry_policy()(total=1, backoff_factor=0, status_forcelist=(), raise_on_status=False),
         timeout=connection.timeout_seconds,
     )
 

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 import urllib3
 
+from slo_pipeline.adapters import outages
 from slo_pipeline.settings import PrometheusConnection
 
 AUTH_STATUSES = (401, 403)
@@ -170,6 +171,20 @@ class _SettingsFirstSession(requests.Session):
         if verify is None and self.verify is not True:
             merged["verify"] = self.verify
         return merged
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        # Inside `outages.remembering_outages()` (a UI page view) a Prometheus that timed out or
+        # refused once is not waited on again: a black-holed server costs one timeout per page.
+        parts = urlsplit(request.url or "")
+        server = f"{parts.scheme}://{parts.netloc}"
+        earlier = outages.earlier_outage(server)
+        if earlier is not None:
+            raise requests.ConnectionError(outages.not_asked_again(earlier), request=request)
+        try:
+            return super().send(request, **kwargs)
+        except (requests.ConnectionError, requests.Timeout) as err:
+            outages.note_outage(server, type(err).__name__)
+            raise
 
 
 class _BoundedSession(_SettingsFirstSession):

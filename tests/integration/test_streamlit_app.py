@@ -229,3 +229,25 @@ def test_alert_supplied_strings_are_shown_as_text_never_as_markdown(app_env: str
     assert at.get("link_button") == []  # javascript: is not an http(s) link: no button for it
     fetch_all(app_env, "UPDATE incidents SET generator_url = 'http://127.0.0.1:9090/graph' RETURNING id")
     assert len(at.run().get("link_button")) == 1  # an http(s) URL does get its button
+
+
+def test_every_page_names_a_refused_database_without_a_traceback(
+    app_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL refusing connections after sign-in (Prometheus and MLflow are closed too): each
+    page still answers, every error box names the service it could not reach, and none is a
+    traceback. The sign-in grace keeps the session (the role read a moment ago)."""
+    seed_incident(app_env, "fp-a", alertname="AnomalyScoreHigh", detector="checkout_latency")
+    at = signed_in_app(app_env)
+    monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:9/gone")
+
+    for page in ("Incidents", "Models", "SLOs", "Threshold"):
+        at.sidebar.radio(key="page").set_value(page).run()
+
+        assert not at.exception, (page, [e.value for e in at.exception])
+        errors = [e.value for e in at.error]
+        assert any("PostgreSQL at" in e and "port=9" in e for e in errors), (page, errors)
+        unnamed = [e for e in errors if not any(s in e for s in ("PostgreSQL", "Prometheus", "MLflow"))]
+        assert not unnamed, (page, unnamed)
+        assert not any("Traceback" in e for e in errors)
+        assert any("could not be re-checked" in w.value for w in at.warning), page
