@@ -10,8 +10,8 @@ browser test's setup: tests/fixtures/ui_world.py, tests/fixtures/browser.py).
 Measured:
 - the first page (the sign-in form) visible: from the browser's request to the form on screen,
   on the server's first session (cold: the page modules are imported then) and on later ones;
-- each page (Incidents, Models, SLOs, SLO detail, Threshold) from the click that opens it to the
-  last change of the page (a DOM mutation observer in the browser, and Streamlit's "Running"
+- each page (Incidents, Models, SLOs, SLO detail, Threshold, its Preview) from the click that
+  opens it to the last change of the page (a DOM mutation observer in the browser, and Streamlit's "Running"
   status gone), with every service healthy, then with Prometheus, PostgreSQL and MLflow dead in
   two ways each: the port refused (the process stopped) and a black hole (the process group
   SIGSTOPped: the kernel still accepts connections, nobody ever answers: where timeouts matter).
@@ -54,7 +54,8 @@ PAGE_USES = {
     "Models": {"PostgreSQL", "MLflow"},
     "SLOs": {"PostgreSQL", "Prometheus"},
     "SLO detail": {"PostgreSQL", "Prometheus"},
-    "Threshold": {"PostgreSQL", "Prometheus"},
+    "Threshold": {"PostgreSQL"},
+    "Threshold preview": {"PostgreSQL", "Prometheus"},
 }
 
 # Installed once per page load: the time of the last DOM change, in the page's own clock.
@@ -248,15 +249,35 @@ def click_timed(driver: Any, element: Any) -> float:
     return float(driver.execute_script(script, element))
 
 
-def open_page(driver: Any, page: str) -> Answer:
+CURRENT_PAGE_JS = """
+const bar = document.querySelector('[data-testid="stSidebar"]');
+const checked = bar && bar.querySelector('input[type="radio"]:checked');
+return checked ? checked.closest('label').innerText.trim() : null;
+"""
+
+
+def _page_label(driver: Any, page: str) -> Any:
     from selenium.webdriver.common.by import By
 
+    xpath = f'//section[@data-testid="stSidebar"]//label[normalize-space(.)="{page}"]'
+    return driver.find_element(By.XPATH, xpath)
+
+
+def _go_to(driver: Any, page: str) -> None:
+    """Untimed: be on `page` (the timed step is what follows)."""
+    if driver.execute_script(CURRENT_PAGE_JS) != page:
+        settle(driver, click_timed(driver, _page_label(driver, page)))
+
+
+def open_page(driver: Any, page: str) -> Answer:
+    """Time one page: from the click that opens it (coming from another page) to its last change."""
     if page == "SLO detail":
         return open_slo_detail(driver)
-    label = driver.find_element(
-        By.XPATH, f'//section[@data-testid="stSidebar"]//label[normalize-space(.)="{page}"]'
-    )
-    return settle(driver, click_timed(driver, label))
+    if page == "Threshold preview":
+        return threshold_preview(driver)
+    if driver.execute_script(CURRENT_PAGE_JS) == page:
+        _go_to(driver, "Incidents" if page != "Incidents" else "Threshold")
+    return settle(driver, click_timed(driver, _page_label(driver, page)))
 
 
 def open_slo_detail(driver: Any) -> Answer:
@@ -265,15 +286,28 @@ def open_slo_detail(driver: Any) -> Answer:
 
     from tests.fixtures.browser import wait_for
 
-    answer = open_page(driver, "SLOs")
+    _go_to(driver, "SLOs")
     boxes = driver.find_elements(
         By.XPATH, '//div[@data-testid="stSelectbox"][.//label[normalize-space(.)="SLO"]]'
     )
-    if not boxes:  # the SLO list itself could not be read: the page's answer is the detail's
-        return answer
+    if not boxes:  # the SLO list could not be read (PostgreSQL down): the page itself is the answer
+        return open_page(driver, "SLOs")
+    shown = boxes[0].text.strip().splitlines()[-1]
     boxes[0].find_element(By.CSS_SELECTOR, "input").click()
     options = wait_for(driver, "the SLO options", lambda d: d.find_elements(By.XPATH, '//*[@role="option"]'))
-    return settle(driver, click_timed(driver, options[-1]))
+    other = next(o for o in options if o.text.strip() != shown)
+    return settle(driver, click_timed(driver, other))
+
+
+def threshold_preview(driver: Any) -> Answer:
+    """On the Threshold page, the "Preview" button (Prometheus is read only then)."""
+    from selenium.webdriver.common.by import By
+
+    _go_to(driver, "Threshold")
+    buttons = driver.find_elements(By.XPATH, '//button[normalize-space(.)="Preview"]')
+    if not buttons:
+        return open_page(driver, "Threshold")
+    return settle(driver, click_timed(driver, buttons[0]))
 
 
 def sign_in(driver: Any, url: str) -> tuple[float, Answer]:
@@ -364,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
             name = f"sign-in page visible, later sessions (median of {len(warm)})"
             rows.append(Row(name, median, "s", target=FIRST_PAGE_TARGET))
         rows.append(Row("Incidents after signing in", first.seconds, "s", target=PAGE_TARGET))
+        print(f"sign-in page: {cold:.2f} s cold, later {warm}; Incidents {first.seconds:.2f} s", flush=True)
 
         healthy: dict[str, float] = {}
         for page in args.pages:
@@ -372,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(Row(f"{page}, all healthy", answer.seconds, "s", target=PAGE_TARGET))
             said = verdict(page, None, answer)
             details.append(f"{page:<10} healthy            {answer.seconds:6.2f} s  {said}")
+            print(details[-1], flush=True)
             failures += said != "ok"
 
         for service in args.services:
@@ -392,13 +428,12 @@ def main(argv: list[str] | None = None) -> int:
                             f"{page:<10} {service} {mode:<10} {answer.seconds:6.2f} s  {said}: "
                             f"{first_line(answer.alerts, service)}"
                         )
+                        print(details[-1], flush=True)
                 finally:
                     if mode == "black hole":
                         services.thaw(service)
                     else:
                         services.start(service)
-                # Back to a healthy page before the next fault (a fresh session if PostgreSQL was out).
-                open_page(driver, "Incidents")
 
     print("\n## What each page showed\n")
     print("\n".join(details))

@@ -7,22 +7,24 @@ modules do the rest. Streamlit executes this file as `__main__` on every rerun (
 
 from __future__ import annotations
 
+import importlib
 import os
-from collections.abc import Callable
 
 import streamlit as st
 
 from slo_pipeline.adapters import outages
 from slo_pipeline.settings import ConfigError, Settings, load_settings
-from streamlit_app import pg, ui_incidents, ui_models, ui_signin, ui_slos, ui_threshold
+from streamlit_app import pg, ui_signin
 from streamlit_app.identity import Identity
 from streamlit_app.ui_common import show_errors
 
-PAGES: dict[str, Callable[[Settings, Identity], None]] = {
-    "Incidents": ui_incidents.render,
-    "Models": ui_models.render,
-    "SLOs": ui_slos.render,
-    "Threshold": ui_threshold.render,
+# Page modules (each with `render(settings, who)`) are imported when first shown: the sign-in
+# form must not wait for pandas, Altair, MLflow and scikit-learn (seconds on a cold server).
+PAGES: dict[str, str] = {
+    "Incidents": "streamlit_app.ui_incidents",
+    "Models": "streamlit_app.ui_models",
+    "SLOs": "streamlit_app.ui_slos",
+    "Threshold": "streamlit_app.ui_threshold",
 }
 
 
@@ -64,7 +66,7 @@ def _show(settings: Settings) -> None:
     )
     # Pages guard their own service calls; this catches whatever slips past them.
     with show_errors(f"The {page} page"):
-        PAGES[page](settings, who)
+        importlib.import_module(PAGES[page]).render(settings, who)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from slo_pipeline.adapters.prometheus import SeriesBlock, fetch_range
 from slo_pipeline.core.alert_sim import AlertRule, simulate_alerts
 from slo_pipeline.core.calibration import anomaly_score
 from slo_pipeline.settings import DetectorConfig, Settings
+from streamlit_app.slo_series import PROMETHEUS_TIMEOUT_SECONDS
 
 TAIL_PROBABILITY_METRIC = "anomaly_tail_probability"
 SECONDS_PER_WEEK = 7 * 24 * 3600
@@ -92,6 +93,7 @@ def fetch_tail_probabilities(
         start=end - days * 24 * 3600,
         end=end,
         step_seconds=detector.step_seconds,
+        timeout=PROMETHEUS_TIMEOUT_SECONDS,
     )
 
 

@@ -247,7 +247,7 @@ def _retry_policy() -> type[Any]:
     from typing import Self
 
     from urllib3.connectionpool import ConnectionPool
-    from urllib3.exceptions import ConnectTimeoutError, ReadTimeoutError
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ReadTimeoutError
     from urllib3.response import BaseHTTPResponse
     from urllib3.util.retry import Retry
 
@@ -261,8 +261,11 @@ def _retry_policy() -> type[Any]:
             _pool: ConnectionPool | None = None,
             _stacktrace: TracebackType | None = None,
         ) -> Self:
-            if isinstance(error, (ConnectTimeoutError, ReadTimeoutError)):
-                raise error
+            timed_out = isinstance(error, (ConnectTimeoutError, ReadTimeoutError))
+            # urllib3 files a refused connection under ConnectTimeoutError too: that one is retried.
+            if timed_out and not isinstance(error, NewConnectionError):
+                # Exhausted: urllib3 raises MaxRetryError, which requests turns into its own error.
+                return Retry.increment(self.new(total=0), method, url, response, error, _pool, _stacktrace)
             return super().increment(method, url, response, error, _pool, _stacktrace)
 
     return RetryUnlessTimedOut

@@ -183,7 +183,7 @@ class _SettingsFirstSession(requests.Session):
         try:
             return super().send(request, **kwargs)
         except (requests.ConnectionError, requests.Timeout) as err:
-            outages.note_outage(server, type(err).__name__)
+            outages.note_outage(server, _cause_name(err))
             raise
 
 
@@ -247,6 +247,12 @@ class _BoundedSession(_SettingsFirstSession):
             f"the answer from {shown} {what}, over PROMETHEUS_MAX_RESPONSE_BYTES={self.max_bytes}: "
             "narrow the query or raise the cap"
         )
+
+
+def _cause_name(err: requests.RequestException) -> str:
+    """`ReadTimeoutError` rather than the `ConnectionError` requests wraps urllib3's errors in."""
+    reason = getattr(err.args[0], "reason", None) if err.args else None
+    return type(reason if isinstance(reason, Exception) else err).__name__
 
 
 def raise_for_auth(status_code: int, url: str) -> None:

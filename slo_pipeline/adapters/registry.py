@@ -25,9 +25,10 @@ from slo_pipeline.adapters.model_package import (
     write_artifacts,
 )
 from slo_pipeline.adapters.promotion_lock import PromotionLockError, promotion_lock
+from slo_pipeline.adapters.registry_errors import ChampionMoved as ChampionMoved
+from slo_pipeline.adapters.registry_errors import RegistryError as RegistryError
 from slo_pipeline.core.frame_scoring import ServingParams
 from slo_pipeline.core.model import DetectorModel
-from slo_pipeline.core.redact import redact_credentials
 from slo_pipeline.settings import NAME_PATTERN, Settings
 
 if TYPE_CHECKING:
@@ -37,20 +38,6 @@ log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 PREVIOUS = "previous"
-
-
-class RegistryError(RuntimeError):
-    """The MLflow tracking server / registry could not be reached or refused the request.
-
-    The message never carries credentials: a `user:password@` in the tracking URI (which MLflow
-    repeats in its own errors) is redacted however the message was built."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(redact_credentials(message))
-
-
-class ChampionMoved(RegistryError):
-    """Compare-and-set failed: `@champion` is not the version the caller judged against."""
 
 
 @dataclass(frozen=True)

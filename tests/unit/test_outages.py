@@ -74,3 +74,9 @@ def test_scopes_do_not_leak_into_each_other() -> None:
     assert outages.earlier_outage("http://a") is None
     outages.note_outage("http://a", "ignored outside a scope")
     assert outages.earlier_outage("http://a") is None
+
+
+def test_a_refused_prometheus_is_a_query_error_naming_it() -> None:
+    url = f"http://127.0.0.1:{closed_port()}"
+    message = _query(url)
+    assert url in message and "Connection refused" in message
