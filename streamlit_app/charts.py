@@ -171,7 +171,7 @@ def metric_by_version(frame: pd.DataFrame, metrics: Sequence[str]) -> Chart:
         .mark_line(point=True)
         .encode(
             x=alt.X("version:O", title="model version", sort=alt.SortField("version_number")),
-            y=alt.Y("value:Q", title=None),
+            y=alt.Y("value:Q", title=None, axis=alt.Axis(format="~g")),  # a flat 0 reads "0"
             color=alt.Color("decision:N", title="decision"),
             tooltip=["version:O", "metric:N", alt.Tooltip("value:Q", format=".3g"), "decision:N"],
         )
@@ -190,7 +190,8 @@ def alarms_per_week(frame: pd.DataFrame, current: float, proposed: float) -> Cha
             x=alt.X(
                 "budget:Q", title="false-alarm budget (per series per week)", scale=alt.Scale(type="log")
             ),
-            y=alt.Y("alarms_per_week:Q", title="alarms per week (replayed)"),
+            # "~f": an all-zero curve reads "0", not "0.000000"
+            y=alt.Y("alarms_per_week:Q", title="alarms/week (replayed)", axis=alt.Axis(format="~f")),
             tooltip=[alt.Tooltip("budget:Q", format=".3g"), alt.Tooltip("alarms_per_week:Q", format=".2f")],
         )
     )
@@ -198,7 +199,12 @@ def alarms_per_week(frame: pd.DataFrame, current: float, proposed: float) -> Cha
     rules = (
         alt.Chart(marks)
         .mark_rule(strokeDash=[6, 3])
-        .encode(x="budget:Q", color=alt.Color("which:N", title=None), tooltip=["which:N", "budget:Q"])
+        .encode(
+            x="budget:Q",
+            # The palette's second colour is a dark blue that vanishes on the dark theme.
+            color=alt.Color("which:N", title=None, scale=alt.Scale(range=[THRESHOLD_COLOUR, SPAN_COLOUR])),
+            tooltip=["which:N", "budget:Q"],
+        )
     )
     return alt.layer(curve, rules).properties(height=HEIGHT)
 
@@ -210,7 +216,7 @@ def score_with_two_thresholds(frame: pd.DataFrame, current: float, proposed: flo
         .mark_line()
         .encode(
             x=TIME_AXIS,
-            y=alt.Y("value:Q", title="anomaly score (current scale)"),
+            y=alt.Y("value:Q", title="score (current scale)"),
             tooltip=[alt.Tooltip("time:T", format="%d %b %H:%M"), alt.Tooltip("value:Q", format=".3g")],
         )
     )
