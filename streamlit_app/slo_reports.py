@@ -49,10 +49,10 @@ def period_rows(reports: list[PeriodReport]) -> pd.DataFrame:
             "pages": r.pages,
             "tickets": r.tickets,
             "breaches": len(r.breaches),
-            "snapshots %": round(100 * r.coverage),
+            "data %": round(100 * r.coverage),
         }
         for r in reversed(reports)
-        if r.snapshots
+        if r.recorded_snapshots
     ]
     columns = [
         "period",
@@ -63,7 +63,7 @@ def period_rows(reports: list[PeriodReport]) -> pd.DataFrame:
         "pages",
         "tickets",
         "breaches",
-        "snapshots %",
+        "data %",
     ]
     return pd.DataFrame(rows, columns=columns)
 
@@ -89,7 +89,7 @@ def budget_bars(rows: pd.DataFrame) -> alt.LayerChart | alt.FacetChart:
         alt.Chart(data)
         .mark_bar()
         .encode(
-            x=alt.X("period:N", title=None, sort=None),
+            x=alt.X("period:N", title=None, sort=None, axis=alt.Axis(labelAngle=0)),
             y=alt.Y("budget left %:Q", title="budget left %"),
             color=alt.condition(alt.datum["budget left %"] >= 0, alt.value("#4c78a8"), alt.value("#e45756")),
             tooltip=["period", "compliance %", "objective %", "budget left %", "pages", "tickets"],

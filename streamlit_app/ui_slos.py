@@ -131,32 +131,36 @@ def _compliance(settings: Settings, slo: SLO) -> None:
     shown = [r.period for r in reports if r.snapshots or r is reports[0]]
     period = st.selectbox("Period", shown, key=f"slo_report_period_{slo.name}") or shown[0]
     report = by_period[period]
-    left, right = st.columns([3, 2])
+    if not report.snapshots:
+        st.info(f"No snapshots of {slo.name!r} are stored for {period} yet.")
+    else:
+        a, b, c, d = st.columns(4)
+        a.metric("Compliance", "n/a" if report.compliance is None else f"{100 * report.compliance:.3f}%")
+        b.metric(
+            "Budget left (month)",
+            "n/a" if report.budget_remaining is None else f"{100 * report.budget_remaining:.1f}%",
+        )
+        c.metric("Pages / tickets", f"{report.pages} / {report.tickets}")
+        d.metric(
+            "Data",
+            f"{report.coverage:.0%}",
+            help=f"{report.recorded_snapshots} of the {report.expected_snapshots} scheduled snapshots "
+            "so far had data (a stopped worker or Prometheus holding nothing lowers it)",
+        )
+    rows = slo_reports.period_rows(reports)
+    left, right = st.columns([2, 3])
     with left:
-        if not report.snapshots:
-            st.info(f"No snapshots of {slo.name!r} are stored for {period} yet.")
-        else:
-            a, b, c, d = st.columns(4)
-            a.metric("Compliance", "n/a" if report.compliance is None else f"{100 * report.compliance:.3f}%")
-            b.metric(
-                "Budget left (month)",
-                "n/a" if report.budget_remaining is None else f"{100 * report.budget_remaining:.1f}%",
-            )
-            c.metric("Pages / tickets", f"{report.pages} / {report.tickets}")
-            d.metric(
-                "Snapshots",
-                f"{report.coverage:.0%}",
-                help=f"{report.snapshots} of {report.expected_snapshots}",
-            )
-            st.code(report_text(report, slo.block.time_period), language=None)
-            breaches = slo_reports.breach_rows(report)
-            if not breaches.empty:
-                st.dataframe(breaches, hide_index=True, key=f"slo_report_breaches_{slo.name}")
-    with right:
-        rows = slo_reports.period_rows(reports)
-        st.markdown("**Earlier periods**")
+        st.markdown("**Budget left per month** (red: objective missed)")
         st.altair_chart(slo_reports.budget_bars(rows), width="stretch")
+    with right:
+        st.markdown("**This month and the five before**")
         st.dataframe(rows, hide_index=True, key=f"slo_report_periods_{slo.name}")
+    if report.snapshots:
+        breaches = slo_reports.breach_rows(report)
+        if not breaches.empty:
+            st.markdown(f"**Breach periods in {period}** with their incidents")
+            st.dataframe(breaches, hide_index=True, key=f"slo_report_breaches_{slo.name}")
+        st.code(report_text(report, slo.block.time_period), language=None)
 
 
 def _edit_form(settings: Settings, slo: SLO, who: Identity) -> None:

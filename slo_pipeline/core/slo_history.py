@@ -160,6 +160,7 @@ class PeriodReport:
     start: float
     end: float
     snapshots: int
+    recorded_snapshots: int  # of those, taken while Prometheus held the SLO's rules
     expected_snapshots: int  # scheduled instants in the period up to `as_of`
     objectives: list[float]  # every objective in force during the period, in order
     sli_error_ratio: float | None  # errors / events (or mean ratio) over the period's intervals
@@ -177,7 +178,9 @@ class PeriodReport:
 
     @property
     def coverage(self) -> float:
-        return self.snapshots / self.expected_snapshots if self.expected_snapshots else 0.0
+        """Share of the scheduled instants with a snapshot that had data: a worker that was down,
+        or Prometheus holding nothing of the SLO, lowers it; it never reads as a healthy month."""
+        return self.recorded_snapshots / self.expected_snapshots if self.expected_snapshots else 0.0
 
     @property
     def compliance(self) -> float | None:
@@ -236,6 +239,7 @@ def period_report(
         start=start,
         end=end,
         snapshots=len(inside),
+        recorded_snapshots=sum(1 for s in inside if s.recorded),
         expected_snapshots=max(expected, len(inside)),
         objectives=objectives,
         sli_error_ratio=sli,

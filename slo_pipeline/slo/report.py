@@ -90,6 +90,7 @@ def report_dict(report: PeriodReport) -> dict[str, Any]:
         "pages": report.pages,
         "tickets": report.tickets,
         "snapshots": report.snapshots,
+        "recorded_snapshots": report.recorded_snapshots,
         "expected_snapshots": report.expected_snapshots,
         "breaches": [
             {
@@ -140,8 +141,8 @@ def report_text(report: PeriodReport, time_period: str | None = None) -> str:
     lines.append("  worst burn        " + ("; ".join(burns) if burns else "n/a"))
     lines.append(f"  pages / tickets   {report.pages} / {report.tickets}")
     lines.append(
-        f"  snapshots         {report.snapshots} of {report.expected_snapshots} scheduled "
-        f"({report.coverage:.0%} of the period so far)"
+        f"  snapshots         {report.snapshots} of {report.expected_snapshots} scheduled, "
+        f"{report.recorded_snapshots} with data ({report.coverage:.0%} of the period so far)"
     )
     if not report.breaches:
         lines.append("  breaches          none")

@@ -18,6 +18,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 
 from slo_pipeline.devstack import launch
+from slo_pipeline.settings import load_settings
+from slo_pipeline.slo.history import snapshot_pass
 from tests.fixtures.browser import (
     button,
     by_label,
@@ -57,6 +59,9 @@ def ui(
     add_ui_user(database_url, "alice", "editor")
     rule_file = world.rules_dir / "demo.rules.yml"
     prometheus = prometheus_factory(data_dir=world.tsdb, rule_files=[rule_file], evaluation_interval="5s")
+    # What the worker does every hour: the SLOs' compliance into PostgreSQL (the SLO page's months).
+    history = snapshot_pass(load_settings(database_url=database_url, prometheus_url=prometheus.url))
+    assert history.failed == [] and history.snapshots_inserted > 0
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
@@ -151,6 +156,9 @@ def test_an_operator_walks_through_every_page(
     choose_page(driver, "SLOs")
     drawn = wait_for(driver, "the SLO charts", lambda d: _charts_drawn(d) >= 3 and _charts_drawn(d))
     assert drawn >= 3
+    body = driver.find_element(By.TAG_NAME, "body").text
+    assert f"Compliance per month: {SLO}" in body and "This month and the five before" in body
+    assert f"SLO {SLO}, period " in body  # the stored month's report, as `slo report` prints it
     screenshot(driver, "03-slos")
 
     # Tighten the objective with a reason; the rules sync renders the new rule file.

@@ -147,7 +147,8 @@ def test_period_report_weights_intervals_by_events() -> None:
     ]
     report = period_report("checkout", "2026-11", snapshots, breaches, as_of=NOV + 4 * HOUR + 30)
 
-    assert report.snapshots == 4 and report.expected_snapshots == 4
+    assert (report.snapshots, report.recorded_snapshots, report.expected_snapshots) == (4, 3, 4)
+    assert report.coverage == 0.75
     assert report.sli_error_ratio == pytest.approx((5 + 0.99) / 2000)
     assert report.compliance == pytest.approx(1 - 5.99 / 2000)
     # 0.3% errors against a 0.5% budget: compliant, 40% of the month's budget left.
@@ -178,6 +179,7 @@ def test_period_report_without_history_says_so_and_notes_objective_changes() -> 
     assert changed.objectives == [99.5, 99.9] and changed.objective == 99.9
     assert changed.meets_objective is False and changed.budget_remaining == pytest.approx(1 - 0.02 / 0.001)
     assert changed.expected_snapshots == 30 * 24 and changed.coverage == pytest.approx(2 / 720)
+    assert changed.recorded_snapshots == 2
 
 
 def test_history_fills_only_the_part_prometheus_no_longer_holds() -> None:
