@@ -23,11 +23,11 @@ LINK_LEAD_SECONDS = 3600.0
 _INSERT_SNAPSHOTS = """
 INSERT INTO slo_snapshots (slo_name, taken_at, interval_seconds, objective, time_period, recorded,
                            period_error_ratio, budget_remaining, burn_rates, interval_error_ratio,
-                           interval_weight, pages, tickets)
+                           interval_weight, pages, tickets, peak_burn_rates)
 VALUES %s
 ON CONFLICT (slo_name, taken_at) DO NOTHING
 """
-_SNAPSHOT_TEMPLATE = "(%s, to_timestamp(%s), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+_SNAPSHOT_TEMPLATE = "(%s, to_timestamp(%s), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 
 _RELINK = """
 UPDATE slo_breaches b
@@ -86,6 +86,7 @@ def write_pass(
                     s.interval_weight,
                     s.pages,
                     s.tickets,
+                    Json(s.peak_burn_rates),
                 )
                 for s in snapshots
             ]
@@ -137,7 +138,7 @@ def load_snapshots(
         cur.execute(
             "SELECT slo_name, extract(epoch FROM taken_at), interval_seconds, objective, time_period,"
             "       recorded, period_error_ratio, budget_remaining, burn_rates, interval_error_ratio,"
-            "       interval_weight, pages, tickets"
+            "       interval_weight, pages, tickets, peak_burn_rates"
             "  FROM slo_snapshots"
             " WHERE slo_name = %s AND taken_at > to_timestamp(%s) AND taken_at <= to_timestamp(%s)"
             " ORDER BY taken_at",
@@ -158,6 +159,7 @@ def load_snapshots(
                 interval_weight=row[10],
                 pages=int(row[11]),
                 tickets=int(row[12]),
+                peak_burn_rates={str(k): float(v) for k, v in (row[13] or {}).items()},
             )
             for row in cur.fetchall()
         ]

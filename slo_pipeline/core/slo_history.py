@@ -42,6 +42,8 @@ class Snapshot:
     interval_weight: float | None  # events (events SLI) or covered seconds (raw SLI) in it
     pages: int
     tickets: int
+    # burn tier -> highest burn rate within the interval (one-minute resolution)
+    peak_burn_rates: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -167,7 +169,7 @@ class PeriodReport:
     budget_remaining: float | None  # 1 - sli / budget for the calendar period; None without data
     meets_objective: bool | None
     rolling_budget_remaining: float | None  # the last snapshot's rolling value
-    worst_burn: dict[str, float]  # burn tier -> highest burn rate seen at a snapshot
+    worst_burn: dict[str, float]  # burn tier -> highest burn rate within the period's intervals
     pages: int
     tickets: int
     breaches: list[BreachPeriod] = field(default_factory=list)
@@ -224,7 +226,8 @@ def period_report(
         remaining = 1.0 - sli / budget_ratio if budget_ratio > 0 else (1.0 if sli == 0 else -math.inf)
     worst: dict[str, float] = {}
     for s in inside:
-        for tier, value in s.burn_rates.items():
+        # The interval's peak; the instant's value for rows stored before peaks were kept.
+        for tier, value in {**s.burn_rates, **s.peak_burn_rates}.items():
             if math.isfinite(value):
                 worst[tier] = max(worst.get(tier, value), value)
     rolling = next((s.budget_remaining for s in reversed(inside) if s.budget_remaining is not None), None)

@@ -7,7 +7,9 @@ Prometheus' default retention still holds), all in a few range queries whose ste
 interval, so each answer's points are exactly the instants:
 
 - rolling values at the instant: the period error ratio (`slo:sli_error:ratio_rate<period>`),
-  the remaining budget, each burn tier's burn rate (the smaller of its two windows);
+  the remaining budget, each burn tier's burn rate (the smaller of its two windows), and that
+  burn rate's peak within the interval (a one-minute subquery, so a burst between two instants
+  still shows);
 - the interval alone: the mean error and event rates of the 5m helper series
   (`slo:sli_error_events:rate5m`, `slo:sli_total_events:rate5m`; the mean 5m ratio for a raw
   SLI) and the events they stand for, so any calendar month is the sum of its intervals;
@@ -145,6 +147,11 @@ def collect(
     period_ratio = at_instants(f"max({sli_error_metric(slo.block.time_period)}{sel})")
     budget = at_instants(f"max(slo:period_error_budget_remaining:ratio{sel})")
     burns = {tier.burn_tier: at_instants(tier_burn_query(slo, tier.short, tier.long)) for tier in TIERS}
+    window = f"[{int(interval)}s:{int(CONDITION_STEP_SECONDS)}s]"
+    peaks = {
+        tier.burn_tier: at_instants(f"max_over_time(({tier_burn_query(slo, tier.short, tier.long)}){window})")
+        for tier in TIERS
+    }
     numerator_query, denominator_query = interval_queries(slo, interval)
     numerator, denominator = at_instants(numerator_query), at_instants(denominator_query)
 
@@ -177,6 +184,7 @@ def collect(
                 interval_weight=_finite(weight),
                 pages=onsets_between(times, masks["page"], taken_at - interval, taken_at),
                 tickets=onsets_between(times, masks["ticket"], taken_at - interval, taken_at),
+                peak_burn_rates={t: float(v[i]) for t, v in peaks.items() if np.isfinite(v[i])},
             )
         )
     return snapshots, breach_periods(times, masks)

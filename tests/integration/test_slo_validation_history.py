@@ -328,7 +328,8 @@ def test_slo_history_keeps_snapshots_breaches_and_feeds_validation_where_prometh
     assert first.failed == [] and first.slos == 1
     rows = fetch_all(
         settings.database_url,
-        "SELECT extract(epoch FROM taken_at), recorded, interval_error_ratio, interval_weight, pages"
+        "SELECT extract(epoch FROM taken_at), recorded, interval_error_ratio, interval_weight, pages,"
+        " (peak_burn_rates->>'fast')::float, (burn_rates->>'fast')::float"
         " FROM slo_snapshots WHERE slo_name = %s ORDER BY taken_at",
         (SLO,),
     )
@@ -366,6 +367,10 @@ def test_slo_history_keeps_snapshots_breaches_and_feeds_validation_where_prometh
     assert sum(int(r[4]) for r in rows) == 1
     (paged,) = [r for r in rows if r[4]]
     assert float(paged[0]) - HOUR < float(start) <= float(paged[0])
+    # The fast tier paged in that interval, so its burn peaked above its 14.4x factor there, while
+    # the healthy hours' peaks stay far below it.
+    assert paged[5] >= 14.4 and paged[5] >= paged[6]
+    assert max(r[5] for r in recorded if r[0] < burst.start - HOUR) < 14.4
 
     # Re-running the same pass stores nothing twice and leaves the periods as they were.
     before = fetch_all(settings.database_url, "SELECT * FROM slo_breaches ORDER BY id")

@@ -156,6 +156,12 @@ def test_period_report_weights_intervals_by_events() -> None:
     assert report.budget_remaining == pytest.approx(1 - (5.99 / 2000) / 0.005)
     assert report.rolling_budget_remaining == 0.4
     assert report.worst_burn == {"fast": 20.0}
+    # The interval's peak (a burst between two instants) wins over the instant's value.
+    peaked = [*snapshots[:3], snap(NOV + 5 * HOUR, 0.0, 1.0, peak_burn_rates={"fast": 31.0, "slow": 2.0})]
+    assert period_report("checkout", "2026-11", peaked, [], as_of=DEC).worst_burn == {
+        "fast": 31.0,
+        "slow": 2.0,
+    }
     assert (report.pages, report.tickets) == (1, 2)
     assert report.breaches == [breaches[0]]
     assert report.objectives == [99.5]
