@@ -1,21 +1,26 @@
-"""The worker's SLO history pass against real PostgreSQL when Prometheus or the database is down:
-it names what failed, stores nothing half-read, and never stops the worker. (What a pass stores
-from real recording-rule history: tests/integration/test_slo_validation_history.py.)"""
+"""The SLO history's writes against real PostgreSQL: the worker's pass when Prometheus or the
+database is down (it names what failed, stores nothing half-read, never stops the worker), breach
+periods merged and linked to incidents, concurrent passes storing everything once. (What a pass
+reads from real recording-rule history: tests/integration/test_slo_validation_history.py.)"""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 
 import pytest
 
+from slo_pipeline.adapters import slo_history as history_store
 from slo_pipeline.adapters.postgres import connect, with_dbname
+from slo_pipeline.core.slo_history import BreachPeriod, Snapshot
 from slo_pipeline.settings import load_settings
 from slo_pipeline.slo import store
 from slo_pipeline.slo.spec import parse_specs
 from tests.fixtures.database import fetch_all
 from tests.fixtures.paths import REPO_ROOT
 from tests.fixtures.ui import CLOSED_PROMETHEUS
+from tests.integration.test_slo_evidence_fetch import seed_incident
 from worker.runner import RetrainWorker
 
 pytestmark = pytest.mark.integration
@@ -60,3 +65,101 @@ def test_a_pass_with_the_database_down_logs_and_returns(
         "SLO history pass failed" in r.getMessage() and "slo_test_no_such_database" in r.getMessage()
         for r in caplog.records
     )
+
+
+def snapshot(taken_at: float) -> Snapshot:
+    return Snapshot(
+        slo="demo-availability",
+        taken_at=taken_at,
+        interval_seconds=3600.0,
+        objective=99.5,
+        time_period="30d",
+        recorded=True,
+        period_error_ratio=0.001,
+        budget_remaining=0.8,
+        burn_rates={"fast": 0.2},
+        interval_error_ratio=0.001,
+        interval_weight=100.0,
+        pages=0,
+        tickets=0,
+    )
+
+
+def write(database_url: str, snapshots: list[Snapshot], breaches: list[BreachPeriod]) -> None:
+    conn = connect(database_url)
+    try:
+        history_store.write_pass(
+            conn,
+            "demo-availability",
+            detectors=["demo_error_ratio"],
+            snapshots=snapshots,
+            breaches=breaches,
+            gap_seconds=60.0,
+            relink_since=0.0,
+        )
+    finally:
+        conn.close()
+
+
+def breach_rows(database_url: str) -> list[tuple[object, ...]]:
+    return fetch_all(
+        database_url,
+        "SELECT severity, extract(epoch FROM starts_at)::bigint, extract(epoch FROM ends_at)::bigint,"
+        " incident_ids FROM slo_breaches ORDER BY starts_at",
+    )
+
+
+def test_a_period_bridging_two_stored_ones_joins_them_and_keeps_the_incident_links(database_url: str) -> None:
+    base = 1_790_000_000.0
+    write(
+        database_url,
+        [],
+        [BreachPeriod("page", base, base + 1000), BreachPeriod("page", base + 3000, base + 4000)],
+    )
+    # An anomaly incident of a detector the SLO lists, starting 10 min before the second period.
+    seed_incident(
+        database_url,
+        detector="demo_error_ratio",
+        slo=None,
+        starts_at=base + 2400,
+        ends_at=base + 2500,
+        feedback=None,
+    )
+    ((incident,),) = fetch_all(database_url, "SELECT id FROM incidents")
+    write(database_url, [], [])  # a pass that saw nothing new still refreshes the links
+    assert breach_rows(database_url) == [
+        ("page", base, base + 1000, []),
+        ("page", base + 3000, base + 4000, [incident]),
+    ]
+
+    write(database_url, [], [BreachPeriod("page", base + 900, base + 3100)])
+    assert breach_rows(database_url) == [("page", base, base + 4000, [incident])]
+
+
+def test_concurrent_passes_store_each_snapshot_and_period_once(database_url: str) -> None:
+    store_example_slos(database_url)
+    instants = [1_790_002_800.0 + 3600 * k for k in range(24)]
+    periods = [
+        BreachPeriod("ticket", instants[3], instants[5]),
+        BreachPeriod("page", instants[4], instants[4] + 600),
+    ]
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            write(database_url, [snapshot(t) for t in instants], periods)
+        except BaseException as err:  # collected: a thread's failure must fail the test
+            errors.append(err)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert errors == []
+    assert fetch_all(database_url, "SELECT count(*) FROM slo_snapshots") == [(24,)]
+    assert [row[:3] for row in breach_rows(database_url)] == [
+        ("ticket", instants[3], instants[5]),
+        ("page", instants[4], instants[4] + 600),
+    ]
