@@ -1,4 +1,5 @@
-"""The retrain queue as Prometheus metrics, read from PostgreSQL when `/metrics` is scraped.
+"""The retrain queue (and the SLO history's freshness) as Prometheus metrics, read from PostgreSQL
+when `/metrics` is scraped.
 
 The queue is shared by every worker, so its state lives in `retrain_jobs`, not in one worker's
 memory: every worker reports the same values (dashboards take `max`), and the counts survive
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 
+import psycopg2
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -37,6 +39,14 @@ WHERE status IN ('queued', 'running')
 GROUP BY status
 """
 
+# Per stored SLO: its newest history snapshot (an index lookup each, not a scan of the history).
+SLO_HISTORY_SQL = """
+SELECT s.name,
+       COALESCE(EXTRACT(EPOCH FROM (
+           SELECT max(h.taken_at) FROM slo_snapshots h WHERE h.slo_name = s.name)), 0)
+FROM slos s
+"""
+
 # Every finished job by outcome: a count of rows that are never deleted, so it only grows.
 FINISHED_SQL = """
 SELECT COALESCE(decision, 'failed'), count(*)
@@ -57,7 +67,7 @@ class RetrainQueueCollector(Collector):
             "1 when the retrain queue could be read from PostgreSQL for this scrape, else 0.",
         )
         try:
-            active, finished = self._read()
+            active, finished, history = self._read()
         except Exception as err:  # a scrape must answer even while the database is down
             log.warning("could not read the retrain queue for /metrics: %s", err)
             up.add_metric([], 0)
@@ -94,7 +104,17 @@ class RetrainQueueCollector(Collector):
             outcomes.add_metric([outcome], finished.get(outcome, 0))
         yield outcomes
 
-    def _read(self) -> tuple[dict[str, tuple[int, float]], dict[str, int]]:
+        newest = GaugeMetricFamily(
+            "slo_pipeline_slo_history_newest_snapshot_timestamp_seconds",
+            "Per stored SLO, the scheduled instant of its newest compliance snapshot in PostgreSQL "
+            "(0: none yet); older than two SLO_PIPELINE_SLO_HISTORY_INTERVALs means no worker stores them.",
+            labels=["slo"],
+        )
+        for slo, taken_at in sorted(history.items()):
+            newest.add_metric([slo], taken_at)
+        yield newest
+
+    def _read(self) -> tuple[dict[str, tuple[int, float]], dict[str, int], dict[str, float]]:
         conn = connect(
             self._database_url,
             connect_timeout=self._connect_timeout,
@@ -107,9 +127,17 @@ class RetrainQueueCollector(Collector):
                 active = {str(status): (int(n), float(age)) for status, n, age in cur.fetchall()}
                 cur.execute(FINISHED_SQL)
                 finished = {str(outcome): int(n) for outcome, n in cur.fetchall()}
+            history: dict[str, float] = {}
+            try:
+                with conn, conn.cursor() as cur:
+                    cur.execute(f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}")
+                    cur.execute(SLO_HISTORY_SQL)
+                    history = {str(slo): float(epoch) for slo, epoch in cur.fetchall()}
+            except psycopg2.Error as err:  # e.g. sql/012 not applied yet: the queue still reports
+                log.warning("could not read the SLO history's freshness for /metrics: %s", err)
         finally:
             conn.close()
-        return active, finished
+        return active, finished, history
 
 
 def create_registry(database_url: str) -> CollectorRegistry:

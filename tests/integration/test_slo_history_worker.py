@@ -10,6 +10,7 @@ import threading
 import time
 
 import pytest
+from prometheus_client import generate_latest
 
 from slo_pipeline.adapters import slo_history as history_store
 from slo_pipeline.adapters.postgres import connect, with_dbname
@@ -21,6 +22,7 @@ from tests.fixtures.database import fetch_all
 from tests.fixtures.paths import REPO_ROOT
 from tests.fixtures.ui import CLOSED_PROMETHEUS
 from tests.integration.test_slo_evidence_fetch import seed_incident
+from worker.metrics import create_registry
 from worker.runner import RetrainWorker
 
 pytestmark = pytest.mark.integration
@@ -163,3 +165,15 @@ def test_concurrent_passes_store_each_snapshot_and_period_once(database_url: str
         ("ticket", instants[3], instants[5]),
         ("page", instants[4], instants[4] + 600),
     ]
+
+
+def test_the_worker_metrics_say_how_fresh_each_slos_history_is(database_url: str) -> None:
+    names = store_example_slos(database_url)
+    write(database_url, [snapshot(1_790_002_800.0), snapshot(1_790_006_400.0)], [])
+
+    text = generate_latest(create_registry(database_url)).decode()
+
+    metric = "slo_pipeline_slo_history_newest_snapshot_timestamp_seconds"
+    for name in names:
+        value = "1.7900064e+09" if name == "demo-availability" else "0.0"
+        assert f'{metric}{{slo="{name}"}} {value}' in text, text
