@@ -234,6 +234,11 @@ class PrometheusDriverSource:
                 # read1: whatever one socket read returns (read(n) would wait for all n bytes).
                 while chunk := response.raw.read1(65536, decode_content=True):
                     content.extend(chunk)
+                    if len(content) > self._connection.max_response_bytes:
+                        raise DriverLookupError(
+                            f"{context}: the answer exceeds PROMETHEUS_MAX_RESPONSE_BYTES="
+                            f"{self._connection.max_response_bytes}"
+                        )
                     if time.monotonic() > deadline:
                         raise DriverLookupError(f"{context}: no complete answer within {timeout:.1f}s")
         except PrometheusAuthError as err:

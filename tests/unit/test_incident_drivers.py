@@ -25,6 +25,7 @@ from slo_pipeline.adapters.incident_drivers import (
     find_drivers,
     match_driver,
 )
+from slo_pipeline.settings import PrometheusConnection
 from tests.fixtures.waiting import wait_until
 from webhook.payload import Alert
 
@@ -207,6 +208,24 @@ def test_the_client_turns_bad_answers_into_lookup_errors_naming_the_query(
     with pytest.raises(DriverLookupError, match=message) as caught:
         PrometheusDriverSource(url).driver_series("d", STARTS, 2.0)
     assert "anomaly_driver_info{detector=" in str(caught.value) and url in str(caught.value)
+
+
+def test_an_answer_over_the_size_cap_is_a_lookup_error(
+    http_answer: tuple[str, list[tuple[int, bytes]], list[str]],
+) -> None:
+    url, answers, _ = http_answer
+    series = [
+        {"metric": {"detector": "d", "driver": "x" * 40, "i": str(i)}, "value": [1, "1"]} for i in range(100)
+    ]
+    body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": series}}).encode()
+    answers.append((200, body))
+    answers.append((200, body))
+    small = PrometheusConnection(url=url, max_response_bytes=len(body) - 1)
+    with pytest.raises(DriverLookupError, match="exceeds PROMETHEUS_MAX_RESPONSE_BYTES"):
+        PrometheusDriverSource(small).driver_series("d", STARTS, 2.0)
+    # The same answer under a cap it fits is read whole.
+    fits = PrometheusConnection(url=url, max_response_bytes=len(body))
+    assert len(PrometheusDriverSource(fits).driver_series("d", STARTS, 2.0)) == 100
 
 
 def test_a_prometheus_that_never_answers_times_out_within_the_budget() -> None:
