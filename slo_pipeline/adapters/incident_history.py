@@ -2,7 +2,8 @@
 
 Two questions need them, with different answers on purpose:
 - Training excludes what is known *not* to be normal: anomaly incidents operators confirmed as
-  true positives, and breaches of the SLO the detector protects (burn-rate pages). Unreviewed
+  true positives, and breaches of the SLO the detector protects (its burn-rate alerts' incidents,
+  and the breach periods the worker stored in `slo_breaches`). Unreviewed
   anomalies stay in: after a drift, they are exactly the "new normal" a retrain must learn.
 - Validation's "alarms while healthy" leaves out every open or unreviewed anomaly incident too
   (an alarm there is not known to be false), but never an incident marked false positive.
@@ -35,7 +36,15 @@ _QUERY = """
             OR (%(slo)s::text IS NOT NULL AND slo = %(slo)s AND labels ? 'burn_tier'))
        AND starts_at < to_timestamp(%(end)s)
        AND coalesce(ends_at, now()) > to_timestamp(%(start)s)
-     ORDER BY starts_at
+    UNION ALL
+    -- The SLO's breach periods the worker stored (sql/012): they outlive Prometheus' retention,
+    -- and include breaches that never reached Alertmanager (backfilled or pre-alert history).
+    SELECT extract(epoch FROM starts_at), extract(epoch FROM ends_at), '{}'::jsonb, NULL, true
+      FROM slo_breaches
+     WHERE %(slo)s::text IS NOT NULL AND slo_name = %(slo)s
+       AND starts_at < to_timestamp(%(end)s)
+       AND ends_at > to_timestamp(%(start)s)
+     ORDER BY 1
 """
 
 

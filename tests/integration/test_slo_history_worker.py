@@ -13,6 +13,7 @@ import pytest
 from prometheus_client import generate_latest
 
 from slo_pipeline.adapters import slo_history as history_store
+from slo_pipeline.adapters.incident_history import incident_history
 from slo_pipeline.adapters.postgres import connect, with_dbname
 from slo_pipeline.core.slo_history import BreachPeriod, Snapshot
 from slo_pipeline.settings import load_settings
@@ -177,3 +178,24 @@ def test_the_worker_metrics_say_how_fresh_each_slos_history_is(database_url: str
     for name in names:
         value = "1.7900064e+09" if name == "demo-availability" else "0.0"
         assert f'{metric}{{slo="{name}"}} {value}' in text, text
+
+
+def test_training_excludes_the_stored_breach_periods_of_the_detectors_slo(database_url: str) -> None:
+    base = 1_790_000_000.0
+    write(
+        database_url,
+        [],
+        [BreachPeriod("page", base + 600, base + 1200), BreachPeriod("ticket", base + 9000, base + 9600)],
+    )
+    window = {"start": base, "end": base + 3600}
+
+    (breach,) = incident_history(database_url, "demo_error_ratio", slo="demo-availability", **window)
+    assert (breach.start, breach.end, breach.slo_wide, breach.confirmed, breach.false_positive) == (
+        base + 600,
+        base + 1200,
+        True,
+        False,
+        False,
+    )
+    assert incident_history(database_url, "demo_error_ratio", slo="demo-latency", **window) == []
+    assert incident_history(database_url, "demo_error_ratio", slo=None, **window) == []
