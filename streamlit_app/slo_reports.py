@@ -37,6 +37,20 @@ def load_period_reports(
     return [period_report(slo, period, snapshots, breaches, as_of=now) for period in periods]
 
 
+def months_with_history(database_url: str, slo: str) -> list[str]:
+    """Every `YYYY-MM` holding snapshots of `slo`, newest first (older than the table's six too)."""
+    with pg.connection(database_url) as conn:
+        return history_store.history_periods(conn, slo)
+
+
+def load_period_report(database_url: str, slo: str, period: str, now: float) -> PeriodReport:
+    start, end = parse_period(period)
+    with pg.connection(database_url) as conn:
+        snapshots = history_store.load_snapshots(conn, slo, start, end)
+        breaches = history_store.load_breaches(conn, slo, start, end)
+    return period_report(slo, period, snapshots, breaches, as_of=now)
+
+
 def period_rows(reports: list[PeriodReport]) -> pd.DataFrame:
     """One row per period with history, oldest first (for the table and the bars)."""
     rows = [

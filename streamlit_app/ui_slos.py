@@ -118,19 +118,22 @@ def _detail_charts(settings: Settings, slo: SLO) -> None:
 
 
 def _compliance(settings: Settings, slo: SLO) -> None:
-    reports = slo_reports.load_period_reports(settings.database_url, slo.name, time.time())
+    months = slo_reports.months_with_history(settings.database_url, slo.name)
     interval = settings.slo_history_interval_seconds
-    if not any(r.snapshots for r in reports):
+    if not months:
         st.info(
             f"PostgreSQL holds no history of {slo.name!r} yet. `slo-pipeline worker` stores a snapshot "
             f"of every SLO every {interval:g} s (SLO_PIPELINE_SLO_HISTORY_INTERVAL), reaching back 14 days "
             "on its first pass; the monthly reports appear here once it has run."
         )
         return
+    reports = slo_reports.load_period_reports(settings.database_url, slo.name, time.time())
     by_period = {r.period: r for r in reports}
-    shown = [r.period for r in reports if r.snapshots or r is reports[0]]
+    shown = sorted({reports[0].period, *months}, reverse=True)
     period = st.selectbox("Period", shown, key=f"slo_report_period_{slo.name}") or shown[0]
-    report = by_period[period]
+    report = by_period.get(period) or slo_reports.load_period_report(
+        settings.database_url, slo.name, period, time.time()
+    )
     if not report.snapshots:
         st.info(f"No snapshots of {slo.name!r} are stored for {period} yet.")
     else:

@@ -76,7 +76,8 @@ def test_stored_months_are_reported_with_the_earlier_ones_beside(
 ) -> None:
     seed_slos(database_url)
     now = time.time()
-    current, previous = previous_periods(period_of(now), 2)
+    current, previous, *_, old = previous_periods(period_of(now), 9)
+    old_start, _ = parse_period(old)
     last_start, last_end = parse_period(previous)
     this_start, _ = parse_period(current)
     bad = last_start + 30 * HOUR
@@ -87,7 +88,8 @@ def test_stored_months_are_reported_with_the_earlier_ones_beside(
             SLO,
             detectors=[],
             snapshots=hourly(last_start, last_end, 0.01, pages_at=bad)
-            + hourly(this_start, now - HOUR, 0.001),
+            + hourly(this_start, now - HOUR, 0.001)
+            + hourly(old_start, old_start + 2 * HOUR, 0.002),
             breaches=[BreachPeriod("page", bad - 1200, bad)],
             gap_seconds=60,
             relink_since=now,
@@ -97,7 +99,8 @@ def test_stored_months_are_reported_with_the_earlier_ones_beside(
 
     at = open_slo_page(database_url, tmp_path, monkeypatch)
     period = at.selectbox(key=f"slo_report_period_{SLO}")
-    assert period.options == [current, previous]
+    # Months with history beyond the table's six are still there to pick.
+    assert period.options == [current, previous, old]
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Compliance"] == "99.900%" and metrics["Budget left (month)"] == "80.0%"
     assert metrics["Pages / tickets"] == "0 / 0"
@@ -114,3 +117,8 @@ def test_stored_months_are_reported_with_the_earlier_ones_beside(
     assert "objective MISSED" in text and "budget remaining  -100.0%" in text
     (breaches,) = frames_with(at, "minutes")
     assert list(breaches["severity"]) == ["page"] and list(breaches["minutes"]) == [20]
+
+    at.selectbox(key=f"slo_report_period_{SLO}").set_value(old).run()
+    assert not at.exception
+    (text,) = [c.value for c in at.code if f"SLO {SLO}, period {old}" in c.value]
+    assert "SLI error ratio   0.200%" in text and "2 of " in text
