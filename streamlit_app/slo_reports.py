@@ -101,7 +101,7 @@ def budget_bars(rows: pd.DataFrame) -> alt.LayerChart | alt.FacetChart:
     data = rows.dropna(subset=["budget left %"])
     bars = (
         alt.Chart(data)
-        .mark_bar()
+        .mark_bar(size=28)
         .encode(
             x=alt.X("period:N", title=None, sort=None, axis=alt.Axis(labelAngle=0)),
             y=alt.Y("budget left %:Q", title="budget left %"),

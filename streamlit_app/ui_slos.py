@@ -151,13 +151,19 @@ def _compliance(settings: Settings, slo: SLO) -> None:
             "so far had data (a stopped worker or Prometheus holding nothing lowers it)",
         )
     rows = slo_reports.period_rows(reports)
-    left, right = st.columns([2, 3])
+    left, right = st.columns([1, 2])
     with left:
         st.markdown("**Budget left per month** (red: objective missed)")
         st.altair_chart(slo_reports.budget_bars(rows), width="stretch")
     with right:
         st.markdown("**This month and the five before**")
-        st.dataframe(rows, hide_index=True, key=f"slo_report_periods_{slo.name}")
+        narrow = st.column_config.NumberColumn(width="small")
+        st.dataframe(
+            rows,
+            hide_index=True,
+            key=f"slo_report_periods_{slo.name}",
+            column_config={c: narrow for c in ("objective %", "pages", "tickets", "breaches", "data %")},
+        )
     if report.snapshots:
         breaches = slo_reports.breach_rows(report)
         if not breaches.empty:

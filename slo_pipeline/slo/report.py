@@ -138,7 +138,9 @@ def report_text(report: PeriodReport, time_period: str | None = None) -> str:
             burns.append(
                 f"{tier.burn_tier} {tier.short}/{tier.long} {report.worst_burn[tier.burn_tier]:.2f}x{factor}"
             )
-    lines.append("  worst burn        " + ("; ".join(burns) if burns else "n/a"))
+    # One window pair per line: four on one line do not fit a terminal (or the UI's code box).
+    lines.append("  worst burn        " + (burns[0] if burns else "n/a"))
+    lines.extend(f"                    {burn}" for burn in burns[1:])
     lines.append(f"  pages / tickets   {report.pages} / {report.tickets}")
     lines.append(
         f"  snapshots         {report.snapshots} of {report.expected_snapshots} scheduled, "
