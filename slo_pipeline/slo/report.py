@@ -144,7 +144,7 @@ def report_text(report: PeriodReport, time_period: str | None = None) -> str:
     lines.append(f"  pages / tickets   {report.pages} / {report.tickets}")
     lines.append(
         f"  snapshots         {report.snapshots} of {report.expected_snapshots} scheduled, "
-        f"{report.recorded_snapshots} with data ({report.coverage:.0%} of the period so far)"
+        f"{report.recorded_snapshots} with data ({report.coverage:.0%} of the instants due)"
     )
     if not report.breaches:
         lines.append("  breaches          none")

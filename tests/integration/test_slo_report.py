@@ -104,7 +104,7 @@ def test_report_of_a_stored_month(
     assert f"SLI error ratio   {100 * expected:.3f}%" in out and "objective met" in out
     assert "fast 5m/1h 60.00x (factor 14.4)" in out
     assert "pages / tickets   1 / 0" in out
-    assert f"{hours} of {hours} scheduled, {hours} with data (100% of the period so far)" in out
+    assert f"{hours} of {hours} scheduled, {hours} with data (100% of the instants due)" in out
 
 
 def test_every_slo_by_default_and_no_history_is_said(
