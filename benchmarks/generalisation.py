@@ -12,6 +12,16 @@ point chosen on the AWS data), through its own command line, against labelled wi
 - `injected_real`: the one AWS file without labelled windows (`ec2_cpu_utilization_c6585a`,
   a daily job), with the same injections.
 
+- `other_labelled`: public labelled series that a PyPI package ships inside its wheel, read from
+  the installed package (never copied into this repository): aeon (BSD-3-Clause) ships
+  `135_UCR_Anomaly_InternalBleeding16` (a real series from the UCR / KDD Cup 2021 anomaly
+  archive, one labelled anomaly in 7,500 samples) and `ecg-diff-count-3` (a synthetic ECG with
+  three labelled anomalies in 10,000 samples). They have sample numbers, not times: they are
+  given NAB's 5-minute step, and each labelled run becomes a NAB-style window (10 % of the file
+  shared between the runs, centred on each). Install the data without aeon's dependencies:
+  `.venv/bin/pip install --no-deps aeon==1.6.0` (only its data files are read, aeon is not
+  imported).
+
 Injections (one per file, at a random time in the last 60 % of the series; the labelled window is
 NAB's: 10 % of the file, centred on the anomaly): `spike` (+10 local sigma, one sample),
 `level_shift` (+1 IQR of the series from there on), `variance` (noise x4 for a day), and
@@ -47,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
         "--aws-dir", type=Path, required=True, help="folder with realAWSCloudwatch/ and windows.json"
     )
     parser.add_argument("--seeds", default="0", help="comma-separated detector seeds (default 0)")
-    parser.add_argument("--categories", default="aws,aws_15min,aws_1h,injected_simulated,injected_real")
+    parser.add_argument(
+        "--categories", default="aws,aws_15min,aws_1h,injected_simulated,injected_real,other_labelled"
+    )
     parser.add_argument("--extra-args", default="", help="more backtest arguments, space-separated")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -61,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             "aws_1h": lambda: _aws(args.aws_dir, folder / "aws_1h", "1h"),
             "injected_simulated": lambda: _injected(_simulated_series(), folder / "sim", seed=101),
             "injected_real": lambda: _injected(_real_series(args.aws_dir), folder / "real", seed=202),
+            "other_labelled": lambda: _packaged_labelled(folder / "other"),
         }
         for category in args.categories.split(","):
             data, labels = builders[category]()
@@ -140,6 +153,46 @@ def _injected(series: dict[str, pd.Series], out: Path, seed: int) -> tuple[Path,
     labels = out / "windows.json"
     labels.write_text(json.dumps(windows, indent=1))
     return out, labels
+
+
+# Files in aeon's wheel (aeon/datasets/data/...): `timestamp` (a sample number), values, `is_anomaly`.
+PACKAGED_LABELLED = (
+    "KDD-TSAD_135/135_UCR_Anomaly_InternalBleeding16_TEST.csv",
+    "UnitTest/ecg-diff-count-3_TEST.csv",
+)
+
+
+def _packaged_labelled(out: Path) -> tuple[Path, Path]:
+    import importlib.util
+
+    spec = importlib.util.find_spec("aeon")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("other_labelled reads aeon's data: .venv/bin/pip install --no-deps aeon==1.6.0")
+    data = Path(next(iter(spec.submodule_search_locations))) / "datasets" / "data"
+    out.mkdir(parents=True)
+    windows: dict[str, list[list[str]]] = {}
+    for name in PACKAGED_LABELLED:
+        frame = pd.read_csv(data / name)
+        values = frame.iloc[:, 1].to_numpy(dtype=np.float64)
+        labels = frame["is_anomaly"].to_numpy() > 0
+        times = pd.Timestamp("2024-01-01") + pd.to_timedelta(np.arange(len(values)) * STEP, unit="s")
+        file = Path(name).name
+        pd.DataFrame({"timestamp": times, "value": values}).to_csv(
+            out / file, index=False, date_format="%Y-%m-%d %H:%M:%S"
+        )
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], labels.astype(np.int8), [0]])))
+        runs = list(zip(edges[::2], edges[1::2] - 1, strict=True))
+        half = len(values) // 20 // max(1, len(runs))
+        windows[file] = [
+            [
+                f"{times[max(0, (a + b) // 2 - half)]:%Y-%m-%d %H:%M:%S}.000000",
+                f"{times[min(len(values) - 1, (a + b) // 2 + half)]:%Y-%m-%d %H:%M:%S}.000000",
+            ]
+            for a, b in runs
+        ]
+    labels_path = out / "windows.json"
+    labels_path.write_text(json.dumps(windows, indent=1))
+    return out, labels_path
 
 
 def _backtest(data: Path, labels: Path, seed: int, extra: list[str]) -> dict[str, float]:

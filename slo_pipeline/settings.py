@@ -70,6 +70,14 @@ class FeatureWindows(BaseModel):
         "is subtracted before every feature; 0 = off (training sets it under `seasonality: auto`)",
     )
 
+    # Level shifts and distribution changes (issue 14): the medium window's spread against the
+    # long one's (both directions, so a signal that stops varying counts) and its spike density.
+    shift: bool = Field(
+        default=True,
+        description="add the distribution-shift features (medium-vs-long spread ratio, spike density); "
+        "models trained before they existed keep scoring without them",
+    )
+
     @model_validator(mode="after")
     def _ordered(self) -> FeatureWindows:
         if not self.short < self.medium < self.long:

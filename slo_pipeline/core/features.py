@@ -16,7 +16,6 @@ function on just enough trailing rows (`trailing_features`) and keeps the last o
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -24,8 +23,8 @@ import pandas as pd
 
 from slo_pipeline.core.window_stats import (
     WindowStats,
-    long_mean_abs,
     moving_median,
+    robust_scale,
     rolling_stats,
     trailing_stats,
 )
@@ -48,6 +47,40 @@ COHERENCE_FEATURE = "level_vs_other_signals"
 # Added when `windows.seasonal` > 0: how far the value is outside the range the series spanned
 # around the same time one season earlier (0 inside it), so a daily batch job is not news.
 SEASONAL_FEATURE = "outside_previous_season"
+# Added when `windows.shift` (the default): level shifts are already seen by the mean/median
+# features; these see a change in the distribution that leaves the level alone.
+SHIFT_FEATURES: tuple[str, ...] = (
+    # log of the medium window's robust spread over the long window's: up when noise grows,
+    # far down when the signal stops varying (a flat line inside the normal range)
+    "medium_spread_vs_long",
+    # share of the medium window's samples more than 3 robust sigmas (of the long window) from
+    # the medium window's median: a rise in spike density that no single spike shows
+    "medium_spike_density",
+)
+# The spike density is 0 on almost every normal row (its robust-z scale is only the floor) and
+# moves in steps of 1/medium: it feeds the forest, not the robust z's max-|z| statistic.
+_NOT_IN_ROBUST_Z = frozenset({"medium_spike_density"})
+# The spread ratio of two overlapping windows moves slowly, so a training window holds few
+# independent values of it and its in-sample IQR understates how far it wanders on new data
+# (Gaussian noise, 2 days of training: a held-out excursion to -1.0 against a training sigma of
+# 0.19, 5 "sigma", fired the validation gate). Its robust z is counted in units of at least 0.5
+# (a factor 1.6 in spread): a flat line (-4.6) stays ~9 sigma out, ordinary wandering does not.
+_MIN_ROBUST_Z_SCALE = {"medium_spread_vs_long": 0.5}
+
+
+def excluded_from_robust_z(name: str) -> bool:
+    """Whether feature `name` (or `signal:name`) stays out of the robust z's max-|z| statistic."""
+    return name.rsplit(":", 1)[-1] in _NOT_IN_ROBUST_Z
+
+
+def min_robust_z_scale(name: str) -> float:
+    """The least robust-z scale of feature `name` (or `signal:name`); 0 = the generic floor only."""
+    return _MIN_ROBUST_Z_SCALE.get(name.rsplit(":", 1)[-1], 0.0)
+
+
+# The floor of the spread ratio (log 0.01 = -4.6): a perfectly flat medium window is "100x
+# quieter than usual", finite, so a forest split and a robust z can use it.
+_SPREAD_RATIO_FLOOR = 0.01
 
 
 def feature_names(windows: FeatureWindows, signals: Sequence[str] = ()) -> tuple[str, ...]:
@@ -56,7 +89,11 @@ def feature_names(windows: FeatureWindows, signals: Sequence[str] = ()) -> tuple
     With signals (a multivariate detector) every per-signal feature is named `signal:feature`,
     signal-major, matching the `[T, N, K, F] -> [T, N, K * F]` layout.
     """
-    base = (*FEATURE_NAMES, SEASONAL_FEATURE) if windows.seasonal else FEATURE_NAMES
+    base = (
+        *FEATURE_NAMES,
+        *((SEASONAL_FEATURE,) if windows.seasonal else ()),
+        *(SHIFT_FEATURES if windows.shift else ()),
+    )
     if not signals:
         return base
     per_signal = tuple(f"{signal}:{name}" for signal in signals for name in base)
@@ -89,8 +126,10 @@ def compute_features(values: np.ndarray, windows: FeatureWindows) -> np.ndarray:
     cleaned = clean(columns, max_gap=windows.short)
     if not windows.seasonal_baseline:
         return _per_entity(_assemble(rolling_stats(cleaned, windows)), n_signals)
-    stats = rolling_stats(deseasonalised(cleaned, windows), windows)
-    return _per_entity(_assemble(_with_raw_magnitude(stats, cleaned, windows)), n_signals)
+    # The scale floor (1 % of the typical magnitude) must come from the series, not from its
+    # residual around the baseline, which is ~0 by construction.
+    stats = rolling_stats(deseasonalised(cleaned, windows), windows, raw=cleaned)
+    return _per_entity(_assemble(stats), n_signals)
 
 
 def deseasonalised(cleaned: np.ndarray, windows: FeatureWindows) -> np.ndarray:
@@ -111,16 +150,9 @@ def deseasonalised(cleaned: np.ndarray, windows: FeatureWindows) -> np.ndarray:
     return residual
 
 
-def _with_raw_magnitude(stats: WindowStats, cleaned: np.ndarray, windows: FeatureWindows) -> WindowStats:
-    """The scale floor (1 % of the typical magnitude) must come from the series, not from its
-    residual around the baseline, which is ~0 by construction."""
-    rows = stats.value.shape[0]
-    return dataclasses.replace(stats, mean_abs_long=long_mean_abs(cleaned, windows, rows))
-
-
 def _assemble(stats: WindowStats) -> np.ndarray:
     """Features from window statistics; the one formula shared by training and serving."""
-    scale = _robust_scale(stats.iqr_long, stats.median_long, stats.mean_abs_long, stats.std_long)
+    scale = robust_scale(stats.iqr_long, stats.median_long, stats.mean_abs_long, stats.std_long)
     columns = [
         (stats.value - stats.median_long) / scale,
         (stats.mean_short - stats.median_long) / scale,
@@ -134,7 +166,15 @@ def _assemble(stats: WindowStats) -> np.ndarray:
         # tolerance absorbs jitter in when a periodic job runs.
         inside = np.clip(stats.value, stats.season_lower, stats.season_upper)
         columns.append((stats.value - inside) / scale)
-    return _signed_log(np.stack(columns, axis=-1))
+    features = _signed_log(np.stack(columns, axis=-1))
+    if stats.iqr_medium is None or stats.std_medium is None or stats.beyond_medium is None:
+        return features
+    # The medium window's sigma the way the long one's is taken: its IQR, half its std where
+    # the IQR collapses (a mostly-zero series); already a log ratio, so not compressed again.
+    medium_sigma = np.where(stats.iqr_medium > 0, stats.iqr_medium / _IQR_TO_SIGMA, 0.5 * stats.std_medium)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        spread = np.log(_SPREAD_RATIO_FLOOR + medium_sigma / scale)
+    return np.concatenate([features, spread[..., None], stats.beyond_medium[..., None]], axis=-1)
 
 
 def _columns(values: np.ndarray) -> tuple[np.ndarray, int]:
@@ -185,8 +225,7 @@ def trailing_features(values: np.ndarray, windows: FeatureWindows, rows: int = 1
         return np.full((rows, n_entities, width), np.nan)
     tail = clean(columns[-history_rows_needed(windows, rows) :], max_gap=windows.short)
     if windows.seasonal_baseline:
-        stats = trailing_stats(deseasonalised(tail, windows), windows, rows)
-        stats = _with_raw_magnitude(stats, tail, windows)
+        stats = trailing_stats(deseasonalised(tail, windows), windows, rows, raw=tail)
     else:
         stats = trailing_stats(tail, windows, rows)
     features = _per_entity(_assemble(stats), n_signals)
@@ -201,18 +240,6 @@ def latest_features(values: np.ndarray, windows: FeatureWindows) -> np.ndarray:
     """Features of the last row only: `[N, F]`. Same code as training, last row kept."""
     last: np.ndarray = trailing_features(values, windows, rows=1)[-1]
     return last
-
-
-def _robust_scale(iqr: np.ndarray, median: np.ndarray, mean_abs: np.ndarray, std: np.ndarray) -> np.ndarray:
-    sigma = iqr / _IQR_TO_SIGMA
-    # The IQR collapses to 0 for flat series and for mostly-zero ones (the 5xx ratio of a
-    # healthy route): every single error would then be a million-sigma event and an error burst
-    # no different. Then, and only then, half the plain std stands in (a spike inflates the std,
-    # so it must not replace a working IQR); 1 % of the typical magnitude floors everything.
-    magnitude = np.maximum(np.abs(median), np.nan_to_num(mean_abs))
-    collapsed = np.where(sigma > 0, 0.0, 0.5 * np.nan_to_num(std))
-    floor = np.maximum(np.maximum(magnitude * 0.01, collapsed), 1e-9)
-    return np.where(np.isfinite(sigma), np.maximum(sigma, floor), np.nan)
 
 
 def _signed_log(x: np.ndarray) -> np.ndarray:

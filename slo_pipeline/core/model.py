@@ -220,7 +220,9 @@ class DetectorModel:
                 f"model metadata is missing or from an incompatible version "
                 f"(found {found!r}, this code reads {METADATA_VERSION})"
             )
-        windows = FeatureWindows.model_validate(metadata["windows"])
+        # Models trained before the distribution-shift features existed have no `shift` in
+        # their windows: they keep scoring with the features they were trained on.
+        windows = FeatureWindows.model_validate({"shift": False, **metadata["windows"]})
         signals = tuple(str(s) for s in metadata.get("signals") or ())
         names = tuple(metadata.get("feature_names", ()))
         if names != feature_names(windows, signals):

@@ -26,6 +26,11 @@ class RobustZ:
     center: np.ndarray  # [F] per-feature median on the training rows
     scale: np.ndarray  # [F] per-feature IQR / 1.349 (floored)
     calibration: TailCalibration  # of the max-|z| statistic on the training rows
+    # Features that enter the max-|z| statistic (None = all); every feature still has a z for
+    # explanations. A bounded count feature that is 0 on almost every training row (the spike
+    # density) has only the floored scale: its first nonzero values would set the statistic's
+    # tail, and a 400-sigma outage then got p 0.004 instead of 1e-5 (tests/unit/test_exporter_cycle).
+    in_statistic: np.ndarray | None = None
 
     def z(self, rows: np.ndarray) -> np.ndarray:
         """Per-feature robust z of `rows[M, F]`."""
@@ -33,17 +38,20 @@ class RobustZ:
         return z
 
     def statistic(self, rows: np.ndarray) -> np.ndarray:
-        return _max_abs_z(rows, self.center, self.scale)
+        return _max_abs_z(rows, self.center, self.scale, self.in_statistic)
 
     def tail_probability(self, rows: np.ndarray) -> np.ndarray:
         return self.calibration.tail_probability(self.statistic(rows))
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        data: dict[str, object] = {
             "center": [float(f"{c:.7g}") for c in self.center],
             "scale": [float(f"{s:.7g}") for s in self.scale],
             "calibration": self.calibration.to_dict(),
         }
+        if self.in_statistic is not None:
+            data["in_statistic"] = [bool(b) for b in self.in_statistic]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> RobustZ:
@@ -51,14 +59,20 @@ class RobustZ:
             center = np.asarray(data["center"], dtype=np.float64)
             scale = np.asarray(data["scale"], dtype=np.float64)
             calibration = TailCalibration.from_dict(data["calibration"])  # type: ignore[arg-type]
+            mask = data.get("in_statistic")
+            in_statistic = None if mask is None else np.asarray(mask, dtype=bool)
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"robust-z metadata is incomplete or malformed: {err}") from err
         if center.shape != scale.shape or center.ndim != 1:
             raise ValueError(f"robust-z center {center.shape} and scale {scale.shape} must be equal 1-D")
-        return cls(center=center, scale=scale, calibration=calibration)
+        if in_statistic is not None and (in_statistic.shape != center.shape or not in_statistic.any()):
+            raise ValueError(f"robust-z in_statistic {in_statistic.shape} must match {center.shape}, 1+ true")
+        return cls(center=center, scale=scale, calibration=calibration, in_statistic=in_statistic)
 
 
-def fit_robust_z(rows: np.ndarray) -> RobustZ:
+def fit_robust_z(
+    rows: np.ndarray, in_statistic: np.ndarray | None = None, min_scale: np.ndarray | None = None
+) -> RobustZ:
     """Fit on finite training rows `[M, F]` and calibrate the statistic on the same rows.
 
     In-sample calibration is sound here: 2 F numbers (medians, IQRs) cannot overfit thousands of
@@ -70,13 +84,19 @@ def fit_robust_z(rows: np.ndarray) -> RobustZ:
     center = np.median(rows, axis=0)
     q1, q3 = np.quantile(rows, [0.25, 0.75], axis=0)
     scale = np.maximum((q3 - q1) / _IQR_TO_SIGMA, _MIN_SCALE)
-    calibration = fit_calibration(_max_abs_z(rows, center, scale))
-    return RobustZ(center=center, scale=scale, calibration=calibration)
+    if min_scale is not None:  # per-feature floors (features.min_robust_z_scale)
+        scale = np.maximum(scale, min_scale)
+    mask = None if in_statistic is None or np.all(in_statistic) else np.asarray(in_statistic, dtype=bool)
+    calibration = fit_calibration(_max_abs_z(rows, center, scale, mask))
+    return RobustZ(center=center, scale=scale, calibration=calibration, in_statistic=mask)
 
 
-def _max_abs_z(rows: np.ndarray, center: np.ndarray, scale: np.ndarray) -> np.ndarray:
+def _max_abs_z(
+    rows: np.ndarray, center: np.ndarray, scale: np.ndarray, in_statistic: np.ndarray | None = None
+) -> np.ndarray:
     rows = np.asarray(rows, dtype=np.float64)
     if len(rows) == 0:
         return np.empty(0)
-    largest: np.ndarray = (np.abs(rows - center) / scale).max(axis=1)
+    z = np.abs(rows - center) / scale
+    largest: np.ndarray = (z if in_statistic is None else z[:, in_statistic]).max(axis=1)
     return largest

@@ -22,7 +22,12 @@ from sklearn.ensemble import IsolationForest
 from slo_pipeline.core.alert_sim import AlertRule, simulate_alerts
 from slo_pipeline.core.calibration import anomaly_score, fit_calibration, onset_factor
 from slo_pipeline.core.evidence import accumulate
-from slo_pipeline.core.features import compute_features, feature_names
+from slo_pipeline.core.features import (
+    compute_features,
+    excluded_from_robust_z,
+    feature_names,
+    min_robust_z_scale,
+)
 from slo_pipeline.core.feedback import oversampled_rows, threshold_factors
 from slo_pipeline.core.model import DetectorModel
 from slo_pipeline.core.robust_z import fit_robust_z
@@ -114,12 +119,15 @@ def fit_detector_model(
     usable = usable[:, series]
     calibration_rows = features[:, series][usable]
     raw = -forest.score_samples(calibration_rows)
+    names = feature_names(windows, detector.signal_names)
+    in_statistic = np.array([not excluded_from_robust_z(name) for name in names])
+    min_scale = np.array([min_robust_z_scale(name) for name in names])
     per_sample = DetectorModel(
         forest=forest,
         windows=windows,
-        feature_names=feature_names(windows, detector.signal_names),
+        feature_names=names,
         calibration=fit_calibration(raw),
-        robust_z=fit_robust_z(fit_rows),
+        robust_z=fit_robust_z(fit_rows, in_statistic=in_statistic, min_scale=min_scale),
         combine_z=detector.combine_robust_z,
         signals=detector.signal_names,
     )

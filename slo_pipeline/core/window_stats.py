@@ -42,6 +42,38 @@ class WindowStats:
     median_medium: np.ndarray
     season_lower: np.ndarray | None  # range around the same time one season earlier
     season_upper: np.ndarray | None
+    # Distribution-shift statistics (`windows.shift`; None when off): the medium window's own
+    # spread, and the share of its samples further than SPIKE_SIGMAS robust sigmas of the long
+    # window from the medium window's median (from its own level, so a sustained shift is not
+    # a "dense spike" and stays with the level features).
+    iqr_medium: np.ndarray | None = None
+    std_medium: np.ndarray | None = None
+    beyond_medium: np.ndarray | None = None
+
+
+# A sample this many robust sigmas (of the long window, at the time of the row) from the long
+# median counts as a spike for the spike-density statistic: ~0.3 % of Gaussian noise.
+SPIKE_SIGMAS = 3.0
+_IQR_TO_SIGMA = 1.349
+# Rows per block when the spike density is computed for every row (bounds the [rows, N, medium]
+# temporary to a few MB whatever the history).
+_DENSITY_BLOCK_ELEMENTS = 2_000_000
+
+
+def robust_scale(iqr: np.ndarray, median: np.ndarray, mean_abs: np.ndarray, std: np.ndarray) -> np.ndarray:
+    """The long window's robust sigma: the unit of every deviation feature.
+
+    The IQR collapses to 0 for flat series and for mostly-zero ones (the 5xx ratio of a
+    healthy route): every single error would then be a million-sigma event and an error burst
+    no different. Then, and only then, half the plain std stands in (a spike inflates the std,
+    so it must not replace a working IQR); 1 % of the typical magnitude floors everything.
+    """
+    sigma = iqr / _IQR_TO_SIGMA
+    magnitude = np.maximum(np.abs(median), np.nan_to_num(mean_abs))
+    collapsed = np.where(sigma > 0, 0.0, 0.5 * np.nan_to_num(std))
+    floor = np.maximum(np.maximum(magnitude * 0.01, collapsed), 1e-9)
+    scale: np.ndarray = np.where(np.isfinite(sigma), np.maximum(sigma, floor), np.nan)
+    return scale
 
 
 def long_min_periods(windows: FeatureWindows) -> int:
@@ -54,7 +86,9 @@ def medium_min_periods(windows: FeatureWindows) -> int:
     return max(2, windows.medium // 2)
 
 
-def rolling_stats(cleaned: np.ndarray, windows: FeatureWindows) -> WindowStats:
+def rolling_stats(cleaned: np.ndarray, windows: FeatureWindows, raw: np.ndarray | None = None) -> WindowStats:
+    """Statistics of every row. `raw`: the series before a seasonal baseline was subtracted from
+    `cleaned`; the scale floor (typical magnitude) comes from it, the residual is ~0 by construction."""
     frame = pd.DataFrame(cleaned)
     long_roll = frame.rolling(windows.long, min_periods=long_min_periods(windows))
     short_roll = frame.rolling(windows.short, min_periods=windows.short)
@@ -65,44 +99,98 @@ def rolling_stats(cleaned: np.ndarray, windows: FeatureWindows) -> WindowStats:
         delay = windows.seasonal - windows.short
         lower = _lag(span_roll.min().to_numpy(), delay)
         upper = _lag(span_roll.max().to_numpy(), delay)
+    median_long = moving_median(cleaned, windows.long, long_min_periods(windows))
+    median_medium = moving_median(cleaned, windows.medium, medium_min_periods(windows))
+    iqr_long = (long_roll.quantile(0.75) - long_roll.quantile(0.25)).to_numpy()
+    mean_abs_long = long_mean_abs(cleaned if raw is None else raw, windows, len(cleaned))
+    std_long = long_roll.std().to_numpy()
+    iqr_medium = std_medium = beyond = None
+    if windows.shift:
+        iqr_medium = (medium_roll.quantile(0.75) - medium_roll.quantile(0.25)).to_numpy()
+        std_medium = medium_roll.std().to_numpy()
+        limit = SPIKE_SIGMAS * robust_scale(iqr_long, median_long, mean_abs_long, std_long)
+        beyond = _fraction_beyond(cleaned, median_medium, limit, windows.medium, medium_min_periods(windows))
     return WindowStats(
         value=cleaned,
         previous=_lag(cleaned, 1),
-        median_long=moving_median(cleaned, windows.long, long_min_periods(windows)),
-        iqr_long=(long_roll.quantile(0.75) - long_roll.quantile(0.25)).to_numpy(),
-        mean_abs_long=frame.abs()
-        .rolling(windows.long, min_periods=long_min_periods(windows))
-        .mean()
-        .to_numpy(),
-        std_long=long_roll.std().to_numpy(),
+        median_long=median_long,
+        iqr_long=iqr_long,
+        mean_abs_long=mean_abs_long,
+        std_long=std_long,
         mean_short=short_roll.mean().to_numpy(),
         std_short=short_roll.std().to_numpy(),
         mean_medium=medium_roll.mean().to_numpy(),
-        median_medium=moving_median(cleaned, windows.medium, medium_min_periods(windows)),
+        median_medium=median_medium,
         season_lower=lower,
         season_upper=upper,
+        iqr_medium=iqr_medium,
+        std_medium=std_medium,
+        beyond_medium=beyond,
     )
 
 
-def trailing_stats(cleaned: np.ndarray, windows: FeatureWindows, rows: int) -> WindowStats:
-    """The same statistics for the last `rows` rows of `cleaned[T, N]` only."""
+def _fraction_beyond(
+    cleaned: np.ndarray, center: np.ndarray, limit: np.ndarray, window: int, min_periods: int
+) -> np.ndarray:
+    """For every row t: the share of the finite samples in the trailing `window` rows whose
+    distance from `center[t]` exceeds `limit[t]` (both taken at t, so it stays causal); NaN with
+    fewer than `min_periods` finite samples or an undefined center."""
+    n_rows, n_series = cleaned.shape
+    padded = np.concatenate([np.full((window - 1, n_series), np.nan), cleaned])
+    views = np.lib.stride_tricks.sliding_window_view(padded, window, axis=0)  # [T, N, window]
+    out = np.full((n_rows, n_series), np.nan)
+    block = max(1, _DENSITY_BLOCK_ELEMENTS // max(1, n_series * window))
+    for start in range(0, n_rows, block):
+        stop = min(n_rows, start + block)
+        out[start:stop] = _beyond_share(views[start:stop], center[start:stop], limit[start:stop], min_periods)
+    return out
+
+
+def _beyond_share(block: np.ndarray, center: np.ndarray, limit: np.ndarray, min_periods: int) -> np.ndarray:
+    """`block[..., W]` of samples against `center[...]` and `limit[...]`: share beyond the limit."""
+    finite = np.isfinite(block)
+    count = finite.sum(axis=-1)
+    with np.errstate(invalid="ignore"):
+        beyond = (np.abs(block - center[..., None]) > limit[..., None]).sum(axis=-1)
+        share = beyond / np.maximum(count, 1)
+    return np.where((count >= min_periods) & np.isfinite(center) & np.isfinite(limit), share, np.nan)
+
+
+def trailing_stats(
+    cleaned: np.ndarray, windows: FeatureWindows, rows: int, raw: np.ndarray | None = None
+) -> WindowStats:
+    """The same statistics for the last `rows` rows of `cleaned[T, N]` only (`raw` as in rolling_stats)."""
     n_rows, n_series = cleaned.shape
     # Series-major copy: every window below is then a contiguous run per series, and sorting
     # rows of it (for quantiles) is several times faster than partitioning along axis 0.
     by_series = np.ascontiguousarray(cleaned.T)
+    magnitude_source = by_series if raw is None else np.ascontiguousarray(raw.T)
     parts: dict[str, list[np.ndarray]] = {name: [] for name in WindowStats.__dataclass_fields__}
     for i in range(max(0, n_rows - rows), n_rows):
         long_block = by_series[:, max(0, i - windows.long + 1) : i + 1]
         q1, median, q3 = _quantiles(long_block, (0.25, 0.5, 0.75), long_min_periods(windows))
         short_block = by_series[:, max(0, i - windows.short + 1) : i + 1]
         medium_block = by_series[:, max(0, i - windows.medium + 1) : i + 1]
-        (medium_median,) = _quantiles(medium_block, (0.5,), medium_min_periods(windows))
+        medium_levels = (0.25, 0.5, 0.75) if windows.shift else (0.5,)
+        medium_q = _quantiles(medium_block, medium_levels, medium_min_periods(windows))
+        medium_median = medium_q[len(medium_q) // 2]
+        mean_abs = _mean(
+            np.abs(magnitude_source[:, max(0, i - windows.long + 1) : i + 1]), long_min_periods(windows)
+        )
+        std_long = _std(long_block, long_min_periods(windows))
         parts["value"].append(by_series[:, i])
         parts["previous"].append(by_series[:, i - 1] if i > 0 else np.full(n_series, np.nan))
         parts["median_long"].append(median)
         parts["iqr_long"].append(q3 - q1)
-        parts["mean_abs_long"].append(_mean(np.abs(long_block), long_min_periods(windows)))
-        parts["std_long"].append(_std(long_block, long_min_periods(windows)))
+        parts["mean_abs_long"].append(mean_abs)
+        parts["std_long"].append(std_long)
+        if windows.shift:
+            parts["iqr_medium"].append(medium_q[2] - medium_q[0])
+            parts["std_medium"].append(_std(medium_block, medium_min_periods(windows)))
+            limit = SPIKE_SIGMAS * robust_scale(q3 - q1, median, mean_abs, std_long)
+            parts["beyond_medium"].append(
+                _beyond_share(medium_block, medium_median, limit, medium_min_periods(windows))
+            )
         parts["mean_short"].append(_mean(short_block, windows.short))
         parts["std_short"].append(_std(short_block, windows.short))
         parts["mean_medium"].append(_mean(medium_block, medium_min_periods(windows)))

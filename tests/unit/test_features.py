@@ -9,6 +9,7 @@ import pytest
 from slo_pipeline.core.features import (
     FEATURE_NAMES,
     SEASONAL_FEATURE,
+    SHIFT_FEATURES,
     compute_features,
     feature_names,
     history_rows_needed,
@@ -28,8 +29,11 @@ def _series(rows: int = 200, n: int = 3, seed: int = 0) -> np.ndarray:
 
 def test_shape_and_names() -> None:
     features = compute_features(_series(), WINDOWS)
-    assert features.shape == (200, 3, len(FEATURE_NAMES))
-    assert feature_names(WINDOWS) == FEATURE_NAMES
+    assert features.shape == (200, 3, len(FEATURE_NAMES) + len(SHIFT_FEATURES))
+    assert feature_names(WINDOWS) == (*FEATURE_NAMES, *SHIFT_FEATURES)
+    without = WINDOWS.model_copy(update={"shift": False})
+    assert feature_names(without) == FEATURE_NAMES
+    np.testing.assert_array_equal(compute_features(_series(), without), features[..., : len(FEATURE_NAMES)])
 
 
 def test_changing_future_rows_never_changes_past_features() -> None:

@@ -289,6 +289,8 @@ def _base_detector(args: argparse.Namespace) -> DetectorConfig:
         windows["evidence"] = args.evidence
     if args.seasonal is not None:
         windows["seasonal"] = args.seasonal
+    if args.shift_features is not None:
+        windows["shift"] = args.shift_features
     updates: dict[str, object] = {"windows": FeatureWindows.model_validate(windows)}
     if args.min_training_samples is not None:
         updates["min_training_samples"] = args.min_training_samples

@@ -86,6 +86,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "auto for CSV files)",
     )
     detector.add_argument(
+        "--shift-features",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the distribution-shift features (spread ratio, spike density; default: the detector's, on)",
+    )
+    detector.add_argument(
         "--combine-robust-z",
         action=argparse.BooleanOptionalAction,
         default=None,
