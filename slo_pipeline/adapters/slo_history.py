@@ -26,6 +26,7 @@ INSERT INTO slo_snapshots (slo_name, taken_at, interval_seconds, objective, time
                            interval_weight, pages, tickets, peak_burn_rates)
 VALUES %s
 ON CONFLICT (slo_name, taken_at) DO NOTHING
+RETURNING 1
 """
 _SNAPSHOT_TEMPLATE = "(%s, to_timestamp(%s), %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 
@@ -90,8 +91,11 @@ def write_pass(
                 )
                 for s in snapshots
             ]
-            execute_values(cur, _INSERT_SNAPSHOTS, rows, template=_SNAPSHOT_TEMPLATE, page_size=500)
-            inserted = max(0, cur.rowcount)
+            # rowcount would only count the last page of rows: count what came back instead.
+            returned = execute_values(
+                cur, _INSERT_SNAPSHOTS, rows, template=_SNAPSHOT_TEMPLATE, page_size=500, fetch=True
+            )
+            inserted = len(returned)
         for breach in breaches:
             _merge_breach(cur, slo, breach, gap_seconds)
         cur.execute(

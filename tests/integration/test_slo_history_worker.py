@@ -88,10 +88,10 @@ def snapshot(taken_at: float) -> Snapshot:
     )
 
 
-def write(database_url: str, snapshots: list[Snapshot], breaches: list[BreachPeriod]) -> None:
+def write(database_url: str, snapshots: list[Snapshot], breaches: list[BreachPeriod]) -> int:
     conn = connect(database_url)
     try:
-        history_store.write_pass(
+        return history_store.write_pass(
             conn,
             "demo-availability",
             detectors=["demo_error_ratio"],
@@ -99,7 +99,7 @@ def write(database_url: str, snapshots: list[Snapshot], breaches: list[BreachPer
             breaches=breaches,
             gap_seconds=60.0,
             relink_since=0.0,
-        )
+        ).snapshots_inserted
     finally:
         conn.close()
 
@@ -141,16 +141,17 @@ def test_a_period_bridging_two_stored_ones_joins_them_and_keeps_the_incident_lin
 
 def test_concurrent_passes_store_each_snapshot_and_period_once(database_url: str) -> None:
     store_example_slos(database_url)
-    instants = [1_790_002_800.0 + 3600 * k for k in range(24)]
+    instants = [1_790_002_800.0 + 3600 * k for k in range(1200)]  # more than one page of rows
     periods = [
         BreachPeriod("ticket", instants[3], instants[5]),
         BreachPeriod("page", instants[4], instants[4] + 600),
     ]
     errors: list[BaseException] = []
+    inserted: list[int] = []
 
     def run() -> None:
         try:
-            write(database_url, [snapshot(t) for t in instants], periods)
+            inserted.append(write(database_url, [snapshot(t) for t in instants], periods))
         except BaseException as err:  # collected: a thread's failure must fail the test
             errors.append(err)
 
@@ -161,7 +162,8 @@ def test_concurrent_passes_store_each_snapshot_and_period_once(database_url: str
         thread.join()
 
     assert errors == []
-    assert fetch_all(database_url, "SELECT count(*) FROM slo_snapshots") == [(24,)]
+    assert fetch_all(database_url, "SELECT count(*) FROM slo_snapshots") == [(1200,)]
+    assert sorted(inserted) == [0, 0, 0, 1200]  # each counted once, by whichever pass stored it
     assert [row[:3] for row in breach_rows(database_url)] == [
         ("ticket", instants[3], instants[5]),
         ("page", instants[4], instants[4] + 600),
