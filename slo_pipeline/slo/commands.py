@@ -1,4 +1,4 @@
-"""Subcommands `slo apply|export|validate|history|report` and `rules render|sync`.
+"""Subcommands `slo apply|export|validate|history|report|snapshot` and `rules render|sync`.
 
 Only argparse is imported here; specs, PostgreSQL and promtool are imported inside the handlers.
 Exit codes: 0 done, 1 an I/O step failed (database, promtool, Prometheus), 2 the spec is invalid.
@@ -70,6 +70,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     report.add_argument("--period", default=None, help="YYYY-MM, UTC (default: the current month)")
     report.add_argument("--json", action="store_true", help="one JSON object per SLO instead of text")
     report.set_defaults(handler=_slo_report)
+
+    snapshot = actions.add_parser(
+        "snapshot",
+        help="store the SLO history's due snapshots now (what the worker does every interval)",
+        description="One pass of the SLO history: for every stored SLO, every scheduled instant "
+        "(multiples of SLO_PIPELINE_SLO_HISTORY_INTERVAL) since its newest snapshot, read from "
+        "Prometheus' recording rules into PostgreSQL. Idempotent; for cron set-ups without a "
+        "long-running worker, or to catch up after an outage. Exit 1 when an SLO could not be read.",
+    )
+    snapshot.set_defaults(handler=_slo_snapshot)
 
     rules = subparsers.add_parser("rules", help="generate Prometheus rules")
     rules_actions = rules.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
@@ -301,6 +311,33 @@ def _slo_report(args: argparse.Namespace) -> int:
         if number:
             print()
         print(report_text(report, periods.get(report.slo)))
+    return 0
+
+
+def _slo_snapshot(args: argparse.Namespace) -> int:
+    from slo_pipeline.adapters import postgres as db
+    from slo_pipeline.adapters.prometheus_connection import redact_url
+    from slo_pipeline.settings import load_settings
+    from slo_pipeline.slo.history import snapshot_pass
+
+    settings = load_settings()
+    try:
+        result = snapshot_pass(settings)
+    except Exception as err:  # psycopg2 errors: say which database, suggest the migration
+        print(
+            f"storing the SLO history in {db.describe_dsn(settings.database_url)} failed: {err}"
+            " (has `slo-pipeline db migrate` run?)",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
+    print(json.dumps(result.__dict__, sort_keys=True))
+    if result.failed:
+        print(
+            f"slo snapshot: Prometheus at {redact_url(settings.prometheus_url)} could not be read for "
+            f"{', '.join(result.failed)}; they are taken at the next pass",
+            file=sys.stderr,
+        )
+        return EXIT_FAILED
     return 0
 
 

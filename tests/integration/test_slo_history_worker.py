@@ -5,6 +5,7 @@ reads from real recording-rule history: tests/integration/test_slo_validation_hi
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -15,6 +16,7 @@ from prometheus_client import generate_latest
 from slo_pipeline.adapters import slo_history as history_store
 from slo_pipeline.adapters.incident_history import incident_history
 from slo_pipeline.adapters.postgres import connect, with_dbname
+from slo_pipeline.cli import main
 from slo_pipeline.core.slo_history import BreachPeriod, Snapshot
 from slo_pipeline.settings import load_settings
 from slo_pipeline.slo import store
@@ -201,3 +203,27 @@ def test_training_excludes_the_stored_breach_periods_of_the_detectors_slo(databa
     )
     assert incident_history(database_url, "demo_error_ratio", slo="demo-latency", **window) == []
     assert incident_history(database_url, "demo_error_ratio", slo=None, **window) == []
+
+
+def test_the_snapshot_command_names_what_it_could_not_read(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    monkeypatch.setenv("PROMETHEUS_URL", CLOSED_PROMETHEUS)
+    assert main(["slo", "snapshot"]) == 0  # no SLOs: nothing to read
+    assert json.loads(capsys.readouterr().out) == {
+        "breaches_written": 0,
+        "failed": [],
+        "slos": 0,
+        "snapshots_inserted": 0,
+    }
+
+    names = store_example_slos(database_url)
+    assert main(["slo", "snapshot"]) == 1
+    out, err = capsys.readouterr()
+    assert json.loads(out)["failed"] == names
+    assert f"Prometheus at {CLOSED_PROMETHEUS} could not be read for {', '.join(names)}" in err
+
+    monkeypatch.setenv("DATABASE_URL", with_dbname(database_url, "slo_test_no_such_database"))
+    assert main(["slo", "snapshot"]) == 1
+    assert "storing the SLO history in" in capsys.readouterr().err
