@@ -47,6 +47,7 @@ EPILOG = """examples:
   slo-pipeline train                                  train, validate, register every detector
   slo-pipeline exporter --listen 127.0.0.1:9110       serve anomaly scores on /metrics
   slo-pipeline slo apply -f examples/slos.yml         store SLOs and render their rules
+  slo-pipeline slo report --period 2026-11            a month's SLO compliance, from PostgreSQL
   slo-pipeline --log-format json worker               the retrain worker, logging JSON lines
 
 Every command has --help. Configuration: environment variables (docs/configuration.md)."""

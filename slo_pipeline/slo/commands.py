@@ -65,6 +65,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Sum a calendar month up from the snapshots the worker stores (slo_snapshots, "
         "slo_breaches): SLI error ratio, budget remaining, worst burn per window pair, pages, tickets "
         "and breach periods with their incidents. Exit 2 for a bad period or an unknown SLO.",
+        epilog="examples:\n"
+        "  slo-pipeline slo report                                  every SLO, this month\n"
+        "  slo-pipeline slo report --slo demo-availability --period 2026-11\n"
+        "  slo-pipeline slo report --period 2026-11 --json          one JSON object per SLO",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     report.add_argument("--slo", default=None, help="one SLO (default: every stored SLO)")
     report.add_argument("--period", default=None, help="YYYY-MM, UTC (default: the current month)")
