@@ -474,6 +474,9 @@ def main() -> int:
         "--cycles-per-fault", type=int, default=3, help="exporter cycles per Prometheus fault"
     )
     parser.add_argument("--only", choices=["storm", "fuzz", "pipeline", "prometheus", "mlflow"], default=None)
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the scratch folder (logs) for a post-mortem"
+    )
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="slo-chaos-"))
     rows = []
@@ -500,7 +503,10 @@ def main() -> int:
         print(f"chaos: database error: {err}", file=sys.stderr)
         return 1
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        if args.keep:
+            print(f"chaos: logs kept in {scratch}", file=sys.stderr)
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
     print(f"\nchaos run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores\n")
     print(render(rows))
     return 0
