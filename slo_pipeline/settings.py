@@ -72,10 +72,12 @@ class FeatureWindows(BaseModel):
 
     # Level shifts and distribution changes (issue 14): the medium window's spread against the
     # long one's (both directions, so a signal that stops varying counts) and its spike density.
+    # Off by default for live detectors: on the simulated service's mostly-zero 5xx ratio they
+    # cut the lead over the page from +9 to +2 min (docs/detection.md); on for CSV backtests.
     shift: bool = Field(
-        default=True,
-        description="add the distribution-shift features (medium-vs-long spread ratio, spike density); "
-        "models trained before they existed keep scoring without them",
+        default=False,
+        description="add the distribution-shift features (medium-vs-long spread ratio, spike density: "
+        "a flat line, a noisier or quieter signal, denser spikes); on by default for CSV backtests",
     )
 
     @model_validator(mode="after")

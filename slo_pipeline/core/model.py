@@ -221,7 +221,8 @@ class DetectorModel:
                 f"(found {found!r}, this code reads {METADATA_VERSION})"
             )
         # Models trained before the distribution-shift features existed have no `shift` in
-        # their windows: they keep scoring with the features they were trained on.
+        # their windows: they keep scoring with the features they were trained on (explicit, so a
+        # later change of the default cannot move them).
         windows = FeatureWindows.model_validate({"shift": False, **metadata["windows"]})
         signals = tuple(str(s) for s in metadata.get("signals") or ())
         names = tuple(metadata.get("feature_names", ()))

@@ -19,7 +19,7 @@ from slo_pipeline.core.features import (
 from slo_pipeline.core.window_stats import moving_median
 from slo_pipeline.settings import FeatureWindows
 
-WINDOWS = FeatureWindows(short=3, medium=8, long=30, evidence=3)
+WINDOWS = FeatureWindows(short=3, medium=8, long=30, evidence=3, shift=True)
 
 
 def _series(rows: int = 200, n: int = 3, seed: int = 0) -> np.ndarray:
@@ -101,7 +101,7 @@ def test_rejects_one_dimensional_input() -> None:
 
 @pytest.mark.parametrize("seasonal", [0, 40])
 def test_fast_trailing_path_matches_rolling_path_with_gaps_and_flat_series(seasonal: int) -> None:
-    windows = FeatureWindows(short=3, medium=8, long=30, evidence=3, seasonal=seasonal)
+    windows = FeatureWindows(short=3, medium=8, long=30, evidence=3, seasonal=seasonal, shift=True)
     values = _series(rows=250, n=6, seed=4)
     values[200:204, 1] = np.nan  # a gap the cleaner bridges
     values[150:245, 2] = np.nan  # a long outage: undefined, not invented

@@ -160,7 +160,7 @@ def test_a_correlation_break_is_seen_jointly_and_blamed_on_the_signal_that_moved
     # The coherence feature against the same per-signal features, without the distribution-shift
     # ones: with them (18 features) both models dilute and the gap shrinks (measured p 0.10 vs
     # 0.14 on this seed; docs/detection.md, multivariate section).
-    windows = FeatureWindows(shift=False)
+    windows = FeatureWindows(shift=False)  # the live default, explicit
     joint = _detector(windows=windows, min_training_samples=100)
     alone = DetectorConfig(name="alone", query="a", min_training_samples=100, windows=windows)
     joint_model, _ = fit_detector_model(values[:3000], joint)

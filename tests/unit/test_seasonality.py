@@ -66,7 +66,7 @@ def test_the_baseline_is_the_same_time_one_season_earlier() -> None:
 
 
 def test_seasonal_features_are_causal_and_the_fast_path_matches() -> None:
-    windows = FeatureWindows(short=3, medium=12, long=48, seasonal_baseline=DAY)
+    windows = FeatureWindows(short=3, medium=12, long=48, seasonal_baseline=DAY, shift=True)
     values = _demand(6, 2)
     changed = values.copy()
     changed[200:] += 50

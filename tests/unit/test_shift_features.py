@@ -16,7 +16,7 @@ STEP = 1800  # 48 samples a day keep the replays short
 DAY = 48
 WEEK = 7 * DAY
 RULE = AlertRule(for_steps=1, keep_firing_steps=5)
-WINDOWS = FeatureWindows(short=3, medium=12, long=48)
+WINDOWS = FeatureWindows(short=3, medium=12, long=48, shift=True)
 ONSET = 28 * DAY + 20  # every change starts here, in week 5
 MAX_DELAY = DAY // 2  # an alarm within 12 hours of the change counts as detected
 

@@ -34,6 +34,7 @@ from slo_pipeline.offline.backtest.defaults import (
     CSV_DEFAULT_KEEP_FIRING_SECONDS,
     CSV_DEFAULT_MIN_TRAINING_SAMPLES,
     CSV_DEFAULT_SEASONALITY,
+    CSV_DEFAULT_SHIFT_FEATURES,
 )
 from slo_pipeline.offline.backtest.io import (
     InputError,
@@ -275,6 +276,7 @@ def _base_detector(args: argparse.Namespace) -> DetectorConfig:
             "false_alarms_per_week": CSV_DEFAULT_BUDGET,
             "min_training_samples": CSV_DEFAULT_MIN_TRAINING_SAMPLES,
             "seasonality": CSV_DEFAULT_SEASONALITY,
+            "windows": FeatureWindows(shift=CSV_DEFAULT_SHIFT_FEATURES),
         }
         overrides = {} if _is_range(args) else file_defaults
         detector = DetectorConfig(name="backtest", query="csv", **overrides)

@@ -89,7 +89,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--shift-features",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="the distribution-shift features (spread ratio, spike density; default: the detector's, on)",
+        help="the distribution-shift features (spread ratio, spike density; default: the detector's; "
+        "on for CSV files)",
     )
     detector.add_argument(
         "--combine-robust-z",

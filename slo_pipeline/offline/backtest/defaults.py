@@ -18,3 +18,6 @@ CSV_DEFAULT_KEEP_FIRING_SECONDS = 4500
 # CSV files choose a seasonal baseline at each training where it halves the spread (seasonality.py);
 # live detectors opt in, because it makes the exporter fetch a season of history.
 CSV_DEFAULT_SEASONALITY = "auto"
+# CSV files get the distribution-shift features (spread ratio, spike density); live detectors opt
+# in (`windows.shift`), because on a mostly-zero error ratio they cost lead time (docs/detection.md).
+CSV_DEFAULT_SHIFT_FEATURES = True
