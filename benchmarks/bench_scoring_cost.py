@@ -40,6 +40,8 @@ def main() -> None:
             ("seasonal baseline 1 day, 5 min step", FeatureWindows(seasonal_baseline=288), 300),
             ("seasonal baseline 1 day, 60 s step", FeatureWindows(seasonal_baseline=1440), 60),
         ]
+    if "shift" in FeatureWindows.model_fields:
+        configurations += [("distribution-shift features, 60 s step", FeatureWindows(shift=True), 60)]
     rng = np.random.default_rng(0)
     print(f"{args.series} series, median of {args.repeat} cycles")
     print(
