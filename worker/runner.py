@@ -173,9 +173,13 @@ class RetrainWorker:
             job.attempts,
         )
         with LeaseHeartbeat(self.settings, job.id, self.worker_id) as heartbeat:
+            earlier: JobResult | None = None
             if job.attempts > 1:
                 self._end_orphaned_runs(job)
-            result = self._execute(job, lambda: not heartbeat.lost.is_set() and self._still_owner(job))
+                earlier = self._promoted_by_dead_worker(job)
+            result = earlier or self._execute(
+                job, lambda: not heartbeat.lost.is_set() and self._still_owner(job)
+            )
         recorded = self._finish(job, result)
         return ProcessedJob(job=job, result=result, recorded=recorded)
 
@@ -353,6 +357,27 @@ class RetrainWorker:
         if wait is not None:
             log.info("job %d (detector %s) back in the queue, next try in %.0fs", job.id, job.detector, wait)
         return wait is not None
+
+    def _promoted_by_dead_worker(self, job: ClaimedJob) -> JobResult | None:
+        """The dead worker's promotion, when it moved `@champion` and died before recording it:
+        recorded as this job's result instead of training (and promoting) a second time."""
+        from slo_pipeline.adapters.registry import champion_from_run_tag
+
+        try:
+            ref = champion_from_run_tag(self.settings, job.detector, RUN_TAG_JOB, str(job.id))
+        except Exception as err:  # unsure: train; the promotion's compare-and-set still guards
+            log.warning("job %d: could not check for an earlier attempt's promotion: %s", job.id, err)
+            return None
+        if ref is None:
+            return None
+        log.warning(
+            "job %d: an earlier attempt already promoted version %s (run %s); recording it, not retraining",
+            job.id,
+            ref.version,
+            ref.run_id,
+        )
+        reason = "promoted by an earlier attempt of this job, whose worker died before recording it"
+        return JobResult(run_id=ref.run_id, model_version=ref.version, promoted=True, reasons=(reason,))
 
     def _end_orphaned_runs(self, job: ClaimedJob) -> None:
         """A worker died holding this job: end the MLflow runs it left RUNNING. Never raises (a

@@ -318,6 +318,22 @@ def end_orphaned_runs(settings: Settings, detector_name: str, tag: str, value: s
     return [run.info.run_id for run in runs]
 
 
+def champion_from_run_tag(settings: Settings, detector_name: str, tag: str, value: str) -> ModelRef | None:
+    """The current `@champion` when the run that made it carries `tag=value`, else None.
+
+    For a worker taking over a dead worker's job: if the dead one already moved `@champion` (and
+    died before recording it), training again would promote a second time.
+    """
+    ref = champion_ref(settings, detector_name)
+    if ref is None or not ref.run_id:
+        return None
+    try:
+        tags = _client(settings).get_run(ref.run_id).data.tags
+    except Exception as err:
+        raise RegistryError(f"could not read run {ref.run_id} of {detector_name}@champion: {err}") from err
+    return ref if tags.get(tag) == value else None
+
+
 def tag_version(settings: Settings, detector_name: str, version: str, tags: Mapping[str, str]) -> None:
     client = _client(settings)
     try:

@@ -408,3 +408,54 @@ def test_a_job_that_fails_on_an_outage_waits_and_retries_instead_of_failing(
         "3",
         None,
     )
+
+
+def _leave_job_to_a_dead_worker(database_url: str, job: int) -> None:
+    """What a SIGKILLed worker leaves in PostgreSQL: its claim, under a lease that has expired."""
+    fetch_all(
+        database_url,
+        "UPDATE retrain_jobs SET status = 'running', worker_id = 'dead', attempts = 1, started_at = now(), "
+        "lease_expires_at = now() - interval '1 second' WHERE id = %s RETURNING id",
+        (job,),
+    )
+
+
+def test_a_promotion_whose_worker_died_before_recording_it_is_recorded_not_repeated(
+    database_url: str, tmp_path: Path
+) -> None:
+    tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    job = enqueue(database_url, "d1")
+    _leave_job_to_a_dead_worker(database_url, job)
+    # The dead worker got as far as moving @champion to the version its run registered.
+    client = MlflowClient(tracking_uri=tracking_uri)
+    experiment = client.create_experiment("slo-pipeline/d1")
+    run = client.create_run(experiment, tags={RUN_TAG_JOB: str(job)})
+    client.set_terminated(run.info.run_id)
+    client.create_registered_model("d1")
+    version = client.create_model_version("d1", str(tmp_path / "model"), run_id=run.info.run_id)
+    client.set_registered_model_alias("d1", "champion", version.version)
+    settings = load_settings(
+        database_url=database_url,
+        worker_poll_seconds=0.1,
+        mlflow_tracking_uri=tracking_uri,
+        pipeline=PipelineConfig(),
+    )
+    trainer = RecordingTrainer()
+
+    processed = RetrainWorker(settings, worker_id="successor", train=trainer).run_once()
+
+    assert processed is not None and processed.recorded and processed.job.attempts == 2
+    assert trainer.calls == [], "trained (and could have promoted) a second time"
+    row = job_row(database_url, job)
+    assert (row["status"], row["decision"], row["model_version"], row["run_id"]) == (
+        "succeeded",
+        "promoted",
+        str(version.version),
+        run.info.run_id,
+    )
+    # A champion made by another job's run is not this job's result: the next job trains.
+    other = enqueue(database_url, "d1")
+    _leave_job_to_a_dead_worker(database_url, other)
+    assert RetrainWorker(settings, worker_id="successor", train=trainer).run_once() is not None
+    assert len(trainer.calls) == 1
+    assert job_row(database_url, other)["model_version"] == "1"
