@@ -39,6 +39,11 @@ WHERE status IN ('queued', 'running')
 GROUP BY status
 """
 
+# Queued jobs that failed on an unreachable service and wait out their back-off (sql/022).
+BACKING_OFF_SQL = """
+SELECT count(*) FROM retrain_jobs WHERE status = 'queued' AND not_before > now()
+"""
+
 # Per stored SLO: its newest history snapshot (an index lookup each, not a scan of the history).
 SLO_HISTORY_SQL = """
 SELECT s.name,
@@ -67,7 +72,7 @@ class RetrainQueueCollector(Collector):
             "1 when the retrain queue could be read from PostgreSQL for this scrape, else 0.",
         )
         try:
-            active, finished, history = self._read()
+            active, finished, history, backing_off = self._read()
         except Exception as err:  # a scrape must answer even while the database is down
             log.warning("could not read the retrain queue for /metrics: %s", err)
             up.add_metric([], 0)
@@ -93,6 +98,13 @@ class RetrainQueueCollector(Collector):
                 age.add_metric([status], oldest)
         yield jobs
         yield age
+        waiting = GaugeMetricFamily(
+            "slo_pipeline_retrain_jobs_backing_off",
+            "Queued jobs whose training failed because MLflow, Prometheus or PostgreSQL was unreachable, "
+            "waiting out their back-off before the next try (never failed for an outage).",
+        )
+        waiting.add_metric([], backing_off)
+        yield waiting
 
         outcomes = CounterMetricFamily(
             "slo_pipeline_retrain_jobs_finished",
@@ -114,7 +126,7 @@ class RetrainQueueCollector(Collector):
             newest.add_metric([slo], taken_at)
         yield newest
 
-    def _read(self) -> tuple[dict[str, tuple[int, float]], dict[str, int], dict[str, float]]:
+    def _read(self) -> tuple[dict[str, tuple[int, float]], dict[str, int], dict[str, float], int]:
         conn = connect(
             self._database_url,
             connect_timeout=self._connect_timeout,
@@ -127,6 +139,8 @@ class RetrainQueueCollector(Collector):
                 active = {str(status): (int(n), float(age)) for status, n, age in cur.fetchall()}
                 cur.execute(FINISHED_SQL)
                 finished = {str(outcome): int(n) for outcome, n in cur.fetchall()}
+                cur.execute(BACKING_OFF_SQL)
+                backing_off = int(cur.fetchone()[0])
             history: dict[str, float] = {}
             try:
                 with conn, conn.cursor() as cur:
@@ -137,7 +151,7 @@ class RetrainQueueCollector(Collector):
                 log.warning("could not read the SLO history's freshness for /metrics: %s", err)
         finally:
             conn.close()
-        return active, finished, history
+        return active, finished, history, backing_off
 
 
 def create_registry(database_url: str) -> CollectorRegistry:

@@ -20,12 +20,14 @@ from pathlib import Path
 import psycopg2
 import pytest
 from mlflow import MlflowClient
+from prometheus_client import CollectorRegistry, generate_latest
 
 from slo_pipeline.devstack.launch import ManagedProcess
 from slo_pipeline.settings import PipelineConfig, Settings, load_settings
 from tests.fixtures.database import fetch_all
 from tests.fixtures.waiting import wait_until, watching
 from worker.jobs import MAX_ATTEMPTS, JobResult, claim_job, finish_job
+from worker.metrics import RetrainQueueCollector
 from worker.runner import RUN_TAG_JOB, RUN_TAG_WORKER, RetrainWorker
 
 pytestmark = pytest.mark.integration
@@ -205,7 +207,8 @@ def test_a_killed_workers_job_is_finished_by_another_exactly_once(
             import pathlib, sys, time
             import mlflow
             from slo_pipeline.settings import PipelineConfig, load_settings
-            from worker.runner import RUN_TAG_JOB, RUN_TAG_WORKER, RetrainWorker
+            from worker.metrics import RetrainQueueCollector
+from worker.runner import RUN_TAG_JOB, RUN_TAG_WORKER, RetrainWorker
 
             def train(settings, detector, *, may_promote, run_tags):
                 mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
@@ -355,6 +358,12 @@ def test_a_worker_that_lost_its_job_may_not_promote(database_url: str) -> None:
     assert job_row(database_url, job)["worker_id"] == "rival"
 
 
+def _queue_registry(database_url: str) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    registry.register(RetrainQueueCollector(database_url))
+    return registry
+
+
 def test_a_job_that_fails_on_an_outage_waits_and_retries_instead_of_failing(
     database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -394,6 +403,9 @@ def test_a_job_that_fails_on_an_outage_waits_and_retries_instead_of_failing(
     assert row[:3] == ("queued", 0, 1) and row[4], row
     assert "Connection refused" in row[3] or "Max retries" in row[3], row[3]
     assert worker.run_once() is None, "claimed again before its back-off ended"
+    page = generate_latest(_queue_registry(database_url)).decode()
+    assert "slo_pipeline_retrain_jobs_backing_off 1.0" in page
+    assert 'slo_pipeline_retrain_jobs_finished_total{outcome="failed"} 0.0' in page
 
     second = wait_until(worker.run_once, timeout=10, interval=0.05, describe="the first retry")
     assert second.result.transient
@@ -401,6 +413,9 @@ def test_a_job_that_fails_on_an_outage_waits_and_retries_instead_of_failing(
     assert third.job.id == job and third.recorded and third.result.error is None
     # Back-off: 0.5 s, then 1.0 s capped at 0.8 s.
     assert calls[1] - calls[0] >= 0.5 and calls[2] - calls[1] >= 0.8, calls
+    assert (
+        "slo_pipeline_retrain_jobs_backing_off 0.0" in generate_latest(_queue_registry(database_url)).decode()
+    )
     final = job_row(database_url, job)
     assert (final["status"], final["attempts"], final["model_version"], final["error"]) == (
         "succeeded",
