@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
             "bench_webhook.py",
             ["--requests", "100" if args.quick else str(args.webhook_requests), "--concurrency", "1,8"],
         ),
+        # --quick: one fault kind (Prometheus), which still checks the whole browser path.
+        ("bench_ui.py", ["--services", "Prometheus", "--warm-loads", "1"] if args.quick else []),
     ]
     began = datetime.now(UTC)
     loads = [load_average()]

@@ -90,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
 def _full_page(driver: object, path: Path) -> None:
     from tests.fixtures.browser import wait_idle
 
+    # From a small window: a taller one left by the previous page would count as content.
+    driver.set_window_size(1400, 900)  # type: ignore[attr-defined]
+    wait_idle(driver)  # type: ignore[arg-type]
     height = driver.execute_script(  # type: ignore[attr-defined]
         "const m = document.querySelector('[data-testid=\"stMain\"]') || document.body;"
         "return Math.max(m.scrollHeight, document.body.scrollHeight);"

@@ -14,7 +14,7 @@ import streamlit as st
 
 from slo_pipeline.adapters import outages
 from slo_pipeline.settings import ConfigError, Settings, load_settings
-from streamlit_app import pg, ui_signin
+from streamlit_app import pg, ui_signin, warmup
 from streamlit_app.identity import Identity
 from streamlit_app.ui_common import show_errors
 
@@ -56,6 +56,8 @@ def _show(settings: Settings) -> None:
     who: Identity | None = None
     with show_errors("Sign-in"):
         who = ui_signin.signed_in(settings)
+    # The sign-in form is drawn: import the pages while the operator types.
+    warmup.import_in_background(PAGES.values())
     if who is None:
         return
     page = st.sidebar.radio("Page", list(PAGES), key="page") or "Incidents"

@@ -33,6 +33,15 @@ def _time_axis(domain: Domain) -> alt.X:
     )
 
 
+def _time_axis_of(frame: pd.DataFrame) -> alt.X:
+    """The time axis, labelled finely enough for the data's span: a few minutes of an incident
+    labelled "%d %b %H:%M" repeat the same minute under every 30 s tick."""
+    times = pd.to_datetime(frame["time"]) if "time" in frame and not frame.empty else pd.Series([])
+    span = (times.max() - times.min()).total_seconds() if len(times) else 0.0
+    fmt = "%H:%M:%S" if span <= 20 * 60 else "%H:%M" if span <= 12 * 3600 else "%d %b %H:%M"
+    return alt.X("time:T", title=None, axis=alt.Axis(format=fmt, labelAngle=0))
+
+
 def _time_marks(marks: pd.DataFrame | None) -> list[alt.Chart]:
     """Shaded `start`..`end` spans (fired alerts, an incident) on a time axis."""
     if marks is None or marks.empty:
@@ -126,7 +135,7 @@ def score_with_threshold(
         alt.Chart(frame)
         .mark_line()
         .encode(
-            x=TIME_AXIS,
+            x=_time_axis_of(frame),
             y=alt.Y("value:Q", title=title),
             color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom", labelLimit=400)),
             tooltip=[
@@ -150,7 +159,7 @@ def lines(frame: pd.DataFrame, y_title: str, span: pd.DataFrame | None = None) -
         alt.Chart(frame)
         .mark_line()
         .encode(
-            x=TIME_AXIS,
+            x=_time_axis_of(frame),
             y=alt.Y("value:Q", title=y_title),
             color=alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom", labelLimit=400)),
             tooltip=[
@@ -215,7 +224,7 @@ def score_with_two_thresholds(frame: pd.DataFrame, current: float, proposed: flo
         alt.Chart(frame)
         .mark_line()
         .encode(
-            x=TIME_AXIS,
+            x=_time_axis_of(frame),
             y=alt.Y("value:Q", title="score (current scale)"),
             tooltip=[alt.Tooltip("time:T", format="%d %b %H:%M"), alt.Tooltip("value:Q", format=".3g")],
         )

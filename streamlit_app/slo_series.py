@@ -22,7 +22,7 @@ from slo_pipeline.slo.spec import SLO
 
 # The UI waits at most this long on Prometheus, so a hung server still leaves the page usable:
 # one wait per page view (adapters/outages.py) plus drawing stays within the 5 s.
-PROMETHEUS_TIMEOUT_SECONDS = 3.0
+PROMETHEUS_TIMEOUT_SECONDS = 2.5
 SPARKLINE_HOURS = 24
 SPARKLINE_POINTS = 96
 ID_LABELS = "sloth_id, sloth_service, sloth_slo"
