@@ -9,7 +9,7 @@ from contextlib import contextmanager
 import streamlit as st
 
 from slo_pipeline.adapters.postgres import DatabaseError
-from slo_pipeline.adapters.prometheus import PrometheusQueryError
+from slo_pipeline.adapters.prometheus_connection import PrometheusQueryError  # not numpy
 from slo_pipeline.adapters.registry_errors import RegistryError
 from slo_pipeline.core.redact import redact_credentials
 from streamlit_app.identity import NotAllowedError

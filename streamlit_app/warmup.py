@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
+import time
 from collections.abc import Iterable
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,12 @@ def import_in_background(modules: Iterable[str]) -> None:
     threading.Thread(target=_import_all, args=(names,), name="page-warmup", daemon=True).start()
 
 
+# Let the browser draw the form first: on a busy machine the imports compete with it for CPU.
+START_DELAY_SECONDS = 1.0
+
+
 def _import_all(names: list[str]) -> None:
+    time.sleep(START_DELAY_SECONDS)
     for name in names:
         try:
             importlib.import_module(name)
