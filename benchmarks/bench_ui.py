@@ -322,7 +322,16 @@ def threshold_preview(driver: Any) -> Answer:
     """On the Threshold page, the "Preview" button (Prometheus is read only then)."""
     from selenium.webdriver.common.by import By
 
+    from tests.fixtures.browser import select_option
+    from tests.fixtures.ui_world import DETECTOR
+
     _go_to(driver, "Threshold")
+    # The page forgets its detector when another page was shown in between: choose it again.
+    boxes = driver.find_elements(
+        By.XPATH, '//div[@data-testid="stSelectbox"][.//label[normalize-space(.)="Detector"]]'
+    )
+    if boxes and DETECTOR not in boxes[0].text:
+        select_option(driver, "Detector", DETECTOR)
     buttons = driver.find_elements(By.XPATH, '//button[normalize-space(.)="Preview"]')
     if not buttons:
         return open_page(driver, "Threshold")
