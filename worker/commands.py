@@ -42,7 +42,9 @@ def _run_worker(args: argparse.Namespace) -> int:
     import logging
     import signal
 
+    from slo_pipeline.adapters.metrics_http import metrics_served
     from slo_pipeline.settings import load_settings
+    from worker.metrics import create_registry
     from worker.runner import RetrainWorker
 
     settings = load_settings()
@@ -62,24 +64,14 @@ def _run_worker(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     listen = settings.worker_metrics_listen if args.metrics_listen is None else args.metrics_listen
-    server = None
-    if listen:
-        from slo_pipeline.adapters.metrics_http import start_metrics_server
-        from worker.metrics import create_registry
-
-        server = start_metrics_server(
-            listen,
-            create_registry(settings.database_url),
-            title="slo-pipeline worker",
-            description="Claims retrain jobs, trains, validates and promotes; the retrain queue's "
-            "metrics are read from PostgreSQL at each scrape.",
-        )
-    try:
+    with metrics_served(
+        listen,
+        create_registry(settings.database_url),
+        title="slo-pipeline worker",
+        description="Claims retrain jobs, trains, validates and promotes; the retrain queue's "
+        "metrics are read from PostgreSQL at each scrape.",
+    ):
         worker.run_forever()
-    finally:
-        if server is not None:
-            server.shutdown()
-            server.server_close()
     return 0
 
 

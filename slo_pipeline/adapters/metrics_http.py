@@ -7,10 +7,11 @@ a URL printed by `make demo` never answers 404.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -96,3 +97,22 @@ def start_metrics_server(
     threading.Thread(target=server.serve_forever, name="metrics-http", daemon=True).start()
     log.info("%s serves /metrics on http://%s:%d", title, address[0], server.server_address[1])
     return server
+
+
+@contextlib.contextmanager
+def metrics_served(
+    listen: str,
+    registry: CollectorRegistry,
+    *,
+    title: str,
+    description: str = "",
+) -> Iterator[ThreadingHTTPServer | None]:
+    """`start_metrics_server` for the duration of a `with` block; an empty `listen` serves nothing
+    (the setting's documented way to turn a service's listener off)."""
+    server = start_metrics_server(listen, registry, title=title, description=description) if listen else None
+    try:
+        yield server
+    finally:
+        if server is not None:
+            server.shutdown()
+            server.server_close()

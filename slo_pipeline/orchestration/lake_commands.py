@@ -132,37 +132,24 @@ def _sync(args: argparse.Namespace) -> int:
 
 
 def _run_loop(settings: Settings, listen: str) -> None:
-    """The sync loop until SIGTERM/SIGINT, with its metrics served on `listen` (if not empty)."""
-    import signal
-    import threading
-
-    from slo_pipeline.adapters.metrics_http import start_metrics_server
+    """The sync loop until SIGTERM/SIGINT (the pass in progress finishes: each day's merge is one
+    atomic commit anyway), with its metrics served on `listen` (if not empty)."""
+    from slo_pipeline.adapters.metrics_http import metrics_served
+    from slo_pipeline.adapters.stop_signals import stop_on_signals
     from slo_pipeline.orchestration.lake_sync import sync_loop
     from slo_pipeline.orchestration.lake_sync_metrics import LakeSyncMetrics
 
     metrics = LakeSyncMetrics([detector.name for detector in settings.pipeline.detectors])
-    server = None
-    if listen:
-        server = start_metrics_server(
+    with (
+        metrics_served(
             listen,
             metrics.registry,
             title="slo-pipeline lake sync",
             description="Copies every detector's series from Prometheus into the data lake.",
-        )
-    stop = threading.Event()
-
-    def request_stop(signum: int, frame: object) -> None:
-        stop.set()  # the pass in progress finishes: each day's merge is one atomic commit anyway
-
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
+        ),
+        stop_on_signals() as stop,
+    ):
         sync_loop(settings, stop=stop, metrics=metrics)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if server is not None:
-            server.shutdown()
-            server.server_close()
 
 
 def _export(args: argparse.Namespace) -> int:

@@ -385,10 +385,8 @@ def _render(args: argparse.Namespace) -> int:
 
 
 def _sync(args: argparse.Namespace) -> int:
-    import signal
-    import threading
-
-    from slo_pipeline.adapters.metrics_http import start_metrics_server
+    from slo_pipeline.adapters.metrics_http import metrics_served
+    from slo_pipeline.adapters.stop_signals import stop_on_signals
     from slo_pipeline.settings import load_settings
     from slo_pipeline.slo.promcheck import PromtoolError, promtool_path
     from slo_pipeline.slo.render import DebouncedReloader
@@ -404,23 +402,18 @@ def _sync(args: argparse.Namespace) -> int:
     interval = settings.slo_sync_interval_seconds
     # At most one reload per tick: the loop itself is the debounce for a burst of UI edits.
     reloader = DebouncedReloader(_reload_target(args, settings), min_interval_seconds=interval)
-    stop = threading.Event()
-
-    def request_stop(signum: int, frame: object) -> None:
-        stop.set()  # only set a flag: the current tick finishes, its install is atomic anyway
-
     listen = settings.slo_sync_metrics_listen if args.metrics_listen is None else args.metrics_listen
     metrics = SyncMetrics(lambda: reloader.reload_count)
-    server = None
-    if listen:
-        server = start_metrics_server(
+    with (
+        metrics_served(
             listen,
             metrics.registry,
             title="slo-pipeline rules sync",
             description="Keeps the SLO rule files Prometheus loads in step with the SLOs in PostgreSQL.",
-        )
-    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
-    try:
+        ),
+        # A signal lets the current tick finish: its install is atomic anyway.
+        stop_on_signals() as stop,
+    ):
         run_sync(
             DatabaseSLOSource(settings.database_url),
             RuleFolder(args.out or DEFAULT_RULES_OUT, promtool=promtool),
@@ -429,12 +422,6 @@ def _sync(args: argparse.Namespace) -> int:
             stop=stop,
             on_tick=metrics.tick,
         )
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        if server is not None:
-            server.shutdown()
-            server.server_close()
     return 0
 
 

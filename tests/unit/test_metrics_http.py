@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from exporter.http_server import MetricsPage
 from exporter.http_server import start_http_server as start_exporter_http
-from slo_pipeline.adapters.metrics_http import landing_page, start_metrics_server
+from slo_pipeline.adapters.metrics_http import landing_page, metrics_served, start_metrics_server
 from slo_pipeline.devstack.launch import free_port
 from slo_pipeline.settings import PipelineConfig, load_settings
 from webhook.app import create_app
@@ -95,3 +95,16 @@ def test_webhook_root_is_a_landing_page() -> None:
     response = create_app(settings).test_client().get("/")
     assert response.status_code == 200 and response.content_type.startswith("text/html")
     assert '<a href="/metrics">' in response.get_data(as_text=True)
+
+
+def test_metrics_served_only_while_the_block_runs() -> None:
+    registry = CollectorRegistry()
+    Counter("served_things", "things", registry=registry).inc()
+    with metrics_served("127.0.0.1:0", registry, title="block") as server:
+        assert server is not None
+        url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+        assert "served_things_total 1.0" in requests.get(url, timeout=5).text
+    with pytest.raises(requests.ConnectionError):
+        requests.get(url, timeout=5)
+    with metrics_served("", registry, title="off") as nothing:  # an empty setting serves nothing
+        assert nothing is None
