@@ -207,8 +207,7 @@ def test_a_killed_workers_job_is_finished_by_another_exactly_once(
             import pathlib, sys, time
             import mlflow
             from slo_pipeline.settings import PipelineConfig, load_settings
-            from worker.metrics import RetrainQueueCollector
-from worker.runner import RUN_TAG_JOB, RUN_TAG_WORKER, RetrainWorker
+            from worker.runner import RUN_TAG_JOB, RUN_TAG_WORKER, RetrainWorker
 
             def train(settings, detector, *, may_promote, run_tags):
                 mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
