@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from slo_pipeline.adapters.series_files import SeriesFile
 from slo_pipeline.cli import main
-from slo_pipeline.offline.backtest.cli_run import _base_detector
+from slo_pipeline.offline.backtest.cli_run import _base_detector, _detector_for
 from slo_pipeline.offline.backtest.commands import register
 from slo_pipeline.offline.backtest.defaults import CSV_DEFAULT_BUDGET, CSV_DEFAULT_MIN_TRAINING_SAMPLES
 from slo_pipeline.settings import DetectorConfig
@@ -235,3 +236,31 @@ def test_training_minimum_is_the_detectors_own_unless_given(tmp_path: Path) -> N
     assert csv.false_alarms_per_week == CSV_DEFAULT_BUDGET
     raw_query = _base_detector(_parsed("--prometheus-url", "http://127.0.0.1:1", "--query", "up"))
     assert raw_query.min_training_samples == DetectorConfig(name="x", query="up").min_training_samples
+
+
+def _series_at(step: str) -> SeriesFile:
+    times = pd.date_range("2024-01-01", periods=50, freq=step)
+    return SeriesFile(path=Path("x.csv"), timestamps=times, columns=["value"], values=np.zeros((50, 1)))
+
+
+def test_csv_shift_features_are_gated_on_the_medium_windows_duration(tmp_path: Path) -> None:
+    # Windows count samples: at 1 hour the medium window (30) spans 30 h, a daily cycle, not a shift.
+    def shift(*argv: str, step: str) -> bool:
+        args = _parsed(*argv)
+        return _detector_for(_base_detector(args), args, _series_at(step)).windows.shift
+
+    assert shift("--input", "x.csv", step="1min")
+    assert shift("--input", "x.csv", step="5min")  # NAB's step: 2.5 h, kept
+    assert not shift("--input", "x.csv", step="15min")
+    assert not shift("--input", "x.csv", step="1h")
+    # The gate follows the medium window actually used, and an explicit choice wins either way.
+    assert shift("--input", "x.csv", "--windows", "3,6,180", step="15min")
+    assert shift("--input", "x.csv", "--shift-features", step="1h")
+    assert not shift("--input", "x.csv", "--no-shift-features", step="1min")
+    config = tmp_path / "pipeline.yml"
+    config.write_text(
+        "detectors:\n  - {name: svc, query: up, windows: {shift: true}}\n  - {name: plain, query: up}\n",
+        encoding="utf-8",
+    )
+    assert shift("--input", "x.csv", "--config", str(config), "--detector", "svc", step="1h")
+    assert not shift("--input", "x.csv", "--config", str(config), "--detector", "plain", step="1min")

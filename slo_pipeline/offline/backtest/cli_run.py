@@ -35,6 +35,7 @@ from slo_pipeline.offline.backtest.defaults import (
     CSV_DEFAULT_MIN_TRAINING_SAMPLES,
     CSV_DEFAULT_SEASONALITY,
     CSV_DEFAULT_SHIFT_FEATURES,
+    csv_shift_features,
 )
 from slo_pipeline.offline.backtest.io import (
     InputError,
@@ -278,7 +279,7 @@ def _base_detector(args: argparse.Namespace) -> DetectorConfig:
             "seasonality": CSV_DEFAULT_SEASONALITY,
             "windows": FeatureWindows(shift=CSV_DEFAULT_SHIFT_FEATURES),
         }
-        overrides = {} if _is_range(args) else file_defaults
+        overrides = file_defaults if _csv_defaults(args) else {}
         detector = DetectorConfig(name="backtest", query="csv", **overrides)
     windows = detector.windows.model_dump()
     if args.windows:
@@ -314,6 +315,10 @@ def _detector_for(base: DetectorConfig, args: argparse.Namespace, series: Series
     `--multivariate` CSV brings its own signals (its value columns)."""
     step = args.step or (base.step_seconds if _is_range(args) else series.step_seconds)
     fields: dict[str, object] = {**base.model_dump(), "step_seconds": step}
+    if _csv_defaults(args) and args.shift_features is None:
+        # The CSV default depends on how long the medium window lasts at this file's step.
+        windows = base.windows.model_copy(update={"shift": csv_shift_features(step, base.windows.medium)})
+        fields["windows"] = windows.model_dump()
     if series.signals and base.signals and series.signals != base.signal_names:
         raise InputError(
             f"{series.path}: its columns give signals {list(series.signals)}, but detector {base.name!r} "
@@ -336,6 +341,11 @@ def _plan(detector: DetectorConfig, n_rows: int, args: argparse.Namespace) -> Re
         history_rows=max(1, detector.effective_training_window_seconds // step),
         retry_rows=max(1, round(3600 / step)),
     )
+
+
+def _csv_defaults(args: argparse.Namespace) -> bool:
+    """CSV files scored without --detector: the operating point chosen on NAB applies."""
+    return not args.detector and not _is_range(args)
 
 
 def _is_range(args: argparse.Namespace) -> bool:

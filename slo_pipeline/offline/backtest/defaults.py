@@ -21,3 +21,13 @@ CSV_DEFAULT_SEASONALITY = "auto"
 # CSV files get the distribution-shift features (spread ratio, spike density); live detectors opt
 # in (`windows.shift`), because on a mostly-zero error ratio they cost lead time (docs/detection.md).
 CSV_DEFAULT_SHIFT_FEATURES = True
+# ...but only where the medium window is short against a day: windows count samples, so at a
+# 15-minute step the medium window (30) spans 7.5 h and at 1 hour 30 h, and its spread ratio then
+# follows the daily cycle rather than a change of distribution. 3 h keeps them at NAB's 5-minute
+# step (2.5 h) and finer; chosen with the resampled AWS sets (docs/detection.md).
+CSV_SHIFT_MAX_MEDIUM_SECONDS = 3 * 3600
+
+
+def csv_shift_features(step_seconds: int, medium_samples: int) -> bool:
+    """Whether a CSV file at this step gets the distribution-shift features by default."""
+    return CSV_DEFAULT_SHIFT_FEATURES and step_seconds * medium_samples <= CSV_SHIFT_MAX_MEDIUM_SECONDS
