@@ -6,7 +6,7 @@ import numpy as np
 
 from slo_pipeline.core.alert_sim import AlertRule, simulate_alerts
 from slo_pipeline.core.features import compute_features, deseasonalised, trailing_features
-from slo_pipeline.core.seasonality import choose_seasonal_baseline
+from slo_pipeline.core.seasonality import choose_seasonal_baseline, is_quantised, spread_ratio
 from slo_pipeline.core.training import fit_detector_model
 from slo_pipeline.offline.backtest.replay import plan_for, replay
 from slo_pipeline.settings import DetectorConfig, FeatureWindows
@@ -103,3 +103,20 @@ def test_on_a_series_without_a_cycle_auto_changes_nothing_bit_for_bit() -> None:
     np.testing.assert_array_equal(off.anomaly_score, auto.anomaly_score)
     model, _ = fit_detector_model(values[: 21 * DAY], _detector("auto"))
     assert model.windows.seasonal_baseline == 0
+
+
+def test_the_mean_deviation_check_applies_to_quantised_series_only() -> None:
+    rng = np.random.default_rng(0)
+    level = rng.normal(0, 1, (2000, 1))
+    # The residual of a series on a coarse grid: mostly unchanged from a season earlier, so its
+    # IQR collapses, while its mean deviation is as large as the level's.
+    residual = np.where(rng.random((2000, 1)) < 0.8, 0.0, rng.choice([-5.0, 5.0], (2000, 1)))
+    assert spread_ratio(residual, level, quantised=np.array([True])) > 1.0
+    assert spread_ratio(residual, level, quantised=np.array([False])) == 0.0
+    assert spread_ratio(residual, level) > 1.0  # no flags: both checks, as before
+
+    coarse = np.round(rng.normal(50, 2, (2000, 1)))  # integer percentages: ~15 distinct values
+    fine = rng.normal(50, 2, (2000, 1))
+    both = np.hstack([coarse, np.where(np.arange(2000)[:, None] < 10, np.nan, fine)])
+    assert is_quantised(both).tolist() == [True, False]
+    assert is_quantised(np.full((5, 1), np.nan)).tolist() == [False]
