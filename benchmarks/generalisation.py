@@ -1,6 +1,6 @@
 """Does the detector carry over to data it was not tuned on? One command, a table per category.
 
-    .venv/bin/python benchmarks/generalisation.py --aws-dir ../shared/data/nab-aws [--seeds 0,1]
+    .venv/bin/python benchmarks/generalisation.py --aws-dir PATH/TO/nab-aws [--seeds 0,1]
 
 Every category is scored by the unchanged `slo-pipeline backtest` (CSV defaults, the operating
 point chosen on the AWS data), through its own command line, against labelled windows:
@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import io
 import json
 import sys
@@ -51,6 +52,9 @@ KINDS = ("spike", "level_shift", "variance", "seasonal_break")
 UNLABELLED_REAL = "ec2_cpu_utilization_c6585a.csv"
 
 
+CATEGORIES = ("aws", "aws_15min", "aws_1h", "injected_simulated", "injected_real", "other_labelled")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -58,12 +62,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seeds", default="0", help="comma-separated detector seeds (default 0)")
     parser.add_argument(
-        "--categories", default="aws,aws_15min,aws_1h,injected_simulated,injected_real,other_labelled"
+        "--categories", default=",".join(CATEGORIES), help="comma-separated, from: " + ", ".join(CATEGORIES)
     )
     parser.add_argument("--extra-args", default="", help="more backtest arguments, space-separated")
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     extra = args.extra_args.split()
+    unknown = set(args.categories.split(",")) - set(CATEGORIES)
+    if unknown:
+        parser.error(f"unknown categories {sorted(unknown)}; known: {', '.join(CATEGORIES)}")
+    if "other_labelled" in args.categories.split(",") and importlib.util.find_spec("aeon") is None:
+        # Say so before an hour of the other categories, not after.
+        parser.error("other_labelled reads aeon's data: .venv/bin/pip install --no-deps aeon==1.6.0")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -163,8 +173,6 @@ PACKAGED_LABELLED = (
 
 
 def _packaged_labelled(out: Path) -> tuple[Path, Path]:
-    import importlib.util
-
     spec = importlib.util.find_spec("aeon")
     if spec is None or not spec.submodule_search_locations:
         raise SystemExit("other_labelled reads aeon's data: .venv/bin/pip install --no-deps aeon==1.6.0")

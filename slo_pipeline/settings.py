@@ -508,6 +508,14 @@ class Settings(BaseSettings):
         ),
         description="the longest wait between two retries of a job that failed on an outage",
     )
+    worker_outage_retries: int = Field(
+        default=100,
+        ge=0,
+        validation_alias=AliasChoices("SLO_PIPELINE_WORKER_OUTAGE_RETRIES", "worker_outage_retries"),
+        description="a retrain job that keeps failing on an unreachable service is failed for good after "
+        "this many retries (about a day at the default back-off): a wrong URL or credentials look like an "
+        "outage, and a job that never ends blocks its detector's next retrain",
+    )
     max_body_bytes: int = Field(
         default=1024 * 1024,
         gt=0,
@@ -577,11 +585,13 @@ class Settings(BaseSettings):
     slo_history_interval_seconds: float = Field(
         default=3600.0,
         ge=60,
-        le=86400,
+        # The shipped SLOHistoryStale alert fires when the newest snapshot is over 3 h old.
+        le=7200,
         validation_alias=AliasChoices("SLO_PIPELINE_SLO_HISTORY_INTERVAL", "slo_history_interval_seconds"),
         description="the worker snapshots every SLO's compliance (SLI, budget, burn per window pair, pages, "
         "tickets, breach periods) from Prometheus into PostgreSQL at each multiple of this many seconds, "
-        "so `slo report` and validation outlive Prometheus' retention; a divisor of a day keeps months exact",
+        "so `slo report` and validation outlive Prometheus' retention; a divisor of a day keeps months "
+        "exact; at most 7200 (SLOHistoryStale fires at 3 h)",
     )
     ui_auth: Literal["password", "proxy", "oidc"] = Field(
         default="password",

@@ -33,7 +33,7 @@ WHERE id = (
     FOR UPDATE SKIP LOCKED
     LIMIT 1
 )
-RETURNING id, detector, reason, attempts
+RETURNING id, detector, reason, attempts, transient_failures
 """
 
 FAIL_EXHAUSTED_SQL = """
@@ -90,6 +90,7 @@ class ClaimedJob:
     detector: str
     reason: str
     attempts: int
+    transient_failures: int = 0  # outage retries so far
 
 
 @dataclass(frozen=True)

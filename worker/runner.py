@@ -27,7 +27,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 import psycopg2
@@ -327,7 +327,11 @@ class RetrainWorker:
             try:
                 conn = connect(self.settings.database_url, application_name="slo-pipeline-worker")
                 try:
-                    if result.transient:
+                    if result.transient and job.transient_failures >= self.settings.worker_outage_retries:
+                        gave_up = f"gave up after {job.transient_failures} outage retries: {result.error}"
+                        log.error("job %d (detector %s): %s", job.id, job.detector, gave_up)
+                        recorded = finish_job(conn, job.id, self.worker_id, replace(result, error=gave_up))
+                    elif result.transient:
                         recorded = self._retry_later(conn, job, result)
                     else:
                         recorded = finish_job(conn, job.id, self.worker_id, result)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import psycopg2
+import psycopg2.errors
 import requests
 import urllib3
 
@@ -35,6 +36,8 @@ _MAX_CHAIN = 20
 def is_outage(err: BaseException) -> bool:
     """True when `err` (or anything it was raised from) says a service could not be reached."""
     for link in _chain(err):
+        if isinstance(link, psycopg2.errors.QueryCanceled):
+            return False  # statement_timeout: the query is too heavy, waiting will not help
         if isinstance(link, PrometheusQueryError):
             if link.reason in _UNREACHABLE_REASONS:
                 return True

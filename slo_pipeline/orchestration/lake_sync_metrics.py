@@ -54,7 +54,10 @@ class LakeSyncMetrics:
     def synced(self, detector: str, read: int, inserted: int) -> None:
         self._read.labels(detector=detector).inc(read)
         self._inserted.labels(detector=detector).inc(inserted)
-        self._last_success.labels(detector=detector).set(time.time())
+        # A query that matches nothing (a renamed metric) is no success: the lake learns nothing,
+        # and AnomalyLakeSyncStale must still fire.
+        if read > 0:
+            self._last_success.labels(detector=detector).set(time.time())
 
     def failed(self, detector: str) -> None:
         self._failures.labels(detector=detector).inc()

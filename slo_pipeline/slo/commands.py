@@ -320,15 +320,24 @@ def _slo_report(args: argparse.Namespace) -> int:
 
 
 def _slo_snapshot(args: argparse.Namespace) -> int:
+    import psycopg2
+
     from slo_pipeline.adapters import postgres as db
-    from slo_pipeline.adapters.prometheus_connection import redact_url
+    from slo_pipeline.adapters.prometheus_connection import (
+        PrometheusAuthError,
+        PrometheusSecretError,
+        redact_url,
+    )
     from slo_pipeline.settings import load_settings
     from slo_pipeline.slo.history import snapshot_pass
 
     settings = load_settings()
     try:
         result = snapshot_pass(settings)
-    except Exception as err:  # psycopg2 errors: say which database, suggest the migration
+    except (PrometheusAuthError, PrometheusSecretError) as err:
+        print(f"slo snapshot: {err}", file=sys.stderr)  # configuration: retrying will not help
+        return EXIT_INVALID
+    except (db.DatabaseError, psycopg2.Error) as err:  # say which database, suggest the migration
         print(
             f"storing the SLO history in {db.describe_dsn(settings.database_url)} failed: {err}"
             " (has `slo-pipeline db migrate` run?)",

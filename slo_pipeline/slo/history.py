@@ -30,6 +30,7 @@ import numpy as np
 from slo_pipeline.adapters import postgres as db
 from slo_pipeline.adapters import slo_history as history_store
 from slo_pipeline.adapters.prometheus import PrometheusQueryError, SeriesBlock, fetch_range
+from slo_pipeline.adapters.prometheus_connection import PrometheusAuthError, PrometheusSecretError
 from slo_pipeline.core.slo_history import (
     BreachPeriod,
     Snapshot,
@@ -204,7 +205,11 @@ def snapshot_pass(
         last = history_store.last_snapshot_times(conn)
         inserted = written = 0
         failed: list[str] = []
+        unreachable = False
         for slo in slos:
+            if unreachable:  # one wait on a dead Prometheus per pass, not one per SLO
+                failed.append(slo.name)
+                continue
             instants = due_instants(
                 last_taken=last.get(slo.name),
                 now=moment - SETTLE_SECONDS,
@@ -216,11 +221,16 @@ def snapshot_pass(
                 continue
             try:
                 snapshots, breaches = collect(settings, slo, instants)
+            except (PrometheusAuthError, PrometheusSecretError):
+                raise  # wrong credentials are not fixed by waiting: the caller says so
             except PrometheusQueryError as err:
                 log.warning(
                     "SLO history: could not read %r from Prometheus, retrying next pass: %s", slo.name, err
                 )
                 failed.append(slo.name)
+                # Unreachable or too slow: the other SLOs would each wait out the same timeout
+                # while the worker claims no retrain job.
+                unreachable = err.reason in ("unreachable", "timeout")
                 continue
             outcome = history_store.write_pass(
                 conn,

@@ -83,8 +83,9 @@ def test_a_failing_query_takes_down_only_its_detector_and_says_why(
 
     assert report.up == {"good": True, "bad": False}, report.errors
     assert report.published["good"] == prometheus.series
-    # One deadline, not one per socket read, and a timeout is never retried.
-    assert elapsed < TIMEOUT + 1.5, f"{behaviour} held the cycle for {elapsed:.1f}s"
+    # One deadline, not one per socket read, and a timeout is never retried: a hang lasts 30 s
+    # and a drip minutes, so 4x the timeout leaves a loaded machine room and still tells them apart.
+    assert elapsed < 4 * TIMEOUT, f"{behaviour} held the cycle for {elapsed:.1f}s"
     page = samples(service)
     assert page['anomaly_exporter_up{detector="good"}'] == 1
     assert page['anomaly_exporter_up{detector="bad"}'] == 0
@@ -153,7 +154,7 @@ def test_the_direct_transport_bounds_the_answer_too(
         fetch_range_answer(
             connection, "bad_metric", start=6000.0, end=36000.0, step_seconds=60, transport="direct"
         )
-    assert time.monotonic() - began < TIMEOUT + 1.0
+    assert time.monotonic() - began < 4 * TIMEOUT  # a hang lasts 30 s, a drip minutes
     assert caught.value.reason == reason
     assert message in str(caught.value) and "bad_metric" in str(caught.value)
     # The same connection reads a good answer whole: the cap and deadline are per request.

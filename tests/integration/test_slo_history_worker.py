@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 import threading
 import time
 
@@ -53,6 +54,38 @@ def test_a_pass_with_prometheus_down_names_every_slo_and_stores_nothing(database
     assert (result.slos, sorted(result.failed), result.snapshots_inserted) == (len(names), names, 0)
     assert fetch_all(database_url, "SELECT count(*) FROM slo_snapshots") == [(0,)]
     assert time.monotonic() - started < 10
+
+
+def test_a_black_holed_prometheus_is_waited_on_once_per_pass_not_once_per_slo(database_url: str) -> None:
+    names = store_example_slos(database_url)
+    assert len(names) > 1
+    accepted: list[socket.socket] = []
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        server.settimeout(0.2)
+        done = threading.Event()
+
+        def accept_and_never_answer() -> None:
+            while not done.is_set():
+                try:
+                    accepted.append(server.accept()[0])
+                except TimeoutError:
+                    continue
+
+        thread = threading.Thread(target=accept_and_never_answer, daemon=True)
+        thread.start()
+        url = f"http://127.0.0.1:{server.getsockname()[1]}"
+        settings = load_settings(database_url=database_url, prometheus_url=url, query_timeout_seconds=1.0)
+        try:
+            result = RetrainWorker(settings, worker_id="w1").snapshot_slos()
+        finally:
+            done.set()
+            thread.join(5)
+            for connection in accepted:
+                connection.close()
+    assert result is not None and sorted(result.failed) == names
+    assert len(accepted) == 1, f"{len(accepted)} connections: the pass waited on a dead Prometheus per SLO"
 
 
 def test_a_pass_with_the_database_down_logs_and_returns(

@@ -374,8 +374,9 @@ def test_a_job_that_fails_on_an_outage_waits_and_retries_instead_of_failing(
     settings = load_settings(
         database_url=database_url,
         worker_poll_seconds=0.1,
-        worker_retry_backoff_seconds=0.5,
-        worker_retry_backoff_max_seconds=0.8,
+        # Long enough that the immediate re-claim below comes well inside it on a loaded machine.
+        worker_retry_backoff_seconds=2.0,
+        worker_retry_backoff_max_seconds=2.5,
         mlflow_tracking_uri=f"http://127.0.0.1:{free_port()}",  # nothing listens there
         pipeline=PipelineConfig(),
     )
@@ -410,8 +411,8 @@ def test_a_job_that_fails_on_an_outage_waits_and_retries_instead_of_failing(
     assert second.result.transient
     third = wait_until(worker.run_once, timeout=10, interval=0.05, describe="the second retry")
     assert third.job.id == job and third.recorded and third.result.error is None
-    # Back-off: 0.5 s, then 1.0 s capped at 0.8 s.
-    assert calls[1] - calls[0] >= 0.5 and calls[2] - calls[1] >= 0.8, calls
+    # Back-off: 2 s, then 4 s capped at 2.5 s.
+    assert calls[1] - calls[0] >= 2.0 and calls[2] - calls[1] >= 2.5, calls
     assert (
         "slo_pipeline_retrain_jobs_backing_off 0.0" in generate_latest(_queue_registry(database_url)).decode()
     )
@@ -422,6 +423,39 @@ def test_a_job_that_fails_on_an_outage_waits_and_retries_instead_of_failing(
         "3",
         None,
     )
+
+
+def test_a_job_that_keeps_failing_on_an_outage_is_failed_after_the_retry_limit(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from slo_pipeline.adapters import registry
+    from slo_pipeline.devstack.launch import free_port
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    job = enqueue(database_url, "d1")
+    settings = load_settings(
+        database_url=database_url,
+        worker_retry_backoff_seconds=0.2,
+        worker_outage_retries=1,
+        mlflow_tracking_uri=f"http://127.0.0.1:{free_port()}",  # a wrong URL: it never comes back
+        pipeline=PipelineConfig(),
+    )
+
+    def train(
+        settings: Settings, detector: str, *, may_promote: Callable[[], bool], run_tags: dict[str, str]
+    ) -> Outcome:
+        registry.champion_ref(settings, detector)
+        raise AssertionError("the champion lookup answered from a port nobody listens on")
+
+    worker = RetrainWorker(settings, worker_id="w1", train=train)
+    first = worker.run_once()
+    assert first is not None and first.result.transient and job_row(database_url, job)["status"] == "queued"
+    second = wait_until(worker.run_once, timeout=10, interval=0.05, describe="the one retry allowed")
+    assert second.job.id == job and second.recorded
+    final = job_row(database_url, job)
+    assert final["status"] == "failed", final
+    assert final["error"].startswith("gave up after 1 outage retries: "), final["error"]
+    assert worker.run_once() is None  # nothing left to claim: the detector may be queued again
 
 
 def _leave_job_to_a_dead_worker(database_url: str, job: int) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import psycopg2
+import psycopg2.errors
 import pytest
 import requests
 
@@ -61,3 +62,10 @@ def test_prometheus_errors_are_outages_only_when_it_could_not_be_reached(reason:
 def test_a_fault_of_the_job_itself_is_not_an_outage() -> None:
     assert not is_outage(ValueError("neither Prometheus nor the lake holds data"))
     assert not is_outage(_wrapped(KeyError("detector")))
+
+
+def test_a_statement_timeout_is_not_an_outage() -> None:
+    # QueryCanceled is an OperationalError like a database that is down, but waiting will not help.
+    canceled = psycopg2.errors.QueryCanceled("canceling statement due to statement timeout")
+    assert isinstance(canceled, psycopg2.OperationalError)
+    assert not is_outage(_wrapped(canceled))
