@@ -5,6 +5,7 @@ reads from real recording-rule history: tests/integration/test_slo_validation_hi
 
 from __future__ import annotations
 
+import http.server
 import json
 import logging
 import socket
@@ -260,3 +261,37 @@ def test_the_snapshot_command_names_what_it_could_not_read(
     monkeypatch.setenv("DATABASE_URL", with_dbname(database_url, "slo_test_no_such_database"))
     assert main(["slo", "snapshot"]) == 1
     assert "storing the SLO history in" in capsys.readouterr().err
+
+
+def test_the_snapshot_command_exits_2_when_prometheus_refuses_the_credentials(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    class Refusing(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self._refuse()
+
+        def do_POST(self) -> None:
+            self._refuse()
+
+        def _refuse(self) -> None:
+            self.send_response(401)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    store_example_slos(database_url)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("DATABASE_URL", database_url)
+        monkeypatch.setenv("PROMETHEUS_URL", f"http://127.0.0.1:{server.server_address[1]}")
+        capsys.readouterr()
+        assert main(["slo", "snapshot"]) == 2  # configuration: retrying would not help
+    finally:
+        server.shutdown()
+        server.server_close()
+    err = capsys.readouterr().err
+    assert err.startswith("slo snapshot: ") and "401" in err, err
+    assert fetch_all(database_url, "SELECT count(*) FROM slo_snapshots") == [(0,)]
