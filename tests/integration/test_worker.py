@@ -474,8 +474,9 @@ def test_a_promotion_whose_worker_died_before_recording_it_is_recorded_not_repea
     tracking_uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     job = enqueue(database_url, "d1")
     _leave_job_to_a_dead_worker(database_url, job)
-    # The dead worker got as far as moving @champion to the version its run registered.
-    client = MlflowClient(tracking_uri=tracking_uri)
+    # The dead worker got as far as moving @champion to the version its run registered. The
+    # registry URI is named too: without it MLflow takes the process-wide one an earlier test set.
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     experiment = client.create_experiment("slo-pipeline/d1")
     run = client.create_run(experiment, tags={RUN_TAG_JOB: str(job)})
     client.set_terminated(run.info.run_id)
